@@ -76,7 +76,10 @@ impl Hal {
     pub fn memory(&self) -> &Arc<SystemMemory> {
         &self.mem
     }
-    pub fn get_adapter(self: &Arc<Self>, desc: &DeviceDescription) -> Result<AdapterObject, HalError> {
+    pub fn get_adapter(
+        self: &Arc<Self>,
+        desc: &DeviceDescription,
+    ) -> Result<AdapterObject, HalError> {
         let _ = desc;
         todo!()
     }

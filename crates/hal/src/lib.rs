@@ -6,6 +6,7 @@
 mod adapter;
 mod dma8237;
 mod error;
+mod frames;
 mod memory;
 
 pub use adapter::{

@@ -1,0 +1,231 @@
+//! The physical frame allocator: a free bitmap over 4 KiB frames with the placement
+//! policies tests use to force where a buffer's pages land.
+
+use crate::{HalError, Placement, ISA_DMA_LIMIT, PAGE_SIZE};
+
+const FRAMES_BELOW_16M: usize = (ISA_DMA_LIMIT / PAGE_SIZE) as usize;
+
+/// Free bitmap: bit set = frame free.
+pub(crate) struct FrameMap {
+    bits: Vec<u64>,
+    frames: usize,
+    free: usize,
+}
+
+impl FrameMap {
+    pub(crate) fn new(frames: usize) -> Self {
+        let mut bits = vec![u64::MAX; frames.div_ceil(64)];
+        let tail = frames % 64;
+        if tail != 0 {
+            if let Some(last) = bits.last_mut() {
+                *last = (1u64 << tail) - 1;
+            }
+        }
+        Self {
+            bits,
+            frames,
+            free: frames,
+        }
+    }
+
+    pub(crate) fn free_frames(&self) -> usize {
+        self.free
+    }
+
+    fn is_free(&self, f: usize) -> bool {
+        f < self.frames && self.bits[f / 64] & (1 << (f % 64)) != 0
+    }
+
+    fn take(&mut self, f: usize) {
+        self.bits[f / 64] &= !(1 << (f % 64));
+        self.free -= 1;
+    }
+
+    pub(crate) fn release(&mut self, f: usize) {
+        if f < self.frames && !self.is_free(f) {
+            self.bits[f / 64] |= 1 << (f % 64);
+            self.free += 1;
+        }
+    }
+
+    /// First free frame at or after `f` and before `hi`.
+    fn next_free(&self, mut f: usize, hi: usize) -> Option<usize> {
+        while f < hi {
+            let word = self.bits[f / 64] >> (f % 64);
+            if word != 0 {
+                let found = f + word.trailing_zeros() as usize;
+                return (found < hi).then_some(found);
+            }
+            f = (f / 64 + 1) * 64;
+        }
+        None
+    }
+
+    /// First fit of `n` consecutive free frames in `[lo, hi)` starting on a multiple of `align`.
+    fn find_run(&self, n: usize, lo: usize, hi: usize, align: usize) -> Option<usize> {
+        let align = align.max(1);
+        let mut start = lo.div_ceil(align) * align;
+        while start.checked_add(n)? <= hi {
+            match (start..start + n).find(|&f| !self.is_free(f)) {
+                None => return Some(start),
+                Some(busy) => start = (busy + 1).div_ceil(align) * align,
+            }
+        }
+        None
+    }
+
+    /// Reserves `n` frames according to `placement`; returns them in buffer order.
+    pub(crate) fn allocate(
+        &mut self,
+        n: usize,
+        placement: &Placement,
+    ) -> Result<Vec<usize>, HalError> {
+        let oom = HalError::OutOfMemory { pages: n };
+        if n == 0 {
+            if let Placement::Frames(list) = placement {
+                if !list.is_empty() {
+                    return Err(HalError::InvalidPlacement {
+                        reason: "frame list length differs from the pages the buffer spans",
+                    });
+                }
+            }
+            return Ok(Vec::new());
+        }
+        if n > self.free {
+            return Err(oom);
+        }
+        let low = FRAMES_BELOW_16M.min(self.frames);
+        let frames = match placement {
+            Placement::Any => self.run_or_first_fit(n, 0, self.frames),
+            Placement::Below16M => self.run_or_first_fit(n, 0, low),
+            Placement::Above16M => self.run_or_first_fit(n, low, self.frames),
+            Placement::Contiguous { below_16m, align } => {
+                if !align.is_power_of_two() && *align != 0 {
+                    return Err(HalError::InvalidPlacement {
+                        reason: "contiguous alignment must be zero or a power of two",
+                    });
+                }
+                let align_frames = (*align / PAGE_SIZE).max(1) as usize;
+                let hi = if *below_16m { low } else { self.frames };
+                self.find_run(n, 0, hi, align_frames)
+                    .map(|s| (s..s + n).collect())
+            }
+            Placement::Scattered { seed } => self.scattered(n, *seed),
+            Placement::Frames(list) => Some(self.exact(n, list)?),
+        };
+        let frames = frames.ok_or(oom)?;
+        for &f in &frames {
+            self.take(f);
+        }
+        Ok(frames)
+    }
+
+    fn run_or_first_fit(&self, n: usize, lo: usize, hi: usize) -> Option<Vec<usize>> {
+        if let Some(s) = self.find_run(n, lo, hi, 1) {
+            return Some((s..s + n).collect());
+        }
+        let mut out = Vec::with_capacity(n);
+        let mut f = lo;
+        while out.len() < n {
+            let found = self.next_free(f, hi)?;
+            out.push(found);
+            f = found + 1;
+        }
+        Some(out)
+    }
+
+    /// Pseudo-random frames (xorshift64*), never two physically adjacent in a row, so
+    /// every page boundary of the buffer is a physical break.
+    fn scattered(&self, n: usize, seed: u64) -> Option<Vec<usize>> {
+        let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
+        if state == 0 {
+            state = 1;
+        }
+        let mut out: Vec<usize> = Vec::with_capacity(n);
+        let mut chosen = std::collections::HashSet::with_capacity(n);
+        for _ in 0..n {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let r = state.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            let start = (r % self.frames as u64) as usize;
+            let prev = out.last().copied();
+            let ok = |f: usize| {
+                self.is_free(f) && !chosen.contains(&f) && prev.map_or(true, |p| f != p + 1)
+            };
+            let pick = (start..self.frames).chain(0..start).find(|&f| ok(f))?;
+            chosen.insert(pick);
+            out.push(pick);
+        }
+        Some(out)
+    }
+
+    fn exact(&self, n: usize, list: &[crate::PhysAddr]) -> Result<Vec<usize>, HalError> {
+        if list.len() != n {
+            return Err(HalError::InvalidPlacement {
+                reason: "frame list length differs from the pages the buffer spans",
+            });
+        }
+        let mut out = Vec::with_capacity(n);
+        for pa in list {
+            if pa.0 % PAGE_SIZE != 0 {
+                return Err(HalError::Misaligned {
+                    what: "frame address",
+                    value: pa.0,
+                    align: PAGE_SIZE,
+                });
+            }
+            let f = usize::try_from(pa.0 / PAGE_SIZE).map_err(|_| HalError::BadAddress {
+                addr: pa.0,
+                len: PAGE_SIZE,
+            })?;
+            if f >= self.frames {
+                return Err(HalError::BadAddress {
+                    addr: pa.0,
+                    len: PAGE_SIZE,
+                });
+            }
+            if !self.is_free(f) || out.contains(&f) {
+                return Err(HalError::InvalidPlacement {
+                    reason: "a requested frame is already in use",
+                });
+            }
+            out.push(f);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_run_respects_alignment_and_busy_frames() {
+        let mut m = FrameMap::new(128);
+        m.take(0);
+        m.take(33);
+        assert_eq!(m.find_run(4, 0, 128, 32), Some(64));
+        assert_eq!(m.find_run(4, 0, 128, 1), Some(1));
+        assert_eq!(m.find_run(200, 0, 128, 1), None);
+    }
+
+    #[test]
+    fn scattered_frames_are_never_adjacent() {
+        let mut m = FrameMap::new(1024);
+        let frames = m.allocate(100, &Placement::Scattered { seed: 7 }).unwrap();
+        assert_eq!(frames.len(), 100);
+        assert!(frames.windows(2).all(|w| w[1] != w[0] + 1));
+        assert_eq!(m.free_frames(), 924);
+    }
+
+    #[test]
+    fn release_is_idempotent() {
+        let mut m = FrameMap::new(70);
+        let f = m.allocate(3, &Placement::Any).unwrap();
+        assert_eq!(f, vec![0, 1, 2]);
+        m.release(1);
+        m.release(1);
+        assert_eq!(m.free_frames(), 68);
+    }
+}
