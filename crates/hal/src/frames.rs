@@ -151,7 +151,7 @@ impl FrameMap {
             let start = (r % self.frames as u64) as usize;
             let prev = out.last().copied();
             let ok = |f: usize| {
-                self.is_free(f) && !chosen.contains(&f) && prev.map_or(true, |p| f != p + 1)
+                self.is_free(f) && !chosen.contains(&f) && prev.is_none_or(|p| f != p + 1)
             };
             let pick = (start..self.frames).chain(0..start).find(|&f| ok(f))?;
             chosen.insert(pick);
@@ -168,7 +168,7 @@ impl FrameMap {
         }
         let mut out = Vec::with_capacity(n);
         for pa in list {
-            if pa.0 % PAGE_SIZE != 0 {
+            if !pa.0.is_multiple_of(PAGE_SIZE) {
                 return Err(HalError::Misaligned {
                     what: "frame address",
                     value: pa.0,

@@ -75,7 +75,7 @@ impl SystemMemory {
     /// System memory of `size` bytes (a non-zero multiple of the page size), all free.
     pub fn new(size: u64) -> Result<Arc<Self>, HalError> {
         let len = usize::try_from(size).map_err(|_| HalError::InvalidMemorySize { size })?;
-        if size == 0 || size % PAGE_SIZE != 0 || isize::try_from(len).is_err() {
+        if size == 0 || !size.is_multiple_of(PAGE_SIZE) || isize::try_from(len).is_err() {
             return Err(HalError::InvalidMemorySize { size });
         }
         // vec! of zeroes is calloc'ed: untouched pages cost nothing.
