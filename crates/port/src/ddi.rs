@@ -1,0 +1,554 @@
+//! The DDI a miniport calls (`ScsiPort*`), checked by the verifier on every call.
+
+use crate::bus::IoWidth;
+use crate::config::HwTimer;
+use crate::engine::{ActiveState, Core, Dpc, MapRequest, Routine};
+use crate::srb::{LuAddress, SrbFlags, SrbFunction, SrbHandle, SrbStatus, SENSE_BUFFER_SIZE, SP_UNTAGGED};
+use crate::trace::EventKind;
+use crate::verifier::Rule;
+use hal::{DmaController, LogicalAddr, PAGE_SIZE};
+use std::time::{Duration, Instant};
+
+/// `ScsiPortNotification` types.
+pub enum Notification<E> {
+    RequestComplete(SrbHandle),
+    NextRequest,
+    NextLuRequest(LuAddress),
+    ResetDetected,
+    /// Call `routine` after `micro_seconds` (0 cancels a pending timer). One timer per miniport; a new request replaces
+    /// the pending one.
+    RequestTimerCall(HwTimer<E>, u32),
+}
+
+/// The port driver as a miniport sees it during one of its routines.
+pub struct PortContext<'a, E> {
+    core: &'a mut Core<E>,
+}
+
+impl<'a, E> PortContext<'a, E> {
+    pub(crate) fn new(core: &'a mut Core<E>) -> Self {
+        PortContext { core }
+    }
+
+    fn system_dma_allowed(&mut self, what: &str) -> bool {
+        let ok = self.core.config.uses_system_dma()
+            && self.core.init.hw_dma_started.is_some()
+            && self.core.adapter.is_some();
+        if !ok {
+            self.core.violation(
+                Rule::NotSystemDma,
+                None,
+                format!(
+                    "{what} called by a miniport that is not configured for system DMA with a HwDmaStarted routine"
+                ),
+            );
+        }
+        ok
+    }
+
+    /// `ScsiPortIoMapTransfer`: ask the port to program the system DMA controller for `[logical_address,
+    /// logical_address + length)` of the SRB's buffer. Deferred: `HwDmaStarted` is called once the channel is set up.
+    pub fn io_map_transfer(&mut self, srb: SrbHandle, logical_address: LogicalAddr, length: u32) {
+        if !self.system_dma_allowed("ScsiPortIoMapTransfer") {
+            return;
+        }
+        let c = &mut *self.core;
+        if !matches!(c.routine, Routine::StartIo | Routine::Interrupt | Routine::Timer) {
+            let r = c.routine;
+            if c.violation(Rule::MapFromWrongRoutine, Some(srb), format!("mapped from {r:?}")) {
+                return;
+            }
+        }
+        let Some(a) = c.active(srb) else {
+            c.violation(Rule::MapInactiveSrb, None, "ScsiPortIoMapTransfer with an SRB that is not active".into());
+            return;
+        };
+        if a.state != ActiveState::Started {
+            c.violation(Rule::MapInactiveSrb, Some(srb), "ScsiPortIoMapTransfer with an SRB already completed".into());
+            return;
+        }
+        let id = a.id;
+        let flags = a.srb.srb_flags & SrbFlags::UNSPECIFIED_DIRECTION;
+        let start = a.srb.data_buffer.0;
+        let dtl = a.srb.data_transfer_length as u64;
+        let buffer = a.srb.data.clone();
+        let buf_offset = a.srb.data_offset();
+        if length == 0 {
+            c.violation(Rule::MapEmptyRange, Some(srb), "length 0".into());
+            return;
+        }
+        let end = logical_address.0.checked_add(length as u64);
+        if logical_address.0 < start || end.is_none_or(|e| e > start + dtl) {
+            let refuse = c.violation(
+                Rule::MapOutsideSrbBuffer,
+                Some(srb),
+                format!(
+                    "asked for [{:#x}, +{length:#x}) but the SRB's buffer is [{start:#x}, +{dtl:#x})",
+                    logical_address.0
+                ),
+            );
+            if refuse || buffer.is_none() {
+                return;
+            }
+        }
+        let direction = if flags == SrbFlags::DATA_IN {
+            hal::Direction::FromDevice
+        } else if flags == SrbFlags::DATA_OUT {
+            hal::Direction::ToDevice
+        } else {
+            c.violation(
+                Rule::MapWithoutDirection,
+                Some(srb),
+                format!("SrbFlags direction bits are {:#x}; exactly one of DATA_IN/DATA_OUT must be set", flags.bits()),
+            );
+            return;
+        };
+        let (Some(buffer), Some(buf_offset)) = (buffer, buf_offset) else {
+            c.violation(Rule::MapWithoutDirection, Some(srb), "the SRB carries no data buffer".into());
+            return;
+        };
+        let offset = buf_offset + (logical_address.0 - start) as usize;
+        if offset + length as usize > buffer.len() {
+            // Only reachable in warn mode after an out-of-buffer map: the HAL cannot map past the MDL.
+            return;
+        }
+        let regs = c.adapter.as_ref().map_or(0, |a| a.number_of_map_registers()) as u64;
+        let first_page_offset = (buffer.va().0 + offset as u64) % PAGE_SIZE;
+        let span = (first_page_offset + length as u64).div_ceil(PAGE_SIZE);
+        if span > regs {
+            c.violation(
+                Rule::MapExceedsMapRegisters,
+                Some(srb),
+                format!("{length} bytes span {span} pages but the adapter has {regs} map registers"),
+            );
+            return;
+        }
+        if c.dma.request.is_some() || c.dma.mapped.is_some() {
+            let other = c.dma.request.as_ref().map(|r| r.id).or(c.dma.mapped.as_ref().map(|m| m.request.id));
+            let refuse = c.violation(
+                Rule::MapBeforeFlush,
+                Some(srb),
+                format!("SRB #{} still has a mapped transfer that was not flushed", other.map_or(0, |o| o.0)),
+            );
+            if refuse {
+                return;
+            }
+            // As the original port would: the previous transfer is overwritten without a flush.
+            c.dma.request = None;
+            c.dma.mapped = None;
+        }
+        if let Some(a) = c.active_mut(srb) {
+            a.maps += 1;
+        }
+        c.event(
+            Some(id),
+            None,
+            EventKind::MapRequested {
+                offset: (logical_address.0 - start),
+                length,
+                to_device: direction == hal::Direction::ToDevice,
+            },
+        );
+        c.dma.request = Some(MapRequest { srb, id, buffer, offset, length: length as usize, direction });
+        c.dpcs.push_back(Dpc::Map);
+    }
+
+    /// `ScsiPortFlushDma`: after a transfer, before completing the SRB or mapping the next sub-range. Also cancels a
+    /// transfer whose `HwDmaStarted` has not been called yet.
+    pub fn flush_dma(&mut self) {
+        if !self.system_dma_allowed("ScsiPortFlushDma") {
+            return;
+        }
+        let c = &mut *self.core;
+        c.event(None, None, EventKind::FlushRequested);
+        if let Some(req) = c.dma.request.take() {
+            // Not programmed yet: the transfer is cancelled and HwDmaStarted will not be called for it.
+            c.stats.add_cancelled();
+            c.stats.add_flush();
+            if let Some(a) = c.active_mut(req.srb) {
+                a.flushes += 1;
+            }
+            c.event(Some(req.id), None, EventKind::MapCancelled);
+            c.dpcs.retain(|d| !matches!(d, Dpc::Map));
+            if c.dma.waiting_for_grant {
+                // The grant will still arrive; it is released when it does.
+                c.dpcs.push_front(Dpc::Map);
+            }
+            return;
+        }
+        if let Some(m) = c.dma.mapped.take() {
+            if !m.dma_started {
+                c.stats.add_cancelled();
+                c.event(Some(m.request.id), None, EventKind::MapCancelled);
+            }
+            if let Some(a) = c.active_mut(m.request.srb) {
+                a.flushes += 1;
+            }
+            c.dpcs.push_back(Dpc::Flush(m));
+            return;
+        }
+        c.violation(Rule::FlushWithoutMap, None, "ScsiPortFlushDma with no transfer mapped".into());
+    }
+
+    /// `ScsiPortNotification`.
+    pub fn notification(&mut self, n: Notification<E>) {
+        let c = &mut *self.core;
+        match n {
+            Notification::RequestComplete(h) => c.complete_srb(h, None),
+            Notification::NextRequest => c.ready = true,
+            Notification::NextLuRequest(addr) => {
+                if !c.config.multiple_request_per_lu {
+                    c.violation(
+                        Rule::BadNextLuRequest,
+                        None,
+                        format!("NextLuRequest({addr}) from an adapter that does not queue per LU"),
+                    );
+                }
+                c.ready = true;
+                if let Some(lu) = c.lus.get_mut(&addr) {
+                    lu.lu_ready = true;
+                }
+            }
+            Notification::ResetDetected => c.reset_detected(),
+            Notification::RequestTimerCall(routine, us) => {
+                c.timer =
+                    if us == 0 { None } else { Some((routine, Instant::now() + Duration::from_micros(us as u64))) };
+            }
+        }
+    }
+
+    /// `ScsiPortCompleteRequest`: complete every active SRB of a bus / target / LU (`SP_UNTAGGED` = any) with `status`.
+    pub fn complete_request(&mut self, path_id: u8, target_id: u8, lun: u8, status: SrbStatus) {
+        let c = &mut *self.core;
+        let wild = |want: u8, have: u8| want == SP_UNTAGGED || want == have;
+        let victims: Vec<SrbHandle> = c
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                s.active
+                    .as_ref()
+                    .filter(|a| {
+                        a.state == ActiveState::Started
+                            && a.srb.path_id == path_id
+                            && wild(target_id, a.srb.target_id)
+                            && wild(lun, a.srb.lun)
+                    })
+                    .map(|_| SrbHandle { slot: i as u32, generation: s.generation })
+            })
+            .collect();
+        for h in victims {
+            c.complete_srb(h, Some(status));
+        }
+    }
+
+    /// The SRB behind a handle, if it is still the miniport's.
+    pub fn srb(&mut self, h: SrbHandle) -> Option<SrbAccess<'_, 'a, E>> {
+        match self.core.active(h) {
+            Some(a) if a.state == ActiveState::Started => Some(SrbAccess { ctx: self, h }),
+            Some(_) => {
+                self.core.violation(
+                    Rule::SrbNotActive,
+                    Some(h),
+                    "the miniport touched an SRB after completing it".into(),
+                );
+                None
+            }
+            None => {
+                self.core.violation(Rule::SrbNotActive, None, "the miniport touched an SRB that is not active".into());
+                None
+            }
+        }
+    }
+
+    /// `ScsiPortGetSrb`: the active SRB for a nexus and queue tag (`SP_UNTAGGED` for an untagged request).
+    pub fn get_srb(&self, address: LuAddress, queue_tag: u8) -> Option<SrbHandle> {
+        self.core.slots.iter().enumerate().find_map(|(i, s)| {
+            s.active
+                .as_ref()
+                .filter(|a| {
+                    a.state == ActiveState::Started
+                        && a.srb.address() == address
+                        && (a.srb.queue_tag == queue_tag || queue_tag == SP_UNTAGGED)
+                        && matches!(a.srb.function, SrbFunction::EXECUTE_SCSI | SrbFunction::IO_CONTROL)
+                })
+                .map(|_| SrbHandle { slot: i as u32, generation: s.generation })
+        })
+    }
+
+    /// Whether the port knows the logical unit (it has queued a request for it).
+    pub fn logical_unit_exists(&self, address: LuAddress) -> bool {
+        self.core.lus.contains_key(&address)
+    }
+
+    // ---- port I/O --------------------------------------------------------------------------------------------------
+
+    fn check_port(&mut self, port: u16, bytes: u16) -> bool {
+        if DmaController::is_dma_port(port) {
+            self.core.violation(
+                Rule::DmaControllerAccess,
+                None,
+                format!("port {port:#06x} belongs to the system DMA controller"),
+            );
+            return false;
+        }
+        let inside = self
+            .core
+            .access
+            .iter()
+            .any(|r| port >= r.start && (port as u32 + bytes as u32) <= r.start as u32 + r.length as u32);
+        if !inside && !self.core.access.is_empty() {
+            self.core.violation(
+                Rule::IoOutsideAccessRange,
+                None,
+                format!("port {port:#06x} is outside the access ranges"),
+            );
+            return false;
+        }
+        true
+    }
+
+    fn io_read(&mut self, port: u16, width: IoWidth, bytes: u16) -> u32 {
+        if !self.check_port(port, bytes) {
+            return u32::MAX >> (32 - 8 * bytes as u32);
+        }
+        self.core.hw.io_read(port, width)
+    }
+
+    fn io_write(&mut self, port: u16, width: IoWidth, bytes: u16, value: u32) {
+        if self.check_port(port, bytes) {
+            self.core.hw.io_write(port, width, value);
+        }
+    }
+
+    pub fn read_port_uchar(&mut self, port: u16) -> u8 {
+        self.io_read(port, IoWidth::Byte, 1) as u8
+    }
+    pub fn read_port_ushort(&mut self, port: u16) -> u16 {
+        self.io_read(port, IoWidth::Word, 2) as u16
+    }
+    pub fn read_port_ulong(&mut self, port: u16) -> u32 {
+        self.io_read(port, IoWidth::Dword, 4)
+    }
+    pub fn write_port_uchar(&mut self, port: u16, value: u8) {
+        self.io_write(port, IoWidth::Byte, 1, value as u32)
+    }
+    pub fn write_port_ushort(&mut self, port: u16, value: u16) {
+        self.io_write(port, IoWidth::Word, 2, value as u32)
+    }
+    pub fn write_port_ulong(&mut self, port: u16, value: u32) {
+        self.io_write(port, IoWidth::Dword, 4, value)
+    }
+    /// `ScsiPortReadPortBufferUchar`: repeated reads of one port.
+    pub fn read_port_buffer_uchar(&mut self, port: u16, buf: &mut [u8]) {
+        for b in buf {
+            *b = self.read_port_uchar(port);
+        }
+    }
+    pub fn read_port_buffer_ushort(&mut self, port: u16, buf: &mut [u16]) {
+        for w in buf {
+            *w = self.read_port_ushort(port);
+        }
+    }
+    pub fn write_port_buffer_uchar(&mut self, port: u16, buf: &[u8]) {
+        for b in buf {
+            self.write_port_uchar(port, *b);
+        }
+    }
+    pub fn write_port_buffer_ushort(&mut self, port: u16, buf: &[u16]) {
+        for w in buf {
+            self.write_port_ushort(port, *w);
+        }
+    }
+
+    /// `ScsiPortStallExecution`: busy-wait; the card's own clock runs meanwhile.
+    pub fn stall_execution(&mut self, micro_seconds: u32) {
+        let until = Instant::now() + Duration::from_micros(micro_seconds as u64);
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        self.core.hw.advance(Instant::now());
+    }
+
+    /// `ScsiPortLogError`: recorded in the trace.
+    pub fn log_error(&mut self, srb: Option<SrbHandle>, error_code: u32, unique_id: u32) {
+        let id = srb.and_then(|h| self.core.active(h)).map(|a| a.id);
+        self.core.event(
+            id,
+            None,
+            EventKind::Violation {
+                rule: "log-error",
+                detail: format!("ScsiPortLogError code {error_code:#x} id {unique_id:#x}"),
+            },
+        );
+    }
+
+    /// Whether buffers are mapped for CPU access (`MapBuffers`).
+    pub fn map_buffers(&self) -> bool {
+        self.core.config.map_buffers
+    }
+}
+
+/// The miniport's view of one active SRB: every field readable, only the fields the DDK allows writable
+/// (DDK.md §1.8).
+pub struct SrbAccess<'c, 'a, E> {
+    ctx: &'c mut PortContext<'a, E>,
+    h: SrbHandle,
+}
+
+impl<E> SrbAccess<'_, '_, E> {
+    fn srb(&self) -> &crate::srb::Srb {
+        &self.ctx.core.active(self.h).expect("checked when the access was made").srb
+    }
+    fn srb_mut(&mut self) -> &mut crate::srb::Srb {
+        &mut self.ctx.core.active_mut(self.h).expect("checked when the access was made").srb
+    }
+
+    pub fn handle(&self) -> SrbHandle {
+        self.h
+    }
+    pub fn function(&self) -> SrbFunction {
+        self.srb().function
+    }
+    pub fn address(&self) -> LuAddress {
+        self.srb().address()
+    }
+    pub fn cdb(&self) -> Vec<u8> {
+        self.srb().cdb().to_vec()
+    }
+    pub fn cdb_length(&self) -> u8 {
+        self.srb().cdb_length
+    }
+    pub fn srb_flags(&self) -> SrbFlags {
+        self.srb().srb_flags
+    }
+    pub fn queue_tag(&self) -> u8 {
+        self.srb().queue_tag
+    }
+    pub fn queue_action(&self) -> u8 {
+        self.srb().queue_action
+    }
+    pub fn data_buffer(&self) -> LogicalAddr {
+        self.srb().data_buffer
+    }
+    pub fn data_transfer_length(&self) -> u32 {
+        self.srb().data_transfer_length
+    }
+    pub fn time_out_value(&self) -> u32 {
+        self.srb().time_out_value
+    }
+    pub fn srb_status(&self) -> SrbStatus {
+        self.srb().srb_status
+    }
+    pub fn sense_info_buffer_length(&self) -> u8 {
+        self.srb().sense_info_buffer_length
+    }
+    /// For `ABORT_COMMAND`: the SRB to abort, if the miniport still owns it.
+    pub fn next_srb(&self) -> Option<SrbHandle> {
+        let id = self.srb().next_srb?;
+        self.ctx.core.handle_of(id)
+    }
+
+    pub fn set_srb_status(&mut self, status: SrbStatus) {
+        let s = status.status();
+        if s == SrbStatus::INTERNAL_ERROR || status.queue_frozen() {
+            self.ctx.core.violation(
+                Rule::SrbFieldNotWritable,
+                Some(self.h),
+                format!("SrbStatus {status:?} is set only by the port"),
+            );
+            return;
+        }
+        self.srb_mut().srb_status = status;
+    }
+    pub fn set_scsi_status(&mut self, status: u8) {
+        self.srb_mut().scsi_status = status;
+    }
+    /// Only to report an underrun: the new length must not exceed the submitted one.
+    pub fn set_data_transfer_length(&mut self, length: u32) {
+        let original = self.ctx.core.active(self.h).map_or(0, |a| a.original_length);
+        if length > original {
+            self.ctx.core.violation(
+                Rule::SrbFieldNotWritable,
+                Some(self.h),
+                format!("DataTransferLength raised from {original} to {length}; only an underrun may lower it"),
+            );
+            return;
+        }
+        self.srb_mut().data_transfer_length = length;
+    }
+    /// Autosense: copy sense bytes into the SRB's sense buffer and set `SenseInfoBufferLength`.
+    pub fn set_sense(&mut self, sense: &[u8]) {
+        let srb = self.srb_mut();
+        let n = sense.len().min(SENSE_BUFFER_SIZE).min(srb.sense_info_buffer_length as usize);
+        srb.sense_info_buffer[..n].copy_from_slice(&sense[..n]);
+        srb.sense_info_buffer_length = n as u8;
+    }
+    /// Resolve `SRB_FLAGS_UNSPECIFIED_DIRECTION` to the true direction before mapping.
+    pub fn set_direction(&mut self, direction: SrbFlags) {
+        let flags = self.srb().srb_flags;
+        let dir = direction & SrbFlags::UNSPECIFIED_DIRECTION;
+        if flags & SrbFlags::UNSPECIFIED_DIRECTION != SrbFlags::UNSPECIFIED_DIRECTION
+            || !(dir == SrbFlags::DATA_IN || dir == SrbFlags::DATA_OUT)
+        {
+            self.ctx.core.violation(
+                Rule::SrbFieldNotWritable,
+                Some(self.h),
+                "the direction bits may be rewritten only for an UNSPECIFIED_DIRECTION SRB, to DATA_IN or DATA_OUT"
+                    .into(),
+            );
+            return;
+        }
+        let srb = self.srb_mut();
+        srb.srb_flags.remove(SrbFlags::UNSPECIFIED_DIRECTION);
+        srb.srb_flags.insert(dir);
+    }
+
+    fn data_allowed(&mut self) -> bool {
+        if self.ctx.core.config.map_buffers || self.srb().function == SrbFunction::IO_CONTROL {
+            return true;
+        }
+        self.ctx.core.violation(
+            Rule::DataBufferNotMapped,
+            Some(self.h),
+            "the miniport dereferenced DataBuffer although MapBuffers is FALSE".into(),
+        );
+        false
+    }
+
+    /// CPU read of the data buffer (MapBuffers only), at `offset` from `DataBuffer`.
+    pub fn read_data(&mut self, offset: usize, out: &mut [u8]) -> bool {
+        if !self.data_allowed() {
+            return false;
+        }
+        let srb = self.srb();
+        if offset + out.len() > srb.data_transfer_length as usize {
+            return false;
+        }
+        match (&srb.data, srb.data_offset()) {
+            (Some(b), Some(o)) => b.read(o + offset, out).is_ok(),
+            _ => false,
+        }
+    }
+
+    /// CPU write of the data buffer (MapBuffers only), at `offset` from `DataBuffer`.
+    pub fn write_data(&mut self, offset: usize, data: &[u8]) -> bool {
+        if !self.data_allowed() {
+            return false;
+        }
+        let srb = self.srb();
+        if offset + data.len() > srb.data_transfer_length as usize {
+            return false;
+        }
+        match (&srb.data, srb.data_offset()) {
+            (Some(b), Some(o)) => b.write(o + offset, data).is_ok(),
+            _ => false,
+        }
+    }
+
+    /// The miniport completes this SRB (`ScsiPortNotification(RequestComplete, srb)`).
+    pub fn complete(self) {
+        let h = self.h;
+        self.ctx.notification(Notification::RequestComplete(h));
+    }
+}

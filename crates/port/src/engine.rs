@@ -1,0 +1,903 @@
+//! The port driver's per-adapter state and its scheduler: LU queues, the deferred (DPC) work, the DMA transfer
+//! state, hardware service, timers and timeouts. One engine thread owns one adapter; every miniport routine runs on it,
+//! so `HwStartIo`, `HwInterrupt`, `HwDmaStarted` and timer routines are serialized as under the interrupt spinlock.
+
+use crate::bus::HbaHardware;
+use crate::config::{AccessRange, HwInitializationData, HwTimer, PortConfigurationInformation};
+use crate::ddi::PortContext;
+use crate::srb::{
+    scsi_status, Completion, LuAddress, Srb, SrbFlags, SrbFunction, SrbHandle, SrbId, SrbStatus, SP_UNTAGGED,
+};
+use crate::stats::StatsCell;
+use crate::trace::{EventKind, Trace};
+use crate::verifier::{Rule, VerifierMode, Violation};
+use crate::Msg;
+use crossbeam_channel::Sender;
+use hal::{AdapterObject, Buffer, ChannelGrant, DmaChannel, Hal};
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Which miniport routine is running (some DDI calls are legal only from some routines).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Routine {
+    None,
+    FindAdapter,
+    Initialize,
+    StartIo,
+    Interrupt,
+    DmaStarted,
+    Timer,
+    ResetBus,
+}
+
+/// An SRB waiting in a logical unit's queue.
+pub(crate) struct Queued {
+    pub srb: Srb,
+    pub id: SrbId,
+    pub done: Completion,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ActiveState {
+    /// Given to `HwStartIo`; the miniport owns it.
+    Started,
+    /// The miniport completed it; the completion DPC returns it.
+    Completed,
+}
+
+/// An SRB the miniport was given.
+pub(crate) struct Active {
+    pub srb: Srb,
+    pub id: SrbId,
+    pub done: Option<Completion>,
+    pub state: ActiveState,
+    pub deadline: Option<Instant>,
+    /// A strict-mode violation concerned this SRB: it completes with `SRB_STATUS_INTERNAL_ERROR`.
+    pub failed_by_verifier: bool,
+    /// The port timed it out: it completes with `SRB_STATUS_TIMEOUT`.
+    pub timed_out: bool,
+    /// An abort the port generated itself (no caller waits for it).
+    pub internal: bool,
+    /// Data transfer length as submitted (the miniport may only lower it).
+    pub original_length: u32,
+    pub maps: u32,
+    pub flushes: u32,
+}
+
+pub(crate) struct Slot {
+    pub generation: u32,
+    pub active: Option<Active>,
+}
+
+#[derive(Default)]
+pub(crate) struct LuState {
+    pub queue: VecDeque<Queued>,
+    pub frozen: bool,
+    pub active: u32,
+    /// `NextLuRequest` received: the miniport takes another request for this LU.
+    pub lu_ready: bool,
+}
+
+/// A transfer the miniport asked for with `ScsiPortIoMapTransfer`, not yet programmed.
+#[derive(Clone)]
+pub(crate) struct MapRequest {
+    pub srb: SrbHandle,
+    pub id: SrbId,
+    pub buffer: Buffer,
+    pub offset: usize,
+    pub length: usize,
+    pub direction: hal::Direction,
+}
+
+/// A transfer programmed into the channel and not yet flushed.
+#[derive(Clone)]
+pub(crate) struct Mapping {
+    pub request: MapRequest,
+    pub dma_started: bool,
+}
+
+/// Deferred work, run in order after the miniport routine that queued it returns.
+pub(crate) enum Dpc {
+    Map,
+    Flush(Mapping),
+    Complete(SrbHandle),
+}
+
+#[derive(Default)]
+pub(crate) struct DmaState {
+    pub grant: Option<ChannelGrant>,
+    pub waiting_for_grant: bool,
+    pub request: Option<MapRequest>,
+    pub mapped: Option<Mapping>,
+}
+
+/// Options the machine builder sets per adapter.
+#[derive(Clone)]
+pub struct AdapterOptions {
+    pub name: String,
+    pub verifier: VerifierMode,
+    pub trace: Option<Trace>,
+    /// How long the port holds new requests after a bus reset.
+    pub reset_hold: Duration,
+    /// How long the port waits for an abort it sent after a timeout before it resets the bus.
+    pub abort_timeout: Duration,
+}
+
+impl Default for AdapterOptions {
+    fn default() -> Self {
+        AdapterOptions {
+            name: "scsi0".into(),
+            verifier: VerifierMode::Strict,
+            trace: None,
+            reset_hold: Duration::from_millis(250),
+            abort_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+pub(crate) struct Core<E> {
+    pub name: String,
+    pub hal: Arc<Hal>,
+    pub hw: Box<dyn HbaHardware>,
+    pub init: HwInitializationData<E>,
+    pub config: PortConfigurationInformation,
+    pub access: Vec<AccessRange>,
+    pub adapter: Option<AdapterObject>,
+    pub channel: Option<DmaChannel>,
+    pub slots: Vec<Slot>,
+    pub free_slots: Vec<u32>,
+    pub lus: BTreeMap<LuAddress, LuState>,
+    pub rr_cursor: Option<LuAddress>,
+    pub ready: bool,
+    pub dma: DmaState,
+    pub dpcs: VecDeque<Dpc>,
+    pub timer: Option<(HwTimer<E>, Instant)>,
+    pub mode: VerifierMode,
+    pub violations: Arc<Mutex<Vec<Violation>>>,
+    pub trace: Option<Trace>,
+    pub stats: Arc<StatsCell>,
+    pub done: Vec<(Srb, Completion)>,
+    pub routine: Routine,
+    pub reset_hold_until: Option<Instant>,
+    pub options: AdapterOptions,
+    pub inbox: Sender<Msg>,
+    pub next_tag: u8,
+    /// Aborts the port sent after a timeout: victim → deadline for the abort.
+    pub pending_aborts: Vec<(SrbId, Instant, u8)>,
+}
+
+impl<E> Core<E> {
+    pub fn new(
+        hal: Arc<Hal>,
+        hw: Box<dyn HbaHardware>,
+        init: HwInitializationData<E>,
+        config: PortConfigurationInformation,
+        options: AdapterOptions,
+        violations: Arc<Mutex<Vec<Violation>>>,
+        stats: Arc<StatsCell>,
+        inbox: Sender<Msg>,
+    ) -> Self {
+        let access = config.access_ranges.clone();
+        Core {
+            name: options.name.clone(),
+            hal,
+            hw,
+            init,
+            config,
+            access,
+            adapter: None,
+            channel: None,
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            lus: BTreeMap::new(),
+            rr_cursor: None,
+            ready: true,
+            dma: DmaState::default(),
+            dpcs: VecDeque::new(),
+            timer: None,
+            mode: options.verifier,
+            violations,
+            trace: options.trace.clone(),
+            stats,
+            done: Vec::new(),
+            routine: Routine::None,
+            reset_hold_until: None,
+            options,
+            inbox,
+            next_tag: 1,
+            pending_aborts: Vec::new(),
+        }
+    }
+
+    // ---- bookkeeping helpers -------------------------------------------------------------------------------------
+
+    pub fn event(&self, srb: Option<SrbId>, address: Option<LuAddress>, kind: EventKind) {
+        if let Some(t) = &self.trace {
+            t.record(&self.name, self.channel.map(|c| c.number()), srb, address, kind);
+        }
+    }
+
+    pub fn active(&self, h: SrbHandle) -> Option<&Active> {
+        let slot = self.slots.get(h.slot as usize)?;
+        if slot.generation != h.generation {
+            return None;
+        }
+        slot.active.as_ref()
+    }
+
+    pub fn active_mut(&mut self, h: SrbHandle) -> Option<&mut Active> {
+        let slot = self.slots.get_mut(h.slot as usize)?;
+        if slot.generation != h.generation {
+            return None;
+        }
+        slot.active.as_mut()
+    }
+
+    /// The handle of an active SRB by id.
+    pub fn handle_of(&self, id: SrbId) -> Option<SrbHandle> {
+        self.slots.iter().enumerate().find_map(|(i, s)| {
+            s.active.as_ref().filter(|a| a.id == id).map(|_| SrbHandle { slot: i as u32, generation: s.generation })
+        })
+    }
+
+    /// Report a violation. Returns true when the offending operation must be refused (strict mode, non-advisory rule).
+    pub fn violation(&mut self, rule: Rule, srb: Option<SrbHandle>, detail: String) -> bool {
+        if self.mode == VerifierMode::Off {
+            return false;
+        }
+        let (id, address, tag, opcode) = match srb.and_then(|h| self.active(h)) {
+            Some(a) => (Some(a.id), Some(a.srb.address()), Some(a.srb.queue_tag), a.srb.cdb.first().copied()),
+            None => (None, None, None, None),
+        };
+        let v = Violation { rule, adapter: self.name.clone(), srb: id, address, tag, opcode, detail };
+        self.stats.add_violation();
+        self.event(id, address, EventKind::Violation { rule: rule.name(), detail: v.detail.clone() });
+        self.violations.lock().push(v);
+        let refuse = self.mode == VerifierMode::Strict && !rule.is_advisory();
+        if refuse {
+            if let Some(a) = srb.and_then(|h| self.active_mut(h)) {
+                a.failed_by_verifier = true;
+            }
+        }
+        refuse
+    }
+
+    fn alloc_slot(&mut self, active: Active) -> SrbHandle {
+        if let Some(i) = self.free_slots.pop() {
+            let s = &mut self.slots[i as usize];
+            s.active = Some(active);
+            SrbHandle { slot: i, generation: s.generation }
+        } else {
+            self.slots.push(Slot { generation: 0, active: Some(active) });
+            SrbHandle { slot: (self.slots.len() - 1) as u32, generation: 0 }
+        }
+    }
+
+    fn release_slot(&mut self, h: SrbHandle) -> Option<Active> {
+        let s = self.slots.get_mut(h.slot as usize)?;
+        if s.generation != h.generation {
+            return None;
+        }
+        let a = s.active.take();
+        s.generation = s.generation.wrapping_add(1);
+        self.free_slots.push(h.slot);
+        a
+    }
+
+    fn deliver(&mut self, srb: Srb, done: Completion) {
+        self.done.push((srb, done));
+    }
+
+    // ---- submission ----------------------------------------------------------------------------------------------
+
+    /// A new request from a class driver or a pass-through caller.
+    pub fn submit(&mut self, q: Queued) {
+        let address = q.srb.address();
+        self.event(
+            Some(q.id),
+            Some(address),
+            EventKind::SrbQueued { opcode: q.srb.cdb[0], length: q.srb.data_transfer_length },
+        );
+        match q.srb.function {
+            SrbFunction::RELEASE_QUEUE => {
+                let lu = self.lus.entry(address).or_default();
+                lu.frozen = false;
+                let mut srb = q.srb;
+                srb.srb_status = SrbStatus::SUCCESS;
+                self.deliver(srb, q.done);
+            }
+            SrbFunction::FLUSH_QUEUE => {
+                let lu = self.lus.entry(address).or_default();
+                lu.frozen = false;
+                let flushed: Vec<Queued> = lu.queue.drain(..).collect();
+                for f in flushed {
+                    let mut s = f.srb;
+                    s.srb_status = SrbStatus::REQUEST_FLUSHED;
+                    self.deliver(s, f.done);
+                }
+                let mut srb = q.srb;
+                srb.srb_status = SrbStatus::SUCCESS;
+                self.deliver(srb, q.done);
+            }
+            SrbFunction::ABORT_COMMAND => self.submit_abort(q),
+            SrbFunction::RESET_BUS => {
+                let path = q.srb.path_id;
+                self.reset_bus(path);
+                let mut srb = q.srb;
+                srb.srb_status = SrbStatus::SUCCESS;
+                self.deliver(srb, q.done);
+            }
+            _ => {
+                let lu = self.lus.entry(address).or_default();
+                lu.queue.push_back(q);
+            }
+        }
+    }
+
+    fn submit_abort(&mut self, q: Queued) {
+        let Some(victim) = q.srb.next_srb else {
+            let mut srb = q.srb;
+            srb.srb_status = SrbStatus::INVALID_REQUEST;
+            self.deliver(srb, q.done);
+            return;
+        };
+        // A victim still in a queue never reached the miniport: the port aborts it itself.
+        for lu in self.lus.values_mut() {
+            if let Some(pos) = lu.queue.iter().position(|x| x.id == victim) {
+                let v = lu.queue.remove(pos).expect("position is in range");
+                let mut vs = v.srb;
+                vs.srb_status = SrbStatus::ABORTED;
+                self.done.push((vs, v.done));
+                let mut srb = q.srb;
+                srb.srb_status = SrbStatus::SUCCESS;
+                self.deliver(srb, q.done);
+                return;
+            }
+        }
+        if self.handle_of(victim).is_none() {
+            // Already finished: nothing to abort.
+            let mut srb = q.srb;
+            srb.srb_status = SrbStatus::ABORT_FAILED;
+            self.deliver(srb, q.done);
+            return;
+        }
+        // The miniport owns the victim: the abort goes to it, ahead of other queued work for that LU.
+        let lu = self.lus.entry(q.srb.address()).or_default();
+        lu.queue.push_front(q);
+    }
+
+    // ---- the scheduler -------------------------------------------------------------------------------------------
+
+    /// Run everything that can run now: hardware, interrupts, deferred work, timers, new requests.
+    pub fn run(&mut self, ext: &mut E) {
+        let mut storm = 0u32;
+        loop {
+            let now = Instant::now();
+            if self.hw.next_deadline().is_some_and(|d| d <= now) {
+                self.hw.advance(now);
+            }
+            if self.service_dma() {
+                continue;
+            }
+            if self.hw.irq() {
+                if let Some(isr) = self.init.hw_interrupt {
+                    storm += 1;
+                    if storm > 10_000 {
+                        // The line stays asserted whatever the miniport does: stop calling it rather than spin.
+                        self.violation(
+                            Rule::SrbNotActive,
+                            None,
+                            "interrupt line stays asserted after 10000 HwInterrupt calls".into(),
+                        );
+                        break;
+                    }
+                    self.event(None, None, EventKind::Interrupt);
+                    self.call(ext, Routine::Interrupt, |e, ctx| {
+                        isr(e, ctx);
+                    });
+                    continue;
+                }
+            }
+            if self.run_one_dpc(ext) {
+                continue;
+            }
+            if self.run_timers(ext, now) {
+                continue;
+            }
+            if self.start_next(ext) {
+                continue;
+            }
+            break;
+        }
+    }
+
+    /// Call a miniport routine with a port context.
+    pub fn call<R>(
+        &mut self,
+        ext: &mut E,
+        routine: Routine,
+        f: impl FnOnce(&mut E, &mut PortContext<'_, E>) -> R,
+    ) -> R {
+        let previous = self.routine;
+        self.routine = routine;
+        let r = {
+            let mut ctx = PortContext::new(self);
+            f(ext, &mut ctx)
+        };
+        self.routine = previous;
+        r
+    }
+
+    /// Let the DMA controller serve the HBA's DREQ. Returns true when bytes moved.
+    fn service_dma(&mut self) -> bool {
+        let Some(ch) = self.channel else { return false };
+        if self.dma.mapped.is_none() || !self.hw.dreq() {
+            return false;
+        }
+        let hw = &mut self.hw;
+        let out = self.hal.with_dma(|dma, mem| dma.service(ch, mem, &mut **hw));
+        if out.bytes == 0 && !out.terminal_count {
+            return false;
+        }
+        self.stats.add_dma_bytes(out.bytes);
+        if self.trace.is_some() {
+            let id = self.dma.mapped.as_ref().map(|m| m.request.id);
+            self.event(id, None, EventKind::DmaService { bytes: out.bytes, terminal_count: out.terminal_count });
+        }
+        out.bytes > 0
+    }
+
+    fn run_one_dpc(&mut self, ext: &mut E) -> bool {
+        let Some(dpc) = self.dpcs.front() else { return false };
+        match dpc {
+            Dpc::Map => {
+                if self.dma.waiting_for_grant {
+                    return false;
+                }
+                self.dpcs.pop_front();
+                self.dpc_map(ext);
+            }
+            Dpc::Flush(_) => {
+                let Some(Dpc::Flush(m)) = self.dpcs.pop_front() else { unreachable!() };
+                self.dpc_flush(m);
+            }
+            Dpc::Complete(_) => {
+                let Some(Dpc::Complete(h)) = self.dpcs.pop_front() else { unreachable!() };
+                self.dpc_complete(h);
+            }
+        }
+        true
+    }
+
+    /// The deferred half of `ScsiPortIoMapTransfer`: get the channel, map through the HAL, program the 8237, then
+    /// call `HwDmaStarted` — unless an interrupt got in first and the miniport flushed (cancelled) the transfer.
+    fn dpc_map(&mut self, ext: &mut E) {
+        let Some(req) = self.dma.request.clone() else { return }; // cancelled by a flush
+        let Some(adapter) = self.adapter.as_ref() else { return };
+        if self.dma.grant.is_none() {
+            let inbox = self.inbox.clone();
+            let regs = adapter.number_of_map_registers();
+            match adapter.allocate_channel(
+                regs,
+                Box::new(move || {
+                    let _ = inbox.send(Msg::Granted);
+                }),
+            ) {
+                Ok(Some(g)) => self.dma.grant = Some(g),
+                Ok(None) => {
+                    self.stats.add_channel_wait();
+                    self.event(Some(req.id), None, EventKind::ChannelWait);
+                    self.dma.waiting_for_grant = true;
+                    self.dpcs.push_front(Dpc::Map);
+                    return;
+                }
+                Err(e) => {
+                    self.dma.request = None;
+                    self.fail_transfer(req.srb, format!("the HAL refused the adapter channel: {e}"));
+                    return;
+                }
+            }
+            self.event(Some(req.id), None, EventKind::ChannelGranted);
+        }
+        let adapter = self.adapter.as_ref().expect("checked above");
+        let grant = self.dma.grant.as_mut().expect("granted above");
+        match adapter.map_transfer(grant, &req.buffer, req.offset, req.length, req.direction) {
+            Ok(info) => {
+                self.dma.request = None;
+                self.stats.add_map(info.bounced, if info.bounced { req.length as u64 } else { 0 });
+                self.event(
+                    Some(req.id),
+                    None,
+                    EventKind::Mapped { physical: info.programmed.0, length: req.length as u32, bounced: info.bounced },
+                );
+                self.dma.mapped = Some(Mapping { request: req.clone(), dma_started: false });
+            }
+            Err(e) => {
+                self.dma.request = None;
+                self.fail_transfer(req.srb, format!("the HAL could not map the transfer: {e}"));
+                return;
+            }
+        }
+        // The HBA may interrupt between the map and HwDmaStarted (DDK.md §1.2): an ISR that flushes here cancels it.
+        while self.hw.irq() {
+            let Some(isr) = self.init.hw_interrupt else { break };
+            self.event(None, None, EventKind::Interrupt);
+            self.call(ext, Routine::Interrupt, |e, ctx| {
+                isr(e, ctx);
+            });
+            if self.dma.mapped.is_none() {
+                self.event(Some(req.id), None, EventKind::MapCancelled);
+                return;
+            }
+            if self.hw.irq() {
+                break;
+            }
+        }
+        if let Some(started) = self.init.hw_dma_started {
+            if let Some(m) = self.dma.mapped.as_mut() {
+                m.dma_started = true;
+            }
+            self.event(Some(req.id), None, EventKind::DmaStarted);
+            self.call(ext, Routine::DmaStarted, |e, ctx| started(e, ctx));
+        }
+    }
+
+    /// A transfer that could not be mapped: the SRB fails (the miniport is still told nothing, as the DDI returns
+    /// nothing; its timeout or its own error path ends the SRB).
+    fn fail_transfer(&mut self, h: SrbHandle, detail: String) {
+        self.event(None, None, EventKind::Violation { rule: "hal-error", detail });
+        if let Some(a) = self.active_mut(h) {
+            a.failed_by_verifier = true;
+        }
+    }
+
+    /// The deferred half of `ScsiPortFlushDma`.
+    fn dpc_flush(&mut self, m: Mapping) {
+        let moved = match (self.adapter.as_ref(), self.dma.grant.as_mut()) {
+            (Some(adapter), Some(grant)) => adapter
+                .flush_adapter_buffers(
+                    grant,
+                    &m.request.buffer,
+                    m.request.offset,
+                    m.request.length,
+                    m.request.direction,
+                )
+                .unwrap_or(0),
+            _ => 0,
+        };
+        self.stats.add_flush();
+        self.event(Some(m.request.id), None, EventKind::Flushed { moved });
+        self.maybe_free_channel();
+    }
+
+    /// Free the channel and map registers once nothing is mapped or about to be (FreeAdapterChannel after the last
+    /// flush).
+    fn maybe_free_channel(&mut self) {
+        if self.dma.request.is_some() || self.dma.mapped.is_some() {
+            return;
+        }
+        if self.dpcs.iter().any(|d| matches!(d, Dpc::Map | Dpc::Flush(_))) {
+            return;
+        }
+        if let (Some(adapter), Some(grant)) = (self.adapter.as_ref(), self.dma.grant.take()) {
+            adapter.free_adapter_channel(grant);
+            self.event(None, None, EventKind::ChannelFreed);
+        }
+    }
+
+    /// Drop a mapping without copying anything back (recovery after a rule-5 violation, or before a bus reset): mask
+    /// the channel so no more bytes move, and release it.
+    pub fn abandon_transfer(&mut self, h: Option<SrbHandle>) {
+        let matches = |r: &MapRequest| h.is_none_or(|h| r.srb == h);
+        if self.dma.request.as_ref().is_some_and(matches) {
+            self.dma.request = None;
+        }
+        if self.dma.mapped.as_ref().is_some_and(|m| matches(&m.request)) {
+            self.dma.mapped = None;
+            if let Some(ch) = self.channel {
+                // Single mask register, set bit: the channel stops.
+                let (port, bits) =
+                    if ch.is_16bit() { (0xD4u16, 0x04 | (ch.number() & 3)) } else { (0x0A, 0x04 | ch.number()) };
+                self.hal.with_dma(|dma, _| dma.io_write(port, bits));
+            }
+        }
+        self.maybe_free_channel();
+    }
+
+    /// Return a completed SRB to its caller.
+    fn dpc_complete(&mut self, h: SrbHandle) {
+        let Some(mut a) = self.release_slot(h) else { return };
+        let address = a.srb.address();
+        if a.failed_by_verifier && self.mode == VerifierMode::Strict {
+            a.srb.srb_status = SrbStatus::INTERNAL_ERROR;
+        }
+        if a.timed_out {
+            a.srb.srb_status = SrbStatus::TIMEOUT;
+        }
+        let status = a.srb.srb_status.status();
+        let freeze_status = matches!(
+            status,
+            SrbStatus::ERROR
+                | SrbStatus::TIMEOUT
+                | SrbStatus::BUS_RESET
+                | SrbStatus::ABORTED
+                | SrbStatus::INTERNAL_ERROR
+        ) || (a.srb.scsi_status == scsi_status::CHECK_CONDITION
+            || a.srb.scsi_status == scsi_status::COMMAND_TERMINATED);
+        let freeze = freeze_status
+            && status != SrbStatus::SUCCESS
+            && a.srb.function == SrbFunction::EXECUTE_SCSI
+            && !a.srb.srb_flags.contains(SrbFlags::NO_QUEUE_FREEZE);
+        if let Some(lu) = self.lus.get_mut(&address) {
+            if a.srb.function == SrbFunction::EXECUTE_SCSI || a.srb.function == SrbFunction::IO_CONTROL {
+                lu.active = lu.active.saturating_sub(1);
+            }
+            if freeze {
+                lu.frozen = true;
+            }
+        }
+        if freeze {
+            a.srb.srb_status.0 |= SrbStatus::QUEUE_FROZEN;
+        }
+        self.stats.add_completed();
+        self.event(
+            Some(a.id),
+            Some(address),
+            EventKind::SrbCompleted {
+                status: a.srb.srb_status.0,
+                scsi_status: a.srb.scsi_status,
+                length: a.srb.data_transfer_length,
+            },
+        );
+        self.pending_aborts.retain(|(v, _, _)| *v != a.id);
+        if let Some(done) = a.done.take() {
+            self.deliver(a.srb, done);
+        }
+        self.maybe_free_channel();
+    }
+
+    /// Mark an SRB completed by the miniport (from RequestComplete or ScsiPortCompleteRequest).
+    pub fn complete_srb(&mut self, h: SrbHandle, status: Option<SrbStatus>) {
+        let Some(a) = self.active(h) else {
+            self.violation(Rule::SrbNotActive, None, "RequestComplete for an SRB the miniport does not own".into());
+            return;
+        };
+        if a.state == ActiveState::Completed {
+            self.violation(Rule::CompletedTwice, Some(h), "RequestComplete for an SRB already completed".into());
+            return;
+        }
+        let outstanding = self.dma.request.as_ref().is_some_and(|r| r.srb == h)
+            || self.dma.mapped.as_ref().is_some_and(|m| m.request.srb == h);
+        if outstanding {
+            self.violation(
+                Rule::CompleteWithoutFlush,
+                Some(h),
+                "the SRB was completed while its DMA transfer was still mapped; the data of a bounced device-to-memory \
+                 transfer never reaches the caller's buffer"
+                    .into(),
+            );
+            self.abandon_transfer(Some(h));
+        }
+        let a = self.active_mut(h).expect("checked active above");
+        if let Some(s) = status {
+            a.srb.srb_status = s;
+        }
+        a.state = ActiveState::Completed;
+        self.dpcs.push_back(Dpc::Complete(h));
+    }
+
+    // ---- starting requests ---------------------------------------------------------------------------------------
+
+    fn start_next(&mut self, ext: &mut E) -> bool {
+        if !self.ready {
+            return false;
+        }
+        if let Some(until) = self.reset_hold_until {
+            if Instant::now() < until {
+                return false;
+            }
+            self.reset_hold_until = None;
+        }
+        let multiple = self.config.multiple_request_per_lu && self.config.tagged_queuing;
+        let keys: Vec<LuAddress> = self.lus.keys().copied().collect();
+        if keys.is_empty() {
+            return false;
+        }
+        let start = match self.rr_cursor {
+            Some(c) => keys.iter().position(|k| *k > c).unwrap_or(0),
+            None => 0,
+        };
+        for i in 0..keys.len() {
+            let key = keys[(start + i) % keys.len()];
+            let lu = self.lus.get_mut(&key).expect("key from map");
+            let Some(front) = lu.queue.front() else { continue };
+            let bypass = front.srb.srb_flags.contains(SrbFlags::BYPASS_FROZEN_QUEUE)
+                || front.srb.function == SrbFunction::ABORT_COMMAND;
+            if lu.frozen && !bypass {
+                continue;
+            }
+            let tagged = front.srb.srb_flags.contains(SrbFlags::QUEUE_ACTION_ENABLE);
+            if lu.active > 0 && !(multiple && tagged && lu.lu_ready) && front.srb.function != SrbFunction::ABORT_COMMAND
+            {
+                continue;
+            }
+            let q = lu.queue.pop_front().expect("front exists");
+            if q.srb.function == SrbFunction::EXECUTE_SCSI || q.srb.function == SrbFunction::IO_CONTROL {
+                lu.active += 1;
+            }
+            lu.lu_ready = false;
+            self.rr_cursor = Some(key);
+            self.start(ext, q);
+            return true;
+        }
+        false
+    }
+
+    fn start(&mut self, ext: &mut E, q: Queued) {
+        let mut srb = q.srb;
+        srb.srb_status = SrbStatus::PENDING;
+        srb.srb_flags.insert(SrbFlags::IS_ACTIVE);
+        if srb.srb_flags.contains(SrbFlags::QUEUE_ACTION_ENABLE) && self.config.tagged_queuing {
+            srb.queue_tag = self.next_tag;
+            self.next_tag = if self.next_tag >= 0xFE { 1 } else { self.next_tag + 1 };
+        } else if srb.function == SrbFunction::EXECUTE_SCSI {
+            srb.queue_tag = SP_UNTAGGED;
+        }
+        let deadline =
+            (srb.time_out_value > 0).then(|| Instant::now() + Duration::from_secs(srb.time_out_value as u64));
+        let id = q.id;
+        let address = srb.address();
+        let original_length = srb.data_transfer_length;
+        let internal = srb.function == SrbFunction::ABORT_COMMAND && q.id.0 == 0;
+        let h = self.alloc_slot(Active {
+            srb,
+            id,
+            done: Some(q.done),
+            state: ActiveState::Started,
+            deadline,
+            failed_by_verifier: false,
+            timed_out: false,
+            internal,
+            original_length,
+            maps: 0,
+            flushes: 0,
+        });
+        self.ready = false;
+        self.event(Some(id), Some(address), EventKind::SrbStarted);
+        let start_io = self.init.hw_start_io;
+        self.call(ext, Routine::StartIo, |e, ctx| start_io(e, ctx, h));
+    }
+
+    // ---- timers, timeouts, resets --------------------------------------------------------------------------------
+
+    /// The earliest moment something is due.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let mut d: Option<Instant> = None;
+        let mut take = |x: Option<Instant>| {
+            if let Some(x) = x {
+                d = Some(d.map_or(x, |y| y.min(x)));
+            }
+        };
+        take(self.timer.map(|(_, t)| t));
+        take(self.hw.next_deadline());
+        take(self.reset_hold_until);
+        for s in &self.slots {
+            if let Some(a) = &s.active {
+                if a.state == ActiveState::Started && !a.timed_out {
+                    take(a.deadline);
+                }
+            }
+        }
+        for (_, t, _) in &self.pending_aborts {
+            take(Some(*t));
+        }
+        d
+    }
+
+    fn run_timers(&mut self, ext: &mut E, now: Instant) -> bool {
+        if let Some((routine, at)) = self.timer {
+            if at <= now {
+                self.timer = None;
+                self.call(ext, Routine::Timer, |e, ctx| routine(e, ctx));
+                return true;
+            }
+        }
+        // Request timeouts: abort first, then reset the bus if the abort does not finish the request in time.
+        let mut expired = Vec::new();
+        for (i, s) in self.slots.iter().enumerate() {
+            if let Some(a) = &s.active {
+                if a.state == ActiveState::Started
+                    && !a.timed_out
+                    && a.deadline.is_some_and(|d| d <= now)
+                    && !a.internal
+                {
+                    expired.push((SrbHandle { slot: i as u32, generation: s.generation }, a.id, a.srb.address()));
+                }
+            }
+        }
+        if !expired.is_empty() {
+            for (h, id, address) in expired {
+                self.stats.add_timeout();
+                self.event(Some(id), Some(address), EventKind::Timeout);
+                if let Some(a) = self.active_mut(h) {
+                    a.timed_out = true;
+                }
+                let mut abort = Srb::execute_scsi(address, &[]);
+                abort.function = SrbFunction::ABORT_COMMAND;
+                abort.next_srb = Some(id);
+                abort.time_out_value = 0;
+                let lu = self.lus.entry(address).or_default();
+                lu.queue.push_front(Queued { srb: abort, id: SrbId(0), done: Box::new(|_| {}) });
+                self.pending_aborts.push((id, now + self.options.abort_timeout, address.path_id));
+            }
+            return true;
+        }
+        if let Some(pos) = self.pending_aborts.iter().position(|(_, t, _)| *t <= now) {
+            let (_, _, path) = self.pending_aborts.remove(pos);
+            self.reset_bus_with(ext, path);
+            return true;
+        }
+        false
+    }
+
+    /// A reset asked for by a caller (SRB_FUNCTION_RESET_BUS, an iSCSI LUN/target reset).
+    pub fn reset_bus(&mut self, path_id: u8) {
+        self.pending_aborts.push((SrbId(u64::MAX), Instant::now(), path_id));
+    }
+
+    /// Call `HwResetBus`, then hold the queues for the reset hold time. SRBs the miniport left active on that bus are
+    /// completed by the port with `SRB_STATUS_BUS_RESET`.
+    fn reset_bus_with(&mut self, ext: &mut E, path_id: u8) {
+        self.pending_aborts.retain(|(_, _, p)| *p != path_id);
+        self.event(None, None, EventKind::BusReset { path_id });
+        self.stats.add_bus_reset();
+        let reset = self.init.hw_reset_bus;
+        self.call(ext, Routine::ResetBus, |e, ctx| reset(e, ctx, path_id));
+        let leftovers: Vec<SrbHandle> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                s.active
+                    .as_ref()
+                    .filter(|a| a.state == ActiveState::Started && a.srb.path_id == path_id)
+                    .map(|_| SrbHandle { slot: i as u32, generation: s.generation })
+            })
+            .collect();
+        for h in leftovers {
+            self.abandon_transfer(Some(h));
+            self.complete_srb(h, Some(SrbStatus::BUS_RESET));
+        }
+        self.ready = true;
+        self.reset_hold_until = Some(Instant::now() + self.options.reset_hold);
+    }
+
+    /// `ResetDetected`: the port handles the bus-reset delay.
+    pub fn reset_detected(&mut self) {
+        self.event(None, None, EventKind::BusReset { path_id: 0 });
+        self.reset_hold_until = Some(Instant::now() + self.options.reset_hold);
+    }
+
+    /// Drop everything at shutdown: queued SRBs complete with `REQUEST_FLUSHED`.
+    pub fn flush_all_queues(&mut self) {
+        let mut out = Vec::new();
+        for lu in self.lus.values_mut() {
+            out.extend(lu.queue.drain(..));
+        }
+        for q in out {
+            let mut s = q.srb;
+            s.srb_status = SrbStatus::REQUEST_FLUSHED;
+            self.deliver(s, q.done);
+        }
+    }
+
+    pub fn take_done(&mut self) -> Vec<(Srb, Completion)> {
+        std::mem::take(&mut self.done)
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.slots.iter().all(|s| s.active.is_none()) && self.lus.values().all(|l| l.queue.is_empty())
+    }
+}

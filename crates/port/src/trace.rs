@@ -1,0 +1,90 @@
+//! Structured events of the data path, with timestamps. Recording costs one branch when the trace is off.
+
+use crate::srb::{LuAddress, SrbId};
+use parking_lot::Mutex;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    SrbQueued { opcode: u8, length: u32 },
+    SrbStarted,
+    MapRequested { offset: u64, length: u32, to_device: bool },
+    Mapped { physical: u64, length: u32, bounced: bool },
+    MapCancelled,
+    DmaStarted,
+    Interrupt,
+    FlushRequested,
+    Flushed { moved: u64 },
+    DmaService { bytes: u64, terminal_count: bool },
+    ChannelWait,
+    ChannelGranted,
+    ChannelFreed,
+    SrbCompleted { status: u8, scsi_status: u8, length: u32 },
+    BusReset { path_id: u8 },
+    Timeout,
+    Violation { rule: &'static str, detail: String },
+}
+
+/// One event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// Nanoseconds since the trace started.
+    pub t_ns: u64,
+    pub adapter: String,
+    pub channel: Option<u8>,
+    pub srb: Option<SrbId>,
+    pub address: Option<LuAddress>,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// A shared recorder. Clone it into every adapter that should record.
+#[derive(Clone)]
+pub struct Trace {
+    inner: Arc<TraceInner>,
+}
+
+struct TraceInner {
+    start: Instant,
+    events: Mutex<Vec<Event>>,
+    limit: usize,
+}
+
+impl Trace {
+    /// A recorder keeping at most `limit` events (older ones are kept, later ones dropped).
+    pub fn new(limit: usize) -> Self {
+        Trace { inner: Arc::new(TraceInner { start: Instant::now(), events: Mutex::new(Vec::new()), limit }) }
+    }
+
+    pub fn record(
+        &self,
+        adapter: &str,
+        channel: Option<u8>,
+        srb: Option<SrbId>,
+        address: Option<LuAddress>,
+        kind: EventKind,
+    ) {
+        let t_ns = self.inner.start.elapsed().as_nanos() as u64;
+        let mut ev = self.inner.events.lock();
+        if ev.len() < self.inner.limit {
+            ev.push(Event { t_ns, adapter: adapter.to_string(), channel, srb, address, kind });
+        }
+    }
+
+    /// A copy of the events so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.inner.events.lock().clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.events.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

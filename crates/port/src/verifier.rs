@@ -1,0 +1,178 @@
+//! The DMA-protocol verifier: every DDI call is checked against the rules of DESIGN.md ("The DDI rules"); a broken
+//! miniport is named, not silently tolerated.
+
+use crate::srb::{LuAddress, SrbId};
+use serde::{Deserialize, Serialize};
+
+/// How the port reacts to a violation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifierMode {
+    /// Report, refuse the offending operation and fail the SRB it concerns with `SRB_STATUS_INTERNAL_ERROR`.
+    #[default]
+    Strict,
+    /// Report and carry on as the original port driver would.
+    Warn,
+    /// Check nothing.
+    Off,
+}
+
+/// A rule of the DDI, by its stable name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Rule {
+    /// Rule 1: only a system-DMA miniport with a `HwDmaStarted` routine may map or flush.
+    NotSystemDma,
+    /// Rule 2: the SRB given to `ScsiPortIoMapTransfer` is not active.
+    MapInactiveSrb,
+    /// Rule 2: an empty range.
+    MapEmptyRange,
+    /// Rule 2: the range leaves `[DataBuffer, DataBuffer + DataTransferLength)`.
+    MapOutsideSrbBuffer,
+    /// Rule 2: the range needs more map registers than the adapter has.
+    MapExceedsMapRegisters,
+    /// Rule 2: neither or both of DATA_IN / DATA_OUT are set, or the SRB carries no data.
+    MapWithoutDirection,
+    /// Rule 3: a second map before the previous one was flushed.
+    MapBeforeFlush,
+    /// Rule 5: an SRB completed while its transfer was mapped and not flushed.
+    CompleteWithoutFlush,
+    /// Rule 6: a flush with nothing mapped.
+    FlushWithoutMap,
+    /// Rule 7: the miniport touched an SRB that is not active (completed, or never started).
+    SrbNotActive,
+    /// Rule 7: an SRB completed twice.
+    CompletedTwice,
+    /// Rule 7: the miniport wrote an SRB field the DDK does not let it write.
+    SrbFieldNotWritable,
+    /// Rule 7: byte access to the data buffer without `MapBuffers`.
+    DataBufferNotMapped,
+    /// The miniport accessed the system DMA controller's ports itself.
+    DmaControllerAccess,
+    /// The miniport accessed a port outside its access ranges.
+    IoOutsideAccessRange,
+    /// A `NextLuRequest` for a logical unit that does not exist or when the adapter cannot queue per LU.
+    BadNextLuRequest,
+    /// A map asked for from a routine that may not map (only `HwStartIo` and `HwInterrupt`, and timer routines).
+    MapFromWrongRoutine,
+}
+
+impl Rule {
+    /// The stable, kebab-case name used in reports, tests and traces.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::NotSystemDma => "ddi-not-system-dma",
+            Rule::MapInactiveSrb => "map-inactive-srb",
+            Rule::MapEmptyRange => "map-empty-range",
+            Rule::MapOutsideSrbBuffer => "map-outside-srb-buffer",
+            Rule::MapExceedsMapRegisters => "map-exceeds-map-registers",
+            Rule::MapWithoutDirection => "map-without-direction",
+            Rule::MapBeforeFlush => "map-before-flush",
+            Rule::CompleteWithoutFlush => "complete-without-flush",
+            Rule::FlushWithoutMap => "flush-without-map",
+            Rule::SrbNotActive => "srb-not-active",
+            Rule::CompletedTwice => "srb-completed-twice",
+            Rule::SrbFieldNotWritable => "srb-field-not-writable",
+            Rule::DataBufferNotMapped => "data-buffer-not-mapped",
+            Rule::DmaControllerAccess => "dma-controller-access",
+            Rule::IoOutsideAccessRange => "io-outside-access-range",
+            Rule::BadNextLuRequest => "bad-next-lu-request",
+            Rule::MapFromWrongRoutine => "map-from-wrong-routine",
+        }
+    }
+
+    /// What the rule says, for the report.
+    pub fn text(self) -> &'static str {
+        match self {
+            Rule::NotSystemDma => "only a system-DMA miniport (Master = FALSE, DmaChannel set, HwDmaStarted present) may call ScsiPortIoMapTransfer or ScsiPortFlushDma",
+            Rule::MapInactiveSrb => "ScsiPortIoMapTransfer takes an SRB that the port started and the miniport has not completed",
+            Rule::MapEmptyRange => "the mapped range must not be empty",
+            Rule::MapOutsideSrbBuffer => "the mapped range must lie inside [DataBuffer, DataBuffer + DataTransferLength)",
+            Rule::MapExceedsMapRegisters => "a map must fit the adapter's map registers: a system-DMA map is never truncated",
+            Rule::MapWithoutDirection => "exactly one of SRB_FLAGS_DATA_IN / SRB_FLAGS_DATA_OUT must be set when a data SRB is mapped",
+            Rule::MapBeforeFlush => "at most one mapped transfer per adapter: ScsiPortFlushDma must come before the next ScsiPortIoMapTransfer",
+            Rule::CompleteWithoutFlush => "ScsiPortFlushDma must be called before the SRB is completed",
+            Rule::FlushWithoutMap => "ScsiPortFlushDma with nothing mapped changes nothing",
+            Rule::SrbNotActive => "nothing may touch an SRB that is not active (completed SRBs belong to the port)",
+            Rule::CompletedTwice => "an SRB is completed exactly once",
+            Rule::SrbFieldNotWritable => "a miniport writes only SrbStatus, ScsiStatus, DataTransferLength (underrun), sense, and the direction bits of an UNSPECIFIED_DIRECTION SRB",
+            Rule::DataBufferNotMapped => "with MapBuffers = FALSE the miniport must not dereference DataBuffer",
+            Rule::DmaControllerAccess => "the system DMA controller belongs to the HAL: a miniport programs it only through ScsiPortIoMapTransfer",
+            Rule::IoOutsideAccessRange => "a miniport accesses only the I/O ports of its access ranges",
+            Rule::BadNextLuRequest => "NextLuRequest names an existing logical unit of an adapter that queues per LU",
+            Rule::MapFromWrongRoutine => "ScsiPortIoMapTransfer is called from HwScsiStartIo, HwScsiInterrupt or a timer routine",
+        }
+    }
+
+    /// Rules whose breach is only reported (no operation is refused), whatever the mode.
+    pub fn is_advisory(self) -> bool {
+        matches!(self, Rule::FlushWithoutMap)
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One reported violation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    pub rule: Rule,
+    pub adapter: String,
+    pub srb: Option<SrbId>,
+    pub address: Option<LuAddress>,
+    pub tag: Option<u8>,
+    pub opcode: Option<u8>,
+    /// What happened instead.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} [{}]", self.adapter, self.rule.name(), self.rule.text())?;
+        if let Some(id) = self.srb {
+            write!(f, "; SRB #{}", id.0)?;
+        }
+        if let Some(a) = self.address {
+            write!(f, " at {a}")?;
+        }
+        if let Some(t) = self.tag {
+            write!(f, " tag {t:#04x}")?;
+        }
+        if let Some(op) = self.opcode {
+            write!(f, " opcode {op:#04x}")?;
+        }
+        write!(f, ": {}", self.detail)
+    }
+}
+
+impl Serialize for LuAddress {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for LuAddress {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let parts: Vec<&str> = s.split(':').collect();
+        let parse = |p: &str| p.parse::<u8>().map_err(serde::de::Error::custom);
+        if parts.len() != 3 {
+            return Err(serde::de::Error::custom("expected path:target:lun"));
+        }
+        Ok(LuAddress { path_id: parse(parts[0])?, target_id: parse(parts[1])?, lun: parse(parts[2])? })
+    }
+}
+
+impl Serialize for SrbId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SrbId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(SrbId(u64::deserialize(d)?))
+    }
+}
