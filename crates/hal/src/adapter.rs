@@ -47,9 +47,7 @@ pub struct HalConfig {
 
 impl Default for HalConfig {
     fn default() -> Self {
-        Self {
-            map_register_pages: 256,
-        }
+        Self { map_register_pages: 256 }
     }
 }
 
@@ -76,10 +74,7 @@ impl Hal {
     pub fn memory(&self) -> &Arc<SystemMemory> {
         &self.mem
     }
-    pub fn get_adapter(
-        self: &Arc<Self>,
-        desc: &DeviceDescription,
-    ) -> Result<AdapterObject, HalError> {
+    pub fn get_adapter(self: &Arc<Self>, desc: &DeviceDescription) -> Result<AdapterObject, HalError> {
         let _ = desc;
         todo!()
     }

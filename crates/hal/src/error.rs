@@ -31,21 +31,13 @@ pub enum HalError {
     MapOutOfBuffer,
     /// A CPU access outside the buffer.
     #[error("range {offset}+{len} is outside a buffer of {buffer_len} bytes")]
-    OutOfBuffer {
-        offset: usize,
-        len: usize,
-        buffer_len: usize,
-    },
+    OutOfBuffer { offset: usize, len: usize, buffer_len: usize },
     /// A grant used with an adapter object that does not own it.
     #[error("the channel grant does not belong to this adapter object")]
     ChannelNotOwned,
     /// A value that must be aligned and is not.
     #[error("{what} {value:#x} is not aligned to {align:#x}")]
-    Misaligned {
-        what: &'static str,
-        value: u64,
-        align: u64,
-    },
+    Misaligned { what: &'static str, value: u64, align: u64 },
     /// More map registers asked for than the adapter object or the pool has.
     #[error("{requested} map registers requested, at most {available} available")]
     TooManyMapRegisters { requested: u32, available: u32 },

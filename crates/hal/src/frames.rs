@@ -21,11 +21,7 @@ impl FrameMap {
                 *last = (1u64 << tail) - 1;
             }
         }
-        Self {
-            bits,
-            frames,
-            free: frames,
-        }
+        Self { bits, frames, free: frames }
     }
 
     pub(crate) fn free_frames(&self) -> usize {
@@ -75,11 +71,7 @@ impl FrameMap {
     }
 
     /// Reserves `n` frames according to `placement`; returns them in buffer order.
-    pub(crate) fn allocate(
-        &mut self,
-        n: usize,
-        placement: &Placement,
-    ) -> Result<Vec<usize>, HalError> {
+    pub(crate) fn allocate(&mut self, n: usize, placement: &Placement) -> Result<Vec<usize>, HalError> {
         let oom = HalError::OutOfMemory { pages: n };
         if n == 0 {
             if let Placement::Frames(list) = placement {
@@ -107,8 +99,7 @@ impl FrameMap {
                 }
                 let align_frames = (*align / PAGE_SIZE).max(1) as usize;
                 let hi = if *below_16m { low } else { self.frames };
-                self.find_run(n, 0, hi, align_frames)
-                    .map(|s| (s..s + n).collect())
+                self.find_run(n, 0, hi, align_frames).map(|s| (s..s + n).collect())
             }
             Placement::Scattered { seed } => self.scattered(n, *seed),
             Placement::Frames(list) => Some(self.exact(n, list)?),
@@ -150,9 +141,7 @@ impl FrameMap {
             let r = state.wrapping_mul(0x2545_F491_4F6C_DD1D);
             let start = (r % self.frames as u64) as usize;
             let prev = out.last().copied();
-            let ok = |f: usize| {
-                self.is_free(f) && !chosen.contains(&f) && prev.is_none_or(|p| f != p + 1)
-            };
+            let ok = |f: usize| self.is_free(f) && !chosen.contains(&f) && prev.is_none_or(|p| f != p + 1);
             let pick = (start..self.frames).chain(0..start).find(|&f| ok(f))?;
             chosen.insert(pick);
             out.push(pick);
@@ -169,26 +158,15 @@ impl FrameMap {
         let mut out = Vec::with_capacity(n);
         for pa in list {
             if !pa.0.is_multiple_of(PAGE_SIZE) {
-                return Err(HalError::Misaligned {
-                    what: "frame address",
-                    value: pa.0,
-                    align: PAGE_SIZE,
-                });
+                return Err(HalError::Misaligned { what: "frame address", value: pa.0, align: PAGE_SIZE });
             }
-            let f = usize::try_from(pa.0 / PAGE_SIZE).map_err(|_| HalError::BadAddress {
-                addr: pa.0,
-                len: PAGE_SIZE,
-            })?;
+            let f =
+                usize::try_from(pa.0 / PAGE_SIZE).map_err(|_| HalError::BadAddress { addr: pa.0, len: PAGE_SIZE })?;
             if f >= self.frames {
-                return Err(HalError::BadAddress {
-                    addr: pa.0,
-                    len: PAGE_SIZE,
-                });
+                return Err(HalError::BadAddress { addr: pa.0, len: PAGE_SIZE });
             }
             if !self.is_free(f) || out.contains(&f) {
-                return Err(HalError::InvalidPlacement {
-                    reason: "a requested frame is already in use",
-                });
+                return Err(HalError::InvalidPlacement { reason: "a requested frame is already in use" });
             }
             out.push(f);
         }

@@ -10,12 +10,9 @@ mod frames;
 mod memory;
 
 pub use adapter::{
-    AdapterObject, ChannelGrant, DeviceDescription, Direction, DmaSpeed, DmaWidth, Hal, HalConfig,
-    HalStats, MapInfo,
+    AdapterObject, ChannelGrant, DeviceDescription, Direction, DmaSpeed, DmaWidth, Hal, HalConfig, HalStats, MapInfo,
 };
-pub use dma8237::{
-    ChannelState, DmaChannel, DmaController, DmaDevice, DmaMode, ServiceOutcome, TransferType,
-};
+pub use dma8237::{ChannelState, DmaChannel, DmaController, DmaDevice, DmaMode, ServiceOutcome, TransferType};
 pub use error::HalError;
 pub use memory::{Buffer, Placement, SystemMemory};
 

@@ -37,11 +37,7 @@ impl Drop for RawMemory {
     fn drop(&mut self) {
         // SAFETY: ptr/len come from Box::into_raw of a boxed slice of exactly len bytes
         // in SystemMemory::new, and are dropped once.
-        unsafe {
-            drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
-                self.ptr, self.len,
-            )))
-        }
+        unsafe { drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.ptr, self.len))) }
     }
 }
 
@@ -109,24 +105,15 @@ impl SystemMemory {
         placement: Placement,
     ) -> Result<Buffer, HalError> {
         if page_offset >= PAGE {
-            return Err(HalError::InvalidPlacement {
-                reason: "page offset must be below the page size",
-            });
+            return Err(HalError::InvalidPlacement { reason: "page offset must be below the page size" });
         }
-        let span = len
-            .checked_add(page_offset)
-            .ok_or(HalError::OutOfMemory { pages: usize::MAX })?;
+        let span = len.checked_add(page_offset).ok_or(HalError::OutOfMemory { pages: usize::MAX })?;
         let n = span.div_ceil(PAGE);
         let frames = self.frames.lock().allocate(n, &placement)?;
-        let pages: Vec<PhysAddr> = frames
-            .iter()
-            .map(|&f| PhysAddr(f as u64 * PAGE_SIZE))
-            .collect();
+        let pages: Vec<PhysAddr> = frames.iter().map(|&f| PhysAddr(f as u64 * PAGE_SIZE)).collect();
         // A guard page between virtual ranges keeps every buffer's range unique and apart.
         let va_pages = n as u64 + 1;
-        let base = self
-            .next_va
-            .fetch_add(va_pages * PAGE_SIZE, Ordering::Relaxed);
+        let base = self.next_va.fetch_add(va_pages * PAGE_SIZE, Ordering::Relaxed);
         Ok(Buffer {
             inner: Arc::new(BufferInner {
                 mem: Arc::clone(self),
@@ -149,10 +136,7 @@ impl SystemMemory {
     }
 
     pub fn read_phys(&self, pa: PhysAddr, out: &mut [u8]) -> Result<(), HalError> {
-        let src = self.phys_ptr(pa.0, out.len()).ok_or(HalError::BadAddress {
-            addr: pa.0,
-            len: out.len() as u64,
-        })?;
+        let src = self.phys_ptr(pa.0, out.len()).ok_or(HalError::BadAddress { addr: pa.0, len: out.len() as u64 })?;
         // SAFETY: src is valid for out.len() bytes (checked above); out is a distinct
         // Rust slice, so the ranges do not overlap.
         unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), out.len()) };
@@ -160,12 +144,7 @@ impl SystemMemory {
     }
 
     pub fn write_phys(&self, pa: PhysAddr, data: &[u8]) -> Result<(), HalError> {
-        let dst = self
-            .phys_ptr(pa.0, data.len())
-            .ok_or(HalError::BadAddress {
-                addr: pa.0,
-                len: data.len() as u64,
-            })?;
+        let dst = self.phys_ptr(pa.0, data.len()).ok_or(HalError::BadAddress { addr: pa.0, len: data.len() as u64 })?;
         // SAFETY: dst is valid for data.len() bytes (checked above) and is not data.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
         Ok(())
@@ -274,11 +253,7 @@ impl Buffer {
     fn check_range(&self, offset: usize, len: usize) -> Result<(), HalError> {
         match offset.checked_add(len) {
             Some(end) if end <= self.inner.len => Ok(()),
-            _ => Err(HalError::OutOfBuffer {
-                offset,
-                len,
-                buffer_len: self.inner.len,
-            }),
+            _ => Err(HalError::OutOfBuffer { offset, len, buffer_len: self.inner.len }),
         }
     }
 
@@ -294,14 +269,7 @@ impl Buffer {
         for (pa, n) in self.phys_runs(offset, len) {
             // Every page of a live buffer lies inside memory (the allocator hands out
             // only existing frames), so this lookup cannot fail for a checked range.
-            let ptr = self
-                .inner
-                .mem
-                .phys_ptr(pa.0, n)
-                .ok_or(HalError::BadAddress {
-                    addr: pa.0,
-                    len: n as u64,
-                })?;
+            let ptr = self.inner.mem.phys_ptr(pa.0, n).ok_or(HalError::BadAddress { addr: pa.0, len: n as u64 })?;
             f(at, ptr, n);
             at += n;
         }
@@ -328,12 +296,7 @@ impl Buffer {
     }
 
     /// Visits [offset, offset+len) run by run without copying.
-    pub fn with_slices(
-        &self,
-        offset: usize,
-        len: usize,
-        mut f: impl FnMut(usize, &[u8]),
-    ) -> Result<(), HalError> {
+    pub fn with_slices(&self, offset: usize, len: usize, mut f: impl FnMut(usize, &[u8])) -> Result<(), HalError> {
         self.for_each_run(offset, len, |at, ptr, n| {
             // SAFETY: ptr is valid for n bytes; the buffer's owner is the only party
             // touching these pages now (module invariant).
@@ -382,15 +345,7 @@ mod tests {
     fn contiguous_alignment_is_honoured() {
         let m = mem();
         let _pad = m.alloc(PAGE, Placement::Any).unwrap();
-        let b = m
-            .alloc(
-                64 << 10,
-                Placement::Contiguous {
-                    below_16m: true,
-                    align: 128 << 10,
-                },
-            )
-            .unwrap();
+        let b = m.alloc(64 << 10, Placement::Contiguous { below_16m: true, align: 128 << 10 }).unwrap();
         assert_eq!(b.pages()[0].0 % (128 << 10), 0);
         assert_eq!(b.phys_runs(0, b.len()), vec![(b.pages()[0], 64 << 10)]);
     }
@@ -398,9 +353,7 @@ mod tests {
     #[test]
     fn scattered_buffer_breaks_at_every_page() {
         let m = mem();
-        let b = m
-            .alloc_at(5 * PAGE, 100, Placement::Scattered { seed: 3 })
-            .unwrap();
+        let b = m.alloc_at(5 * PAGE, 100, Placement::Scattered { seed: 3 }).unwrap();
         assert_eq!(b.pages().len(), 6);
         let runs = b.phys_runs(0, b.len());
         assert_eq!(runs.len(), 6);
@@ -412,9 +365,7 @@ mod tests {
     fn frames_return_to_allocator_on_last_drop() {
         let m = mem();
         let before = m.free_bytes();
-        let b = m
-            .alloc(10 * PAGE, Placement::Scattered { seed: 1 })
-            .unwrap();
+        let b = m.alloc(10 * PAGE, Placement::Scattered { seed: 1 }).unwrap();
         let c = b.clone();
         drop(b);
         assert_eq!(m.free_bytes(), before - 10 * PAGE_SIZE);
@@ -433,18 +384,13 @@ mod tests {
             m.alloc(PAGE, Placement::Frames(vec![PhysAddr(0x5000)])),
             Err(HalError::InvalidPlacement { .. })
         ));
-        assert!(matches!(
-            m.alloc(PAGE, Placement::Frames(vec![PhysAddr(0x5001)])),
-            Err(HalError::Misaligned { .. })
-        ));
+        assert!(matches!(m.alloc(PAGE, Placement::Frames(vec![PhysAddr(0x5001)])), Err(HalError::Misaligned { .. })));
     }
 
     #[test]
     fn read_write_cross_pages_and_reach_physical_memory() {
         let m = mem();
-        let b = m
-            .alloc_at(3 * PAGE, 4000, Placement::Scattered { seed: 9 })
-            .unwrap();
+        let b = m.alloc_at(3 * PAGE, 4000, Placement::Scattered { seed: 9 }).unwrap();
         let data: Vec<u8> = (0..3 * PAGE).map(|i| (i * 7 % 251) as u8).collect();
         b.write(0, &data).unwrap();
         let mut back = vec![0; data.len()];
@@ -453,10 +399,7 @@ mod tests {
         let mut one = [0u8; 1];
         m.read_phys(b.phys_addr(PAGE), &mut one).unwrap();
         assert_eq!(one[0], data[PAGE]);
-        assert!(matches!(
-            b.read(1, &mut back),
-            Err(HalError::OutOfBuffer { .. })
-        ));
+        assert!(matches!(b.read(1, &mut back), Err(HalError::OutOfBuffer { .. })));
     }
 
     #[test]
@@ -470,8 +413,7 @@ mod tests {
         })
         .unwrap();
         let mut seen = Vec::new();
-        b.with_slices(10, 3 * PAGE, |at, s| seen.push((at, s.len(), s[0])))
-            .unwrap();
+        b.with_slices(10, 3 * PAGE, |at, s| seen.push((at, s.len(), s[0]))).unwrap();
         assert_eq!(seen.len(), 4);
         assert_eq!(seen[0], (10, PAGE - 10, 10));
         assert_eq!(seen[1].0, PAGE);
@@ -490,13 +432,8 @@ mod tests {
         assert!(SystemMemory::new(0).is_err());
         assert!(SystemMemory::new(4097).is_err());
         let m = SystemMemory::new(16 * PAGE_SIZE).unwrap();
-        assert_eq!(
-            m.alloc(17 * PAGE, Placement::Any).err(),
-            Some(HalError::OutOfMemory { pages: 17 })
-        );
+        assert_eq!(m.alloc(17 * PAGE, Placement::Any).err(), Some(HalError::OutOfMemory { pages: 17 }));
         assert!(m.alloc(PAGE, Placement::Above16M).is_err());
-        assert!(m
-            .read_phys(PhysAddr(16 * PAGE_SIZE - 1), &mut [0; 2])
-            .is_err());
+        assert!(m.read_phys(PhysAddr(16 * PAGE_SIZE - 1), &mut [0; 2]).is_err());
     }
 }
