@@ -270,30 +270,31 @@ fn request_register_bits_show_in_status_and_drive_transfers() {
 #[test]
 fn single_all_and_clear_mask_and_master_clear() {
     let mut c = DmaController::new();
+    let (p1, p2) = (ports(1), ports(5));
     // Reset state after BIOS set-up: everything masked but the cascade channel 4.
     for n in [0, 1, 2, 3, 5, 6, 7] {
         assert!(c.channel_state(ch(n)).masked, "channel {n}");
     }
     assert!(!c.channel_state(ch(4)).masked);
-    c.io_write(0x0E, 0);
+    c.io_write(p1.clear_mask, 0);
     assert!((0..4).all(|n| !c.channel_state(ch(n)).masked));
-    c.io_write(0x0A, 0x04 | 3);
+    c.io_write(p1.single_mask, 0x04 | 3);
     assert!(c.channel_state(ch(3)).masked);
-    c.io_write(0x0A, 3);
+    c.io_write(p1.single_mask, 3);
     assert!(!c.channel_state(ch(3)).masked);
-    c.io_write(0xDE, 0b1010);
+    c.io_write(p2.all_mask, 0b1010);
     let masked: Vec<bool> = (4..8).map(|n| c.channel_state(ch(n)).masked).collect();
     assert_eq!(masked, vec![false, true, false, true]);
 
     // Master clear: all masked, flip-flop low, status and requests cleared.
-    c.io_write(0x09, 0x04 | 1);
-    c.io_write(0x02, 0xAA);
-    c.io_write(0x0D, 0);
+    c.io_write(p1.request, 0x04 | 1);
+    c.io_write(p1.addr, 0xAA);
+    c.io_write(p1.master_clear, 0);
     assert!((0..4).all(|n| c.channel_state(ch(n)).masked));
     assert!(!c.channel_state(ch(1)).request);
-    c.io_write(0x02, 0x11);
+    c.io_write(p1.addr, 0x11);
     assert_eq!(c.channel_state(ch(1)).base_address & 0xFF, 0x11);
-    assert_eq!(c.io_read(0x08), 0);
+    assert_eq!(c.io_read(p1.status), 0);
 }
 
 #[test]
