@@ -1,0 +1,358 @@
+//! One client connection: the handshake driven through the
+//! [`Negotiation`] state machine, then the transmission phase. Requests are
+//! read by this task, executed by one spawned task each, and answered
+//! through the connection's single writer task, within a budget of
+//! requests and payload bytes in flight.
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::device::{BlockDevice, DeviceError};
+use crate::handshake::{self, DataPolicy, Negotiation, Session, Step, BASE_ALLOCATION_ID};
+use crate::option::{parse_client_flags, parse_option_header};
+use crate::proto::{self, Errno};
+use crate::reply::{self, Outgoing};
+use crate::request::{parse_request_header, validate, Command, RequestHeader};
+use crate::server::Shared;
+use crate::writer::write_replies;
+
+/// Read buffer: large enough to take a burst of pipelined headers and small
+/// writes in one system call.
+const READ_BUFFER: usize = 256 * 1024;
+
+/// Largest zero buffer used when the server writes zeroes itself.
+const ZERO_CHUNK: u32 = 1 << 20;
+
+fn protocol_error(msg: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// Serves one connection from greeting to close.
+pub(crate) async fn serve<D, R, W>(
+    shared: Arc<Shared<D>>,
+    reader: R,
+    mut writer: W,
+    shutdown: CancellationToken,
+) -> io::Result<()>
+where
+    D: BlockDevice,
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
+    let timeout = shared.config.handshake_timeout;
+    let session =
+        match tokio::time::timeout(timeout, handshake_phase(&shared, &mut reader, &mut writer, &shutdown)).await {
+            Ok(Ok(Some(s))) => s,
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "handshake timed out")),
+        };
+    transmission(shared, session, reader, writer, shutdown).await
+}
+
+/// Runs option haggling; `None` means the session ended without entering
+/// transmission.
+async fn handshake_phase<D, R, W>(
+    shared: &Shared<D>,
+    reader: &mut R,
+    writer: &mut W,
+    shutdown: &CancellationToken,
+) -> io::Result<Option<Session>>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    writer.write_all(&handshake::greeting()).await?;
+    writer.flush().await?;
+    let mut flags = [0u8; 4];
+    reader.read_exact(&mut flags).await?;
+    let client = parse_client_flags(&flags).map_err(|_| protocol_error("unknown client flags"))?;
+    let mut neg = Negotiation::new(&shared.infos, client, shared.config.handshake);
+    let mut out = Vec::with_capacity(512);
+    let mut data = Vec::new();
+    let mut shutting_down = false;
+    loop {
+        let mut hdr = [0u8; proto::OPTION_HEADER_LEN];
+        tokio::select! {
+            r = reader.read_exact(&mut hdr) => { r?; }
+            _ = shutdown.cancelled(), if !shutting_down => {
+                // Keep answering, but only with NBD_REP_ERR_SHUTDOWN, until
+                // the client aborts or the grace period runs out.
+                shutting_down = true;
+                neg.set_shutting_down();
+                continue;
+            }
+        }
+        let header = parse_option_header(&hdr).map_err(|_| protocol_error("bad option magic"))?;
+        out.clear();
+        let step = match neg.data_policy(header.length) {
+            DataPolicy::Read => {
+                data.clear();
+                data.resize(header.length as usize, 0);
+                reader.read_exact(&mut data).await?;
+                neg.handle(header, &data, &mut out)
+            }
+            DataPolicy::DiscardTooBig => {
+                let want = u64::from(header.length);
+                let got = tokio::io::copy(&mut (&mut *reader).take(want), &mut tokio::io::sink()).await?;
+                if got != want {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                neg.too_big(header, &mut out)
+            }
+            DataPolicy::Close => Step::Close,
+        };
+        if !out.is_empty() {
+            // A client that sent ABORT may already be gone; the write error
+            // then only ends what was ending anyway.
+            let sent = writer.write_all(&out).await.and(writer.flush().await);
+            if step != Step::Close {
+                sent?;
+            }
+        }
+        match step {
+            Step::Continue => {}
+            Step::Close => return Ok(None),
+            Step::Transmit(s) => return Ok(Some(s)),
+        }
+    }
+}
+
+/// Budget held by one request until its reply has been written.
+struct Budget {
+    _count: OwnedSemaphorePermit,
+    _bytes: Option<OwnedSemaphorePermit>,
+}
+
+type Reply = Outgoing<Budget>;
+
+async fn transmission<D, R, W>(
+    shared: Arc<Shared<D>>,
+    session: Session,
+    mut reader: BufReader<R>,
+    writer: W,
+    shutdown: CancellationToken,
+) -> io::Result<()>
+where
+    D: BlockDevice,
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let device = shared.exports[session.export].device.clone();
+    let config = &shared.config;
+    let (tx, rx) = mpsc::unbounded_channel::<Reply>();
+    let mut writer_task = tokio::spawn(write_replies(writer, rx));
+    let count = Arc::new(Semaphore::new(config.max_in_flight_per_conn));
+    let bytes = Arc::new(Semaphore::new(config.byte_budget()));
+    let max_payload = config.max_payload();
+    let zeroes = Bytes::from(vec![0u8; ZERO_CHUNK.min(session.block.max) as usize]);
+
+    let end: io::Result<()> = loop {
+        let mut hdr = [0u8; proto::REQUEST_HEADER_LEN];
+        let read = tokio::select! {
+            biased;
+            // A writer that ended early means the peer is gone.
+            _ = &mut writer_task => return Ok(()),
+            _ = shutdown.cancelled() => break Ok(()),
+            r = reader.read_exact(&mut hdr) => r,
+        };
+        if let Err(e) = read {
+            break if e.kind() == io::ErrorKind::UnexpectedEof { Ok(()) } else { Err(e) };
+        }
+        let h = match parse_request_header(&hdr) {
+            Ok(h) => h,
+            Err(_) => break Err(protocol_error("bad request magic")),
+        };
+        if h.payload_len() > max_payload {
+            // The payload cannot be skipped safely: hard disconnect
+            // ("Block size constraints" allows it for denial of service).
+            break Err(protocol_error("write payload too large"));
+        }
+        let validated = validate(&h, &session);
+        if validated == Ok(Command::Disconnect) {
+            // Outstanding requests are still answered before the close.
+            break Ok(());
+        }
+        let cost = match validated {
+            Ok(Command::Read { length, .. }) | Ok(Command::Write { length, .. }) => length as usize,
+            _ => 0,
+        };
+        let budget = match acquire(&count, &bytes, cost).await {
+            Some(b) => b,
+            None => break Ok(()),
+        };
+        let cmd = match validated {
+            Ok(cmd) => cmd,
+            Err(errno) => {
+                if let Err(e) = discard(&mut reader, h.payload_len()).await {
+                    break Err(e);
+                }
+                let _ = tx.send(error_reply(&session, h.handle, errno, "request refused").holding(budget));
+                continue;
+            }
+        };
+        let payload = match cmd {
+            Command::Write { length, .. } => match read_payload(&mut reader, length).await {
+                Ok(p) => p,
+                Err(e) => break Err(e),
+            },
+            _ => Bytes::new(),
+        };
+        let device = device.clone();
+        let tx = tx.clone();
+        let zeroes = zeroes.clone();
+        tokio::spawn(async move {
+            let out = execute(&*device, &session, h, cmd, payload, zeroes).await;
+            // The writer is gone only if the peer is; nothing to tell then.
+            let _ = tx.send(out.holding(budget));
+        });
+    };
+    // Every request task holds a sender; once they have all replied the
+    // writer drains the queue and shuts the socket down.
+    drop(tx);
+    if !writer_task.is_finished() {
+        match writer_task.await {
+            Ok(Err(e)) if end.is_ok() => return Err(e),
+            _ => {}
+        }
+    }
+    end
+}
+
+async fn acquire(count: &Arc<Semaphore>, bytes: &Arc<Semaphore>, cost: usize) -> Option<Budget> {
+    let c = count.clone().acquire_owned().await.ok()?;
+    let b = if cost == 0 {
+        None
+    } else {
+        let n = u32::try_from(cost).ok()?;
+        Some(bytes.clone().acquire_many_owned(n).await.ok()?)
+    };
+    Some(Budget { _count: c, _bytes: b })
+}
+
+async fn discard<R: AsyncRead + Unpin>(reader: &mut R, len: u32) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let want = u64::from(len);
+    let got = tokio::io::copy(&mut reader.take(want), &mut tokio::io::sink()).await?;
+    if got == want {
+        Ok(())
+    } else {
+        Err(io::ErrorKind::UnexpectedEof.into())
+    }
+}
+
+/// Reads a write payload into a buffer of exactly its size, without
+/// zero-filling it first.
+async fn read_payload<R: AsyncRead + Unpin>(reader: &mut R, len: u32) -> io::Result<Bytes> {
+    let len = len as usize;
+    let mut buf = BytesMut::with_capacity(len);
+    while buf.len() < len {
+        let left = len - buf.len();
+        let n = reader.read_buf(&mut (&mut buf).limit(left)).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(buf.freeze())
+}
+
+fn error_reply(s: &Session, handle: u64, errno: Errno, message: &'static str) -> Outgoing {
+    if s.structured {
+        reply::error_chunk(handle, errno, message)
+    } else {
+        reply::simple(handle, Some(errno), Bytes::new())
+    }
+}
+
+fn success(handle: u64) -> Outgoing {
+    // With structured replies negotiated, a simple reply is still allowed
+    // for anything but READ when it carries no payload.
+    reply::simple(handle, None, Bytes::new())
+}
+
+fn device_error(s: &Session, handle: u64, e: &DeviceError) -> Outgoing {
+    tracing::debug!(error = %e, "nbd request failed in device");
+    error_reply(s, handle, e.errno(), e.errno().name())
+}
+
+async fn execute<D: BlockDevice>(
+    device: &D,
+    s: &Session,
+    h: RequestHeader,
+    cmd: Command,
+    payload: Bytes,
+    zeroes: Bytes,
+) -> Outgoing {
+    let handle = h.handle;
+    let done = |r: Result<(), DeviceError>| match r {
+        Ok(()) => success(handle),
+        Err(e) => device_error(s, handle, &e),
+    };
+    match cmd {
+        Command::Read { length: 0, .. } if s.structured => reply::none(handle),
+        Command::Read { length: 0, .. } => reply::simple(handle, None, Bytes::new()),
+        Command::Read { offset, length } => match device.read(offset, length).await {
+            Ok(data) if data.len() != length as usize => {
+                device_error(s, handle, &DeviceError::Io("device returned a short read".into()))
+            }
+            Ok(data) if s.structured => reply::offset_data(handle, offset, data),
+            Ok(data) => reply::simple(handle, None, data),
+            Err(e) => device_error(s, handle, &e),
+        },
+        Command::Write { length: 0, .. } => success(handle),
+        Command::Write { offset, fua, .. } => done(device.write(offset, payload, fua).await),
+        Command::Flush => done(device.flush().await),
+        Command::Trim { length: 0, .. } => success(handle),
+        Command::Trim { offset, length, fua } => done(device.trim(offset, u64::from(length), fua).await),
+        Command::WriteZeroes { length: 0, .. } => success(handle),
+        Command::WriteZeroes { offset, length, no_hole, fast, fua } => {
+            let caps = device.capabilities();
+            if fast && !(caps.write_zeroes && caps.fast_zero) {
+                // "the server MUST fail quickly with NBD_ENOTSUP".
+                return error_reply(s, handle, Errno::ENOTSUP, "zeroing would not be fast");
+            }
+            if caps.write_zeroes {
+                done(device.write_zeroes(offset, u64::from(length), no_hole, fua).await)
+            } else {
+                done(write_zero_buffers(device, offset, length, fua, zeroes).await)
+            }
+        }
+        Command::BlockStatus { offset, length, req_one } => match device.block_status(offset, length).await {
+            Ok(extents) => {
+                let d = reply::descriptors(&extents, length, req_one);
+                reply::block_status(handle, BASE_ALLOCATION_ID, &d)
+            }
+            Err(e) => device_error(s, handle, &e),
+        },
+        // Handled by the reader; never spawned.
+        Command::Disconnect => success(handle),
+    }
+}
+
+/// Write zeroes for a device without the operation: plain writes from a
+/// shared zero buffer, which is never copied.
+async fn write_zero_buffers<D: BlockDevice>(
+    device: &D,
+    offset: u64,
+    length: u32,
+    fua: bool,
+    zeroes: Bytes,
+) -> Result<(), DeviceError> {
+    let step = zeroes.len().max(1) as u64;
+    let end = offset + u64::from(length);
+    let mut pos = offset;
+    while pos < end {
+        let n = (end - pos).min(step) as usize;
+        device.write(pos, zeroes.slice(..n), fua).await?;
+        pos += n as u64;
+    }
+    Ok(())
+}
