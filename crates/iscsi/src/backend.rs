@@ -76,12 +76,7 @@ pub struct ScsiResponse {
 
 impl ScsiResponse {
     pub fn good(data_in: Bytes) -> ScsiResponse {
-        ScsiResponse {
-            status: status::GOOD,
-            sense: None,
-            data_in,
-            residual: Residual::None,
-        }
+        ScsiResponse { status: status::GOOD, sense: None, data_in, residual: Residual::None }
     }
 
     /// CHECK CONDITION with fixed-format sense (SPC-4 §4.5.3) for `key`/`asc`/`ascq`.
@@ -139,12 +134,7 @@ pub trait ScsiBackend: Send + Sync + 'static {
     /// LUNs that exist, as flat numbers.
     fn luns(&self) -> Vec<u64>;
     fn execute(&self, cmd: ScsiCommand) -> impl Future<Output = ScsiResponse> + Send;
-    fn abort_task(
-        &self,
-        initiator: u64,
-        lun: u64,
-        tag: u32,
-    ) -> impl Future<Output = TmfResponse> + Send;
+    fn abort_task(&self, initiator: u64, lun: u64, tag: u32) -> impl Future<Output = TmfResponse> + Send;
     fn abort_task_set(&self, initiator: u64, lun: u64) -> impl Future<Output = TmfResponse> + Send;
     fn lun_reset(&self, lun: u64) -> impl Future<Output = TmfResponse> + Send;
     fn target_reset(&self) -> impl Future<Output = TmfResponse> + Send;

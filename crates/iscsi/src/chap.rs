@@ -50,15 +50,8 @@ pub fn chap_response(id: u8, secret: &[u8], challenge: &[u8]) -> [u8; 16] {
 pub fn decode_binary(v: &str) -> Option<Vec<u8>> {
     if let Some(hex) = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
         // An odd number of digits has an implied leading zero.
-        let padded = if hex.len() % 2 == 1 {
-            format!("0{hex}")
-        } else {
-            hex.to_owned()
-        };
-        (0..padded.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(padded.get(i..i + 2)?, 16).ok())
-            .collect()
+        let padded = if hex.len() % 2 == 1 { format!("0{hex}") } else { hex.to_owned() };
+        (0..padded.len()).step_by(2).map(|i| u8::from_str_radix(padded.get(i..i + 2)?, 16).ok()).collect()
     } else if let Some(b64) = v.strip_prefix("0b").or_else(|| v.strip_prefix("0B")) {
         base64::engine::general_purpose::STANDARD.decode(b64).ok()
     } else {
@@ -82,10 +75,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
+    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 #[derive(Debug)]
@@ -113,10 +103,7 @@ pub enum ChapStep {
 
 impl ChapAuth {
     pub fn new(creds: Chap) -> ChapAuth {
-        ChapAuth {
-            creds,
-            state: State::AwaitAlgorithm,
-        }
+        ChapAuth { creds, state: State::AwaitAlgorithm }
     }
 
     pub fn is_done(&self) -> bool {
@@ -148,9 +135,7 @@ impl ChapAuth {
             }
             State::AwaitResponse { id, challenge } => {
                 let name = get(pairs, "CHAP_N").ok_or(AuthError::Malformed("CHAP_N"))?;
-                let resp = get(pairs, "CHAP_R")
-                    .and_then(decode_binary)
-                    .ok_or(AuthError::Malformed("CHAP_R"))?;
+                let resp = get(pairs, "CHAP_R").and_then(decode_binary).ok_or(AuthError::Malformed("CHAP_R"))?;
                 let expected = chap_response(*id, self.creds.secret.as_bytes(), challenge);
                 let name_ok = name == self.creds.user;
                 if !(same(&resp, &expected) && name_ok) {
@@ -159,25 +144,16 @@ impl ChapAuth {
                 let reply = match (get(pairs, "CHAP_I"), get(pairs, "CHAP_C")) {
                     (None, None) => Vec::new(),
                     (Some(peer_id), Some(peer_challenge)) => {
-                        let peer_id: u8 = peer_id
-                            .parse()
-                            .map_err(|_| AuthError::Malformed("CHAP_I"))?;
+                        let peer_id: u8 = peer_id.parse().map_err(|_| AuthError::Malformed("CHAP_I"))?;
                         let peer_challenge = decode_binary(peer_challenge)
                             .filter(|c| !c.is_empty() && c.len() <= MAX_PEER_CHALLENGE)
                             .ok_or(AuthError::Malformed("CHAP_C"))?;
                         if same(&peer_challenge, challenge) {
                             return Err(AuthError::ReflectedChallenge);
                         }
-                        let (user, secret) = self
-                            .creds
-                            .mutual
-                            .as_ref()
-                            .ok_or(AuthError::MutualNotConfigured)?;
+                        let (user, secret) = self.creds.mutual.as_ref().ok_or(AuthError::MutualNotConfigured)?;
                         let r = chap_response(peer_id, secret.as_bytes(), &peer_challenge);
-                        vec![
-                            ("CHAP_N".to_owned(), user.clone()),
-                            ("CHAP_R".to_owned(), encode_hex(&r)),
-                        ]
+                        vec![("CHAP_N".to_owned(), user.clone()), ("CHAP_R".to_owned(), encode_hex(&r))]
                     }
                     _ => return Err(AuthError::Malformed("CHAP_I/CHAP_C")),
                 };
@@ -194,10 +170,7 @@ mod tests {
     use super::*;
 
     fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn creds(mutual: bool) -> Chap {
@@ -209,12 +182,8 @@ mod tests {
     }
 
     fn challenge(reply: &[(String, String)]) -> (u8, Vec<u8>) {
-        let id = get(reply, "CHAP_I")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let c = get(reply, "CHAP_C")
-            .and_then(decode_binary)
-            .unwrap_or_default();
+        let id = get(reply, "CHAP_I").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let c = get(reply, "CHAP_C").and_then(decode_binary).unwrap_or_default();
         (id, c)
     }
 
@@ -265,12 +234,7 @@ mod tests {
         let (id, c) = challenge(&reply);
         let r = encode_hex(&chap_response(id, b"alicesecret1", &c));
         let mine = [9u8; 16];
-        let res = a.step(&kv(&[
-            ("CHAP_N", "alice"),
-            ("CHAP_R", &r),
-            ("CHAP_I", "77"),
-            ("CHAP_C", &encode_hex(&mine)),
-        ]));
+        let res = a.step(&kv(&[("CHAP_N", "alice"), ("CHAP_R", &r), ("CHAP_I", "77"), ("CHAP_C", &encode_hex(&mine))]));
         let Ok(ChapStep::Authenticated(reply)) = res else {
             panic!("mutual step failed: {res:?}");
         };
@@ -287,21 +251,13 @@ mod tests {
         };
         let (id, c) = challenge(&reply);
         let r = encode_hex(&chap_response(id, b"alicesecret1", &c));
-        let res = a.step(&kv(&[
-            ("CHAP_N", "alice"),
-            ("CHAP_R", &r),
-            ("CHAP_I", "1"),
-            ("CHAP_C", &encode_hex(&c)),
-        ]));
+        let res = a.step(&kv(&[("CHAP_N", "alice"), ("CHAP_R", &r), ("CHAP_I", "1"), ("CHAP_C", &encode_hex(&c))]));
         assert_eq!(res, Err(AuthError::ReflectedChallenge));
     }
 
     #[test]
     fn md5_must_be_offered() {
         let mut a = ChapAuth::new(creds(false));
-        assert_eq!(
-            a.step(&kv(&[("CHAP_A", "6,7")])),
-            Err(AuthError::NoAlgorithm)
-        );
+        assert_eq!(a.step(&kv(&[("CHAP_A", "6,7")])), Err(AuthError::NoAlgorithm));
     }
 }

@@ -14,7 +14,7 @@ pub mod negotiate;
 pub mod pdu;
 pub mod text;
 
-pub use backend::{
-    DataDirection, Residual, ScsiBackend, ScsiCommand, ScsiResponse, TaskAttr, TmfResponse,
-};
+pub use backend::{DataDirection, Residual, ScsiBackend, ScsiCommand, ScsiResponse, TaskAttr, TmfResponse};
 pub use config::{Chap, DigestPolicy, Limits, TargetConfig};
+pub mod io;
+pub mod login;

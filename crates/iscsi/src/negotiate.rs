@@ -73,10 +73,7 @@ pub struct Negotiator {
 /// Parses a numerical value.
 fn number(value: &str) -> Option<u64> {
     // RFC 7143 §6.1: numerical values are decimal, or hex with 0x, or base64 with 0b.
-    if let Some(hex) = value
-        .strip_prefix("0x")
-        .or_else(|| value.strip_prefix("0X"))
-    {
+    if let Some(hex) = value.strip_prefix("0x").or_else(|| value.strip_prefix("0X")) {
         u64::from_str_radix(hex, 16).ok()
     } else if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         None
@@ -107,17 +104,8 @@ const NOT_UNDERSTOOD: &str = "NotUnderstood";
 
 impl Negotiator {
     pub fn new(limits: Limits, session_type: SessionType) -> Negotiator {
-        let params = SessionParams {
-            target_mrdsl: limits.max_recv_data_segment_length,
-            ..SessionParams::default()
-        };
-        Negotiator {
-            limits,
-            session_type,
-            params,
-            seen: Vec::new(),
-            declared_mrdsl: false,
-        }
+        let params = SessionParams { target_mrdsl: limits.max_recv_data_segment_length, ..SessionParams::default() };
+        Negotiator { limits, session_type, params, seen: Vec::new(), declared_mrdsl: false }
     }
 
     pub fn session_type(&self) -> SessionType {
@@ -143,20 +131,14 @@ impl Negotiator {
         }
         if !self.declared_mrdsl {
             self.declared_mrdsl = true;
-            out.push((
-                "MaxRecvDataSegmentLength".to_owned(),
-                self.limits.max_recv_data_segment_length.to_string(),
-            ));
+            out.push(("MaxRecvDataSegmentLength".to_owned(), self.limits.max_recv_data_segment_length.to_string()));
         }
         out
     }
 
     fn answer(&mut self, key: &str, value: &str) -> Option<String> {
         // Keys the login layer handles, or that the initiator only declares.
-        if matches!(
-            key,
-            "InitiatorName" | "InitiatorAlias" | "SessionType" | "TargetName"
-        ) {
+        if matches!(key, "InitiatorName" | "InitiatorAlias" | "SessionType" | "TargetName") {
             return None;
         }
         // Renegotiating a key in the same login is a protocol error; answering Reject
@@ -202,9 +184,7 @@ impl Negotiator {
                 }
                 None => REJECT.to_owned(),
             },
-            "InitialR2T" | "ImmediateData" | "DataPDUInOrder" | "DataSequenceInOrder"
-                if discovery =>
-            {
+            "InitialR2T" | "ImmediateData" | "DataPDUInOrder" | "DataSequenceInOrder" if discovery => {
                 IRRELEVANT.to_owned()
             }
             "InitialR2T" => match boolean(value) {
@@ -229,9 +209,7 @@ impl Negotiator {
                 Some(_) => yes_no(true),
                 None => REJECT.to_owned(),
             },
-            "MaxBurstLength" | "FirstBurstLength" | "MaxOutstandingR2T" if discovery => {
-                IRRELEVANT.to_owned()
-            }
+            "MaxBurstLength" | "FirstBurstLength" | "MaxOutstandingR2T" if discovery => IRRELEVANT.to_owned(),
             "MaxBurstLength" => match in_range(value, LEN_RANGE) {
                 Some(n) => {
                     p.max_burst_length = (n as u32).min(l.max_burst_length);
@@ -309,10 +287,7 @@ mod tests {
     use super::*;
 
     fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn get<'a>(resp: &'a [(String, String)], key: &str) -> Option<&'a str> {
@@ -321,12 +296,8 @@ mod tests {
 
     #[test]
     fn minimum_and_maximum_functions() {
-        let limits = Limits {
-            max_burst_length: 65536,
-            default_time2wait: 5,
-            default_time2retain: 10,
-            ..Limits::default()
-        };
+        let limits =
+            Limits { max_burst_length: 65536, default_time2wait: 5, default_time2retain: 10, ..Limits::default() };
         let mut n = Negotiator::new(limits, SessionType::Normal);
         let r = n.respond(&kv(&[
             ("MaxBurstLength", "262144"),
@@ -346,23 +317,12 @@ mod tests {
 
     #[test]
     fn boolean_and_or_functions() {
-        let limits = Limits {
-            initial_r2t: false,
-            immediate_data: true,
-            ..Limits::default()
-        };
+        let limits = Limits { initial_r2t: false, immediate_data: true, ..Limits::default() };
         let mut n = Negotiator::new(limits.clone(), SessionType::Normal);
         let r = n.respond(&kv(&[("InitialR2T", "No"), ("ImmediateData", "No")]));
         assert_eq!(get(&r, "InitialR2T"), Some("No"));
         assert_eq!(get(&r, "ImmediateData"), Some("No"));
-        let mut n = Negotiator::new(
-            Limits {
-                initial_r2t: true,
-                immediate_data: false,
-                ..limits
-            },
-            SessionType::Normal,
-        );
+        let mut n = Negotiator::new(Limits { initial_r2t: true, immediate_data: false, ..limits }, SessionType::Normal);
         let r = n.respond(&kv(&[("InitialR2T", "No"), ("ImmediateData", "Yes")]));
         assert_eq!(get(&r, "InitialR2T"), Some("Yes"));
         assert_eq!(get(&r, "ImmediateData"), Some("No"));
@@ -371,16 +331,10 @@ mod tests {
     #[test]
     fn digest_list_takes_initiator_preference_among_allowed() {
         let mut n = Negotiator::new(Limits::default(), SessionType::Normal);
-        let r = n.respond(&kv(&[
-            ("HeaderDigest", "CRC32C,None"),
-            ("DataDigest", "None,CRC32C"),
-        ]));
+        let r = n.respond(&kv(&[("HeaderDigest", "CRC32C,None"), ("DataDigest", "None,CRC32C")]));
         assert_eq!(get(&r, "HeaderDigest"), Some("CRC32C"));
         assert_eq!(get(&r, "DataDigest"), Some("None"));
-        let limits = Limits {
-            header_digest: DigestPolicy::NoneOnly,
-            ..Limits::default()
-        };
+        let limits = Limits { header_digest: DigestPolicy::NoneOnly, ..Limits::default() };
         let mut n = Negotiator::new(limits, SessionType::Normal);
         let r = n.respond(&kv(&[("HeaderDigest", "CRC32C")]));
         assert_eq!(get(&r, "HeaderDigest"), Some("Reject"));
@@ -397,11 +351,7 @@ mod tests {
     #[test]
     fn unknown_keys_are_not_understood_and_bad_values_rejected() {
         let mut n = Negotiator::new(Limits::default(), SessionType::Normal);
-        let r = n.respond(&kv(&[
-            ("X-com.example.Foo", "1"),
-            ("MaxBurstLength", "100"),
-            ("ImmediateData", "maybe"),
-        ]));
+        let r = n.respond(&kv(&[("X-com.example.Foo", "1"), ("MaxBurstLength", "100"), ("ImmediateData", "maybe")]));
         assert_eq!(get(&r, "X-com.example.Foo"), Some("NotUnderstood"));
         assert_eq!(get(&r, "MaxBurstLength"), Some("Reject"));
         assert_eq!(get(&r, "ImmediateData"), Some("Reject"));
@@ -413,12 +363,7 @@ mod tests {
         let r = n.respond(&kv(&[("MaxRecvDataSegmentLength", "0x10000")]));
         assert_eq!(
             get(&r, "MaxRecvDataSegmentLength"),
-            Some(
-                Limits::default()
-                    .max_recv_data_segment_length
-                    .to_string()
-                    .as_str()
-            )
+            Some(Limits::default().max_recv_data_segment_length.to_string().as_str())
         );
         assert_eq!(n.params().initiator_mrdsl, 65536);
         let r = n.respond(&kv(&[]));

@@ -35,9 +35,7 @@ pub enum TextError {
 fn valid_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= MAX_KEY_LEN
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+' | b'@' | b'_'))
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+' | b'@' | b'_'))
 }
 
 /// Parses NUL-separated `key=value` pairs, in order. A missing NUL after the last pair is
@@ -49,9 +47,7 @@ pub fn parse_text(data: &[u8]) -> Result<Vec<(String, String)>, TextError> {
     let mut out: Vec<(String, String)> = Vec::new();
     for item in data.split(|&b| b == 0).filter(|s| !s.is_empty()) {
         let Some(eq) = item.iter().position(|&b| b == b'=') else {
-            return Err(TextError::MissingEquals(
-                String::from_utf8_lossy(item).into_owned(),
-            ));
+            return Err(TextError::MissingEquals(String::from_utf8_lossy(item).into_owned()));
         };
         let key = std::str::from_utf8(&item[..eq])
             .ok()
@@ -111,8 +107,7 @@ mod tests {
 
     #[test]
     fn parses_login_keys_in_order() {
-        let p = parse_text(b"InitiatorName=iqn.x:y\0SessionType=Normal\0AuthMethod=CHAP,None\0")
-            .unwrap_or_default();
+        let p = parse_text(b"InitiatorName=iqn.x:y\0SessionType=Normal\0AuthMethod=CHAP,None\0").unwrap_or_default();
         assert_eq!(
             p,
             vec![
@@ -125,28 +120,16 @@ mod tests {
 
     #[test]
     fn empty_value_is_allowed() {
-        assert_eq!(
-            parse_text(b"SendTargets=\0"),
-            Ok(vec![("SendTargets".into(), String::new())])
-        );
+        assert_eq!(parse_text(b"SendTargets=\0"), Ok(vec![("SendTargets".into(), String::new())]));
     }
 
     #[test]
     fn rejects_duplicates_missing_equals_and_bad_keys() {
-        assert!(matches!(
-            parse_text(b"A=1\0A=2\0"),
-            Err(TextError::Duplicate(_))
-        ));
-        assert!(matches!(
-            parse_text(b"A\0"),
-            Err(TextError::MissingEquals(_))
-        ));
+        assert!(matches!(parse_text(b"A=1\0A=2\0"), Err(TextError::Duplicate(_))));
+        assert!(matches!(parse_text(b"A\0"), Err(TextError::MissingEquals(_))));
         assert!(matches!(parse_text(b"A B=1\0"), Err(TextError::BadKey(_))));
         let long = format!("{}=1", "K".repeat(64));
-        assert!(matches!(
-            parse_text(long.as_bytes()),
-            Err(TextError::BadKey(_))
-        ));
+        assert!(matches!(parse_text(long.as_bytes()), Err(TextError::BadKey(_))));
     }
 
     #[test]

@@ -52,10 +52,7 @@ pub fn frame_layout(buf: &[u8], digests: Digests, max_data: u32) -> Result<Frami
     // DataSegmentLength is bytes 5..8 (RFC 7143 §11.2.1.5).
     let dsl = be32(buf, 4) & 0x00ff_ffff;
     if dsl > max_data {
-        return Err(FrameError::DataTooLong {
-            len: dsl,
-            max: max_data,
-        });
+        return Err(FrameError::DataTooLong { len: dsl, max: max_data });
     }
     let header_end = BHS_LEN + ahs_len;
     let hd_len = if digests.header { 4 } else { 0 };
@@ -69,12 +66,8 @@ pub fn frame_layout(buf: &[u8], digests: Digests, max_data: u32) -> Result<Frami
     if digests.header {
         // The header digest covers BHS and AHS (RFC 7143 §11.2.4).
         let expected = crc32c(&buf[..header_end]);
-        let received = u32::from_le_bytes([
-            buf[header_end],
-            buf[header_end + 1],
-            buf[header_end + 2],
-            buf[header_end + 3],
-        ]);
+        let received =
+            u32::from_le_bytes([buf[header_end], buf[header_end + 1], buf[header_end + 2], buf[header_end + 3]]);
         if expected != received {
             return Err(FrameError::HeaderDigest { expected, received });
         }
@@ -86,12 +79,8 @@ pub fn frame_layout(buf: &[u8], digests: Digests, max_data: u32) -> Result<Frami
         // The data digest covers the data segment and its padding (RFC 7143 §11.2.4).
         let padded_end = data_start + padded(data_len);
         let expected = crc32c(&buf[data_start..padded_end]);
-        let received = u32::from_le_bytes([
-            buf[padded_end],
-            buf[padded_end + 1],
-            buf[padded_end + 2],
-            buf[padded_end + 3],
-        ]);
+        let received =
+            u32::from_le_bytes([buf[padded_end], buf[padded_end + 1], buf[padded_end + 2], buf[padded_end + 3]]);
         expected == received
     } else {
         true
@@ -131,10 +120,7 @@ mod tests {
 
     #[test]
     fn short_buffer_asks_for_a_whole_bhs() {
-        assert_eq!(
-            frame_layout(&[0; 10], Digests::default(), 8192),
-            Ok(Framing::Incomplete { need: BHS_LEN })
-        );
+        assert_eq!(frame_layout(&[0; 10], Digests::default(), 8192), Ok(Framing::Incomplete { need: BHS_LEN }));
     }
 
     #[test]
@@ -149,24 +135,15 @@ mod tests {
 
     #[test]
     fn corrupted_header_digest_is_fatal() {
-        let d = Digests {
-            header: true,
-            data: false,
-        };
+        let d = Digests { header: true, data: false };
         let mut v = pdu(1, b"", d);
         v[20] ^= 1;
-        assert!(matches!(
-            frame_layout(&v, d, 8192),
-            Err(FrameError::HeaderDigest { .. })
-        ));
+        assert!(matches!(frame_layout(&v, d, 8192), Err(FrameError::HeaderDigest { .. })));
     }
 
     #[test]
     fn corrupted_data_digest_is_reported_not_fatal() {
-        let d = Digests {
-            header: true,
-            data: true,
-        };
+        let d = Digests { header: true, data: true };
         let mut v = pdu(0, b"abcdefg", d);
         v[48 + 4 + 2] ^= 0x40;
         let Ok(Framing::Complete(l)) = frame_layout(&v, d, 8192) else {
@@ -180,13 +157,7 @@ mod tests {
     fn oversized_data_segment_is_refused_before_it_is_read() {
         let mut v = vec![0u8; BHS_LEN];
         v[5..8].copy_from_slice(&[0x01, 0x00, 0x00]);
-        assert_eq!(
-            frame_layout(&v, Digests::default(), 8192),
-            Err(FrameError::DataTooLong {
-                len: 65536,
-                max: 8192
-            })
-        );
+        assert_eq!(frame_layout(&v, Digests::default(), 8192), Err(FrameError::DataTooLong { len: 65536, max: 8192 }));
     }
 
     proptest! {

@@ -4,19 +4,19 @@
 //! Everything here is a pure function over bytes so that it can be fuzzed and
 //! property-tested without sockets.
 
-mod frame;
+pub(crate) mod frame;
 mod request;
 mod response;
 mod sn;
 
 pub use frame::{frame_layout, FrameError, FrameLayout};
 pub use request::{
-    DataOut, LoginRequest, LogoutRequest, NopOut, ParseError, Request, ScsiCommandPdu, Snack,
-    Stage, TaskMgmtRequest, TextRequest,
+    DataOut, LoginRequest, LogoutRequest, NopOut, ParseError, Request, ScsiCommandPdu, Snack, Stage, TaskMgmtRequest,
+    TextRequest,
 };
 pub use response::{
-    DataIn, LoginResponse, LogoutResponse, NopIn, R2t, RejectPdu, ResidualField, ScsiResponsePdu,
-    StatSnUse, TargetPdu, TaskMgmtResponse, TextResponse,
+    DataIn, LoginResponse, LogoutResponse, NopIn, R2t, RejectPdu, ResidualField, ScsiResponsePdu, StatSnUse, TargetPdu,
+    TaskMgmtResponse, TextResponse,
 };
 pub use sn::Sn;
 

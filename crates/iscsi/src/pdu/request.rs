@@ -195,15 +195,7 @@ impl Request {
                 if !final_ {
                     return Err(ParseError::InvalidField("NOP-Out without F bit"));
                 }
-                Ok(Request::NopOut(NopOut {
-                    immediate,
-                    lun,
-                    itt,
-                    ttt: be32(bhs, 20),
-                    cmd_sn,
-                    exp_stat_sn,
-                    data,
-                }))
+                Ok(Request::NopOut(NopOut { immediate, lun, itt, ttt: be32(bhs, 20), cmd_sn, exp_stat_sn, data }))
             }
             opcode::SCSI_COMMAND => {
                 let mut cdb = bhs[32..48].to_vec();
@@ -251,13 +243,9 @@ impl Request {
                     // RFC 7143 §11.12.2: T and C must not both be set.
                     return Err(ParseError::InvalidField("login with both T and C"));
                 }
-                let csg = Stage::from_bits(flags >> 2)
-                    .ok_or(ParseError::InvalidField("reserved login CSG"))?;
+                let csg = Stage::from_bits(flags >> 2).ok_or(ParseError::InvalidField("reserved login CSG"))?;
                 let nsg = if transit {
-                    Some(
-                        Stage::from_bits(flags)
-                            .ok_or(ParseError::InvalidField("reserved login NSG"))?,
-                    )
+                    Some(Stage::from_bits(flags).ok_or(ParseError::InvalidField("reserved login NSG"))?)
                 } else {
                     None
                 };
@@ -320,10 +308,7 @@ impl Request {
                     exp_stat_sn,
                 }))
             }
-            opcode::SNACK_REQUEST => Ok(Request::Snack(Snack {
-                kind: flags & 0x0f,
-                itt,
-            })),
+            opcode::SNACK_REQUEST => Ok(Request::Snack(Snack { kind: flags & 0x0f, itt })),
             other => Err(ParseError::UnsupportedOpcode(other)),
         }
     }
@@ -391,10 +376,7 @@ mod tests {
             panic!("not a SCSI command");
         };
         assert!(c.read && !c.write && c.final_);
-        assert_eq!(
-            (c.attr, c.itt, c.expected_len, c.cmd_sn),
-            (1, 7, 4096, Sn(11))
-        );
+        assert_eq!((c.attr, c.itt, c.expected_len, c.cmd_sn), (1, 7, 4096, Sn(11)));
         assert_eq!(c.lun, 2 << 48);
         assert_eq!(c.cdb.len(), 16);
         assert_eq!(c.cdb[0], 0x28);
@@ -417,10 +399,7 @@ mod tests {
     #[test]
     fn login_with_t_and_c_is_invalid() {
         let h = header(opcode::LOGIN_REQUEST | 0x40, 0xc0 | 0x07);
-        assert!(matches!(
-            Request::parse(&h, &[], Bytes::new()),
-            Err(ParseError::InvalidField(_))
-        ));
+        assert!(matches!(Request::parse(&h, &[], Bytes::new()), Err(ParseError::InvalidField(_))));
     }
 
     #[test]
@@ -429,10 +408,7 @@ mod tests {
         let Ok(Request::Login(l)) = Request::parse(&h, &[], Bytes::new()) else {
             panic!("not a login");
         };
-        assert_eq!(
-            (l.csg, l.nsg),
-            (Stage::Operational, Some(Stage::FullFeature))
-        );
+        assert_eq!((l.csg, l.nsg), (Stage::Operational, Some(Stage::FullFeature)));
     }
 
     #[test]

@@ -21,7 +21,6 @@ pub enum StatSnUse {
 }
 
 /// One PDU to send, header fields final except for the sequence numbers.
-#[derive(Clone, Debug)]
 pub struct TargetPdu {
     pub bhs: [u8; BHS_LEN],
     pub data: Bytes,
@@ -76,6 +75,7 @@ fn put_lun_itt(bhs: &mut [u8; BHS_LEN], lun: u64, itt: u32) {
 }
 
 /// NOP-In (RFC 7143 §11.19).
+#[derive(Clone, Debug)]
 pub struct NopIn {
     pub lun: u64,
     pub itt: u32,
@@ -87,11 +87,7 @@ impl From<NopIn> for TargetPdu {
     fn from(p: NopIn) -> TargetPdu {
         // A NOP-In answering a ping advances StatSN; one the target starts (ITT reserved)
         // only shows it (RFC 7143 §11.19.2).
-        let use_ = if p.itt == RESERVED_TAG {
-            StatSnUse::Current
-        } else {
-            StatSnUse::Advance
-        };
+        let use_ = if p.itt == RESERVED_TAG { StatSnUse::Current } else { StatSnUse::Advance };
         let mut pdu = TargetPdu::new(opcode::NOP_IN, 0x80, p.data, use_);
         put_lun_itt(&mut pdu.bhs, p.lun, p.itt);
         put32(&mut pdu.bhs, 20, p.ttt);
@@ -114,6 +110,7 @@ impl ResidualField {
 }
 
 /// SCSI Response (RFC 7143 §11.4).
+#[derive(Clone, Debug)]
 pub struct ScsiResponsePdu {
     pub itt: u32,
     /// iSCSI response: 0 = command completed at target, 1 = target failure.
@@ -137,12 +134,7 @@ impl From<ScsiResponsePdu> for TargetPdu {
             }
             _ => Bytes::new(),
         };
-        let mut pdu = TargetPdu::new(
-            opcode::SCSI_RESPONSE,
-            0x80 | p.residual.flags(),
-            data,
-            StatSnUse::Advance,
-        );
+        let mut pdu = TargetPdu::new(opcode::SCSI_RESPONSE, 0x80 | p.residual.flags(), data, StatSnUse::Advance);
         pdu.bhs[2] = p.response;
         pdu.bhs[3] = p.status;
         put32(&mut pdu.bhs, 16, p.itt);
@@ -153,6 +145,7 @@ impl From<ScsiResponsePdu> for TargetPdu {
 }
 
 /// SCSI Data-In (RFC 7143 §11.7).
+#[derive(Clone, Debug)]
 pub struct DataIn {
     pub lun: u64,
     pub itt: u32,
@@ -190,6 +183,7 @@ impl From<DataIn> for TargetPdu {
 }
 
 /// Ready To Transfer (RFC 7143 §11.8).
+#[derive(Clone, Debug)]
 pub struct R2t {
     pub lun: u64,
     pub itt: u32,
@@ -212,6 +206,7 @@ impl From<R2t> for TargetPdu {
 }
 
 /// Task Management Function Response (RFC 7143 §11.6).
+#[derive(Clone, Debug)]
 pub struct TaskMgmtResponse {
     pub itt: u32,
     pub response: u8,
@@ -219,12 +214,7 @@ pub struct TaskMgmtResponse {
 
 impl From<TaskMgmtResponse> for TargetPdu {
     fn from(p: TaskMgmtResponse) -> TargetPdu {
-        let mut pdu = TargetPdu::new(
-            opcode::TASK_MGMT_RESPONSE,
-            0x80,
-            Bytes::new(),
-            StatSnUse::Advance,
-        );
+        let mut pdu = TargetPdu::new(opcode::TASK_MGMT_RESPONSE, 0x80, Bytes::new(), StatSnUse::Advance);
         pdu.bhs[2] = p.response;
         put32(&mut pdu.bhs, 16, p.itt);
         pdu
@@ -232,6 +222,7 @@ impl From<TaskMgmtResponse> for TargetPdu {
 }
 
 /// Login Response (RFC 7143 §11.13).
+#[derive(Clone, Debug)]
 pub struct LoginResponse {
     pub transit: bool,
     pub cont: bool,
@@ -266,6 +257,7 @@ impl From<LoginResponse> for TargetPdu {
 }
 
 /// Text Response (RFC 7143 §11.11).
+#[derive(Clone, Debug)]
 pub struct TextResponse {
     pub final_: bool,
     pub cont: bool,
@@ -286,6 +278,7 @@ impl From<TextResponse> for TargetPdu {
 }
 
 /// Logout Response (RFC 7143 §11.15).
+#[derive(Clone, Debug)]
 pub struct LogoutResponse {
     pub itt: u32,
     pub response: u8,
@@ -295,12 +288,7 @@ pub struct LogoutResponse {
 
 impl From<LogoutResponse> for TargetPdu {
     fn from(p: LogoutResponse) -> TargetPdu {
-        let mut pdu = TargetPdu::new(
-            opcode::LOGOUT_RESPONSE,
-            0x80,
-            Bytes::new(),
-            StatSnUse::Advance,
-        );
+        let mut pdu = TargetPdu::new(opcode::LOGOUT_RESPONSE, 0x80, Bytes::new(), StatSnUse::Advance);
         pdu.bhs[2] = p.response;
         put32(&mut pdu.bhs, 16, p.itt);
         pdu.bhs[40..42].copy_from_slice(&p.time2wait.to_be_bytes());
@@ -310,6 +298,7 @@ impl From<LogoutResponse> for TargetPdu {
 }
 
 /// Reject (RFC 7143 §11.17): carries the complete header of the rejected PDU.
+#[derive(Clone, Debug)]
 pub struct RejectPdu {
     pub reason: RejectReason,
     pub rejected_header: [u8; BHS_LEN],
@@ -338,11 +327,7 @@ mod tests {
             itt: 9,
             final_: true,
             status: Some(0),
-            residual: ResidualField {
-                overflow: false,
-                underflow: true,
-                count: 512,
-            },
+            residual: ResidualField { overflow: false, underflow: true, count: 512 },
             data_sn: 3,
             buffer_offset: 8192,
             data: Bytes::from_static(&[1, 2, 3]),
@@ -387,10 +372,7 @@ mod tests {
         .into();
         let mut out = BytesMut::new();
         pdu.encode_into(&mut out, true, true);
-        let d = Digests {
-            header: true,
-            data: true,
-        };
+        let d = Digests { header: true, data: true };
         let Ok(Framing::Complete(l)) = frame_layout(&out, d, 8192) else {
             panic!("encoded PDU does not frame");
         };

@@ -36,10 +36,7 @@ impl Sn {
     }
 
     pub fn le(self, other: Sn) -> bool {
-        matches!(
-            self.serial_cmp(other),
-            Some(Ordering::Less | Ordering::Equal)
-        )
+        matches!(self.serial_cmp(other), Some(Ordering::Less | Ordering::Equal))
     }
 
     /// Whether `self` lies in the closed window `[low, high]` (serial arithmetic).
