@@ -29,6 +29,9 @@ pub enum HalError {
     /// A map whose range is empty or leaves the buffer.
     #[error("mapped range is empty or outside the buffer")]
     MapOutOfBuffer,
+    /// A buffer from another system memory than the HAL's.
+    #[error("the buffer does not live in this HAL's system memory")]
+    ForeignBuffer,
     /// A CPU access outside the buffer.
     #[error("range {offset}+{len} is outside a buffer of {buffer_len} bytes")]
     OutOfBuffer { offset: usize, len: usize, buffer_len: usize },
