@@ -76,18 +76,19 @@ where
     let mut neg = Negotiation::new(&shared.infos, client, shared.config.handshake);
     let mut out = Vec::with_capacity(512);
     let mut data = Vec::new();
-    let mut shutting_down = false;
     loop {
         let mut hdr = [0u8; proto::OPTION_HEADER_LEN];
         tokio::select! {
+            biased;
+            // Nothing is in flight between options: a shutdown closes here.
+            _ = shutdown.cancelled() => return Ok(None),
             r = reader.read_exact(&mut hdr) => { r?; }
-            _ = shutdown.cancelled(), if !shutting_down => {
-                // Keep answering, but only with NBD_REP_ERR_SHUTDOWN, until
-                // the client aborts or the grace period runs out.
-                shutting_down = true;
-                neg.set_shutting_down();
-                continue;
-            }
+        }
+        if shutdown.is_cancelled() {
+            // An option that raced the shutdown is answered
+            // NBD_REP_ERR_SHUTDOWN ("Termination of the session during
+            // option haggling"); the next wait closes.
+            neg.set_shutting_down();
         }
         let header = parse_option_header(&hdr).map_err(|_| protocol_error("bad option magic"))?;
         out.clear();
