@@ -1,1 +1,586 @@
-//! class
+//! The disk class driver.
+//!
+//! It learns the adapter's limits (`MaximumTransferLength`, `MaximumPhysicalPages`, `AlignmentMask`), splits each
+//! request into partial transfers sized to what the HBA can do as the DDK's class driver does (DDK.md §1.11), builds
+//! the CDBs, sends one SRB per piece through the port driver, releases the LU queue the port froze after an error,
+//! retries what is worth retrying a bounded number of times, and turns sense data into typed errors.
+
+pub mod cdb;
+pub mod sense;
+
+use hal::{Buffer, Placement, SystemMemory, PAGE_SIZE};
+use port::{scsi_status, AdapterHandle, LuAddress, Srb, SrbFlags, SrbFunction, SrbStatus};
+use sense::{key, SenseInfo};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How many times a retryable failure is retried before the request fails (classpnp's MAXIMUM_RETRIES is 4; unit
+/// attentions after a reset come in bursts, so a few more).
+pub const MAX_RETRIES: u32 = 8;
+
+/// Why a class request failed.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum ClassError {
+    /// The medium could not be read or written (sense key 3).
+    #[error("medium error at LBA {lba:?} (ASC/ASCQ {asc:#04x}/{ascq:#04x})")]
+    Medium { lba: Option<u64>, asc: u8, ascq: u8 },
+    /// The device rejected the command (sense key 5).
+    #[error("illegal request (ASC/ASCQ {asc:#04x}/{ascq:#04x})")]
+    IllegalRequest { asc: u8, ascq: u8 },
+    /// The device is write protected (sense key 7).
+    #[error("the device is write protected")]
+    WriteProtected,
+    /// COMPARE AND WRITE / VERIFY found different data (sense key 0Eh).
+    #[error("miscompare")]
+    Miscompare,
+    /// Another initiator holds a reservation.
+    #[error("reservation conflict")]
+    ReservationConflict,
+    /// Any other sense the class driver does not retry.
+    #[error("device error: sense key {key:#x}, ASC/ASCQ {asc:#04x}/{ascq:#04x}")]
+    Sense { key: u8, asc: u8, ascq: u8 },
+    /// Retries ran out.
+    #[error("gave up after {retries} retries: {last}")]
+    RetriesExhausted { retries: u32, last: String },
+    /// The port or the adapter failed the SRB.
+    #[error("SRB failed with {status:?} (SCSI status {scsi_status:#04x})")]
+    Srb { status: SrbStatus, scsi_status: u8 },
+    /// The device moved fewer bytes than asked.
+    #[error("short transfer: {moved} of {asked} bytes")]
+    ShortTransfer { moved: u32, asked: u32 },
+    /// The request is outside the disk.
+    #[error("LBA range {lba}+{blocks} is outside the disk's {capacity} blocks")]
+    OutOfRange { lba: u64, blocks: u64, capacity: u64 },
+    /// The request does not meet the adapter's alignment or the block size.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// No memory for a command buffer.
+    #[error("no system memory for a {0}-byte command buffer")]
+    NoMemory(usize),
+}
+
+/// The adapter's limits as the class driver sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub maximum_transfer_length: u32,
+    pub maximum_physical_pages: u32,
+    pub alignment_mask: u32,
+}
+
+impl Limits {
+    /// The largest piece for a transfer starting at virtual address `va`: classpnp's
+    /// `MAX(MIN(MaxXferLen, (MaxPhysPages − 1) × PAGE_SIZE), PAGE_SIZE)`, with one page back when the buffer is
+    /// page-aligned (then N pages hold N pages of data), rounded down to whole blocks.
+    pub fn piece_len(&self, va: u64, block_size: u32) -> u32 {
+        let pages = self.maximum_physical_pages.saturating_sub(1) as u64
+            + u64::from(va % PAGE_SIZE == 0 && self.maximum_physical_pages > 0);
+        let by_pages = pages.saturating_mul(PAGE_SIZE).min(u32::MAX as u64) as u32;
+        let len = self.maximum_transfer_length.min(by_pages).max(PAGE_SIZE as u32);
+        let len = len - len % block_size.max(1);
+        len.max(block_size)
+    }
+}
+
+/// Counters of the class driver.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClassStats {
+    pub requests: u64,
+    pub pieces: u64,
+    pub retries: u64,
+    pub queue_releases: u64,
+}
+
+#[derive(Default)]
+struct StatsCell {
+    requests: AtomicU64,
+    pieces: AtomicU64,
+    retries: AtomicU64,
+    queue_releases: AtomicU64,
+}
+
+/// A disk on an adapter, opened by the class driver.
+pub struct DiskClass {
+    adapter: AdapterHandle,
+    address: LuAddress,
+    memory: Arc<SystemMemory>,
+    block_size: u32,
+    blocks: u64,
+    limits: Limits,
+    timeout_secs: u32,
+    vendor: String,
+    product: String,
+    stats: StatsCell,
+}
+
+enum Verdict {
+    Done,
+    Retry(String, Duration),
+    Fail(ClassError),
+}
+
+/// What one command returned.
+#[derive(Clone, Debug)]
+pub struct CommandResult {
+    pub srb: Srb,
+}
+
+impl DiskClass {
+    /// Claim the disk at `address`: wait for it to be ready, read its identity and capacity.
+    pub fn open(adapter: AdapterHandle, address: LuAddress, memory: Arc<SystemMemory>) -> Result<Self, ClassError> {
+        let caps = adapter.capabilities().clone();
+        let limits = Limits {
+            maximum_transfer_length: caps.maximum_transfer_length,
+            maximum_physical_pages: caps.maximum_physical_pages,
+            alignment_mask: caps.alignment_mask,
+        };
+        let mut d = DiskClass {
+            adapter,
+            address,
+            memory,
+            block_size: 512,
+            blocks: 0,
+            limits,
+            timeout_secs: 30,
+            vendor: String::new(),
+            product: String::new(),
+            stats: StatsCell::default(),
+        };
+        futures::executor::block_on(d.identify())?;
+        Ok(d)
+    }
+
+    async fn identify(&mut self) -> Result<(), ClassError> {
+        self.command(&cdb::test_unit_ready(), None, 0).await?;
+        let inq = self.command(&cdb::inquiry(96), Some(SrbFlags::DATA_IN), 96).await?;
+        if inq.len() >= 32 {
+            self.vendor = String::from_utf8_lossy(&inq[8..16]).trim().to_string();
+            self.product = String::from_utf8_lossy(&inq[16..32]).trim().to_string();
+        }
+        let cap = self.command(&cdb::read_capacity10(), Some(SrbFlags::DATA_IN), 8).await?;
+        if cap.len() < 8 {
+            return Err(ClassError::ShortTransfer { moved: cap.len() as u32, asked: 8 });
+        }
+        let last = u32::from_be_bytes([cap[0], cap[1], cap[2], cap[3]]);
+        let mut block_size = u32::from_be_bytes([cap[4], cap[5], cap[6], cap[7]]);
+        let mut blocks = last as u64 + 1;
+        if last == u32::MAX {
+            let c16 = self.command(&cdb::read_capacity16(32), Some(SrbFlags::DATA_IN), 32).await?;
+            if c16.len() >= 12 {
+                let mut l = [0u8; 8];
+                l.copy_from_slice(&c16[0..8]);
+                blocks = u64::from_be_bytes(l).saturating_add(1);
+                block_size = u32::from_be_bytes([c16[8], c16[9], c16[10], c16[11]]);
+            }
+        }
+        if block_size == 0 || !block_size.is_power_of_two() {
+            return Err(ClassError::BadRequest(format!("the device reports a block size of {block_size}")));
+        }
+        self.block_size = block_size;
+        self.blocks = blocks;
+        Ok(())
+    }
+
+    pub fn block_size(&self) -> u32 {
+        self.block_size
+    }
+    pub fn blocks(&self) -> u64 {
+        self.blocks
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.blocks * self.block_size as u64
+    }
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+    pub fn address(&self) -> LuAddress {
+        self.address
+    }
+    pub fn adapter(&self) -> &AdapterHandle {
+        &self.adapter
+    }
+    pub fn memory(&self) -> &Arc<SystemMemory> {
+        &self.memory
+    }
+    pub fn vendor(&self) -> &str {
+        &self.vendor
+    }
+    pub fn product(&self) -> &str {
+        &self.product
+    }
+    pub fn stats(&self) -> ClassStats {
+        ClassStats {
+            requests: self.stats.requests.load(Ordering::Relaxed),
+            pieces: self.stats.pieces.load(Ordering::Relaxed),
+            retries: self.stats.retries.load(Ordering::Relaxed),
+            queue_releases: self.stats.queue_releases.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Read `len` bytes at `lba` into `buf[offset..]`.
+    pub fn read(&self, lba: u64, buf: &Buffer, offset: usize, len: usize) -> Result<(), ClassError> {
+        futures::executor::block_on(self.read_async(lba, buf, offset, len))
+    }
+
+    /// Write `buf[offset..offset + len]` at `lba`; `fua` asks the device to make it durable before it answers.
+    pub fn write(&self, lba: u64, buf: &Buffer, offset: usize, len: usize, fua: bool) -> Result<(), ClassError> {
+        futures::executor::block_on(self.write_async(lba, buf, offset, len, fua))
+    }
+
+    /// SYNCHRONIZE CACHE.
+    pub fn flush(&self) -> Result<(), ClassError> {
+        futures::executor::block_on(self.flush_async())
+    }
+
+    pub async fn read_async(&self, lba: u64, buf: &Buffer, offset: usize, len: usize) -> Result<(), ClassError> {
+        self.transfer(false, lba, buf, offset, len, false).await
+    }
+
+    pub async fn write_async(
+        &self,
+        lba: u64,
+        buf: &Buffer,
+        offset: usize,
+        len: usize,
+        fua: bool,
+    ) -> Result<(), ClassError> {
+        self.transfer(true, lba, buf, offset, len, fua).await
+    }
+
+    pub async fn flush_async(&self) -> Result<(), ClassError> {
+        self.command(&cdb::synchronize_cache10(), None, 0).await.map(|_| ())
+    }
+
+    /// UNMAP `blocks` blocks at `lba` (split into ranges of at most u32::MAX blocks).
+    pub async fn unmap_async(&self, lba: u64, blocks: u64) -> Result<(), ClassError> {
+        self.check_range(lba, blocks)?;
+        let mut at = lba;
+        let end = lba + blocks;
+        while at < end {
+            let n = (end - at).min(u32::MAX as u64) as u32;
+            let params = cdb::unmap_parameters(at, n);
+            self.command_out(&cdb::unmap(params.len() as u16), &params).await?;
+            at += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Zero `blocks` blocks at `lba` with WRITE SAME(16); `unmap` lets the device deallocate them.
+    pub async fn write_zeroes_async(&self, lba: u64, blocks: u64, unmap: bool) -> Result<(), ClassError> {
+        self.check_range(lba, blocks)?;
+        let zero = vec![0u8; self.block_size as usize];
+        let mut at = lba;
+        let end = lba + blocks;
+        // Keep each WRITE SAME modest so one command does not hold the LU for long.
+        let chunk = 1u64 << 16;
+        while at < end {
+            let n = (end - at).min(chunk) as u32;
+            self.command_out(&cdb::write_same16(at, n, unmap), &zero).await?;
+            at += n as u64;
+        }
+        Ok(())
+    }
+
+    /// GET LBA STATUS from `lba`: a list of (lba, blocks, mapped) descriptors.
+    pub async fn lba_status_async(&self, lba: u64) -> Result<Vec<(u64, u32, bool)>, ClassError> {
+        self.check_range(lba, 1)?;
+        let data = self.command(&cdb::get_lba_status(lba, 4096), Some(SrbFlags::DATA_IN), 4096).await?;
+        let mut out = Vec::new();
+        if data.len() < 8 {
+            return Ok(out);
+        }
+        let len = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as usize + 4;
+        let mut i = 8;
+        while i + 16 <= len.min(data.len()) {
+            let mut l = [0u8; 8];
+            l.copy_from_slice(&data[i..i + 8]);
+            let start = u64::from_be_bytes(l);
+            let n = u32::from_be_bytes([data[i + 8], data[i + 9], data[i + 10], data[i + 11]]);
+            let mapped = data[i + 12] & 0x0F == 0;
+            out.push((start, n, mapped));
+            i += 16;
+        }
+        Ok(out)
+    }
+
+    fn check_range(&self, lba: u64, blocks: u64) -> Result<(), ClassError> {
+        match lba.checked_add(blocks) {
+            Some(end) if end <= self.blocks => Ok(()),
+            _ => Err(ClassError::OutOfRange { lba, blocks, capacity: self.blocks }),
+        }
+    }
+
+    /// Split, send and reassemble one read or write.
+    async fn transfer(
+        &self,
+        write: bool,
+        lba: u64,
+        buf: &Buffer,
+        offset: usize,
+        len: usize,
+        fua: bool,
+    ) -> Result<(), ClassError> {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let bs = self.block_size as usize;
+        if len == 0 {
+            return Ok(());
+        }
+        if len % bs != 0 {
+            return Err(ClassError::BadRequest(format!("{len} bytes is not a multiple of the {bs}-byte block")));
+        }
+        if offset.checked_add(len).is_none_or(|e| e > buf.len()) {
+            return Err(ClassError::BadRequest(format!("{offset}+{len} is outside the {}-byte buffer", buf.len())));
+        }
+        self.check_range(lba, (len / bs) as u64)?;
+        let va = buf.va().0 + offset as u64;
+        if va & self.limits.alignment_mask as u64 != 0 {
+            return Err(ClassError::BadRequest(format!(
+                "buffer address {va:#x} does not meet the adapter's AlignmentMask {:#x}",
+                self.limits.alignment_mask
+            )));
+        }
+        let piece = self.limits.piece_len(va, self.block_size) as usize;
+        let mut pieces = Vec::new();
+        let mut at = 0usize;
+        while at < len {
+            let n = piece.min(len - at);
+            pieces.push((lba + (at / bs) as u64, offset + at, n));
+            at += n;
+        }
+        self.stats.pieces.fetch_add(pieces.len() as u64, Ordering::Relaxed);
+        let direction = if write { SrbFlags::DATA_OUT } else { SrbFlags::DATA_IN };
+        let make = |i: usize| {
+            let (plba, poff, plen) = pieces[i];
+            let c = cdb::read_write(write, plba, (plen / bs) as u32, fua);
+            let mut srb = Srb::execute_scsi(self.address, &c).with_data(buf, poff, plen as u32, direction);
+            srb.time_out_value = self.timeout_secs;
+            srb
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Srb)>();
+        for i in 0..pieces.len() {
+            let tx = tx.clone();
+            self.adapter.submit(make(i), move |s| {
+                let _ = tx.send((i, s));
+            });
+        }
+        let mut outstanding = pieces.len();
+        let mut attempts = vec![0u32; pieces.len()];
+        let mut error: Option<ClassError> = None;
+        while outstanding > 0 {
+            let Some((i, srb)) = rx.recv().await else {
+                return Err(ClassError::Srb { status: SrbStatus::NO_HBA, scsi_status: 0 });
+            };
+            if srb.srb_status.queue_frozen() {
+                self.release_queue().await;
+            }
+            let verdict = self.judge(&srb, pieces[i].2 as u32);
+            match verdict {
+                Verdict::Done => outstanding -= 1,
+                Verdict::Retry(why, delay) if error.is_none() && attempts[i] < MAX_RETRIES => {
+                    attempts[i] += 1;
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    let _ = why;
+                    sleep(delay).await;
+                    let tx = tx.clone();
+                    self.adapter.submit(make(i), move |s| {
+                        let _ = tx.send((i, s));
+                    });
+                }
+                Verdict::Retry(why, _) => {
+                    outstanding -= 1;
+                    error.get_or_insert(ClassError::RetriesExhausted { retries: attempts[i], last: why });
+                }
+                Verdict::Fail(e) => {
+                    outstanding -= 1;
+                    error.get_or_insert(e);
+                }
+            }
+        }
+        error.map_or(Ok(()), Err)
+    }
+
+    /// Decide what to do with a finished SRB.
+    fn judge(&self, srb: &Srb, asked: u32) -> Verdict {
+        let status = srb.srb_status.status();
+        if status == SrbStatus::SUCCESS {
+            return Verdict::Done;
+        }
+        if srb.scsi_status == scsi_status::CHECK_CONDITION || srb.scsi_status == scsi_status::COMMAND_TERMINATED {
+            let Some(s) = srb.srb_status.autosense_valid().then(|| SenseInfo::parse(srb.sense())).flatten() else {
+                return Verdict::Retry("CHECK CONDITION without sense".into(), Duration::ZERO);
+            };
+            return match s.key {
+                key::RECOVERED_ERROR | key::NO_SENSE => Verdict::Done,
+                key::UNIT_ATTENTION => {
+                    Verdict::Retry(format!("unit attention {:02x}/{:02x}", s.asc, s.ascq), Duration::ZERO)
+                }
+                key::NOT_READY if s.asc == 0x04 && s.ascq != 0x02 => {
+                    Verdict::Retry("not ready, becoming ready".into(), Duration::from_millis(10))
+                }
+                key::ABORTED_COMMAND => Verdict::Retry("aborted command".into(), Duration::ZERO),
+                key::MEDIUM_ERROR => Verdict::Fail(ClassError::Medium { lba: s.information, asc: s.asc, ascq: s.ascq }),
+                key::ILLEGAL_REQUEST => Verdict::Fail(ClassError::IllegalRequest { asc: s.asc, ascq: s.ascq }),
+                key::DATA_PROTECT => Verdict::Fail(ClassError::WriteProtected),
+                key::MISCOMPARE => Verdict::Fail(ClassError::Miscompare),
+                k => Verdict::Fail(ClassError::Sense { key: k, asc: s.asc, ascq: s.ascq }),
+            };
+        }
+        if srb.scsi_status == scsi_status::RESERVATION_CONFLICT {
+            return Verdict::Fail(ClassError::ReservationConflict);
+        }
+        if srb.scsi_status == scsi_status::BUSY || srb.scsi_status == scsi_status::QUEUE_FULL {
+            return Verdict::Retry("target busy".into(), Duration::from_millis(5));
+        }
+        match status {
+            SrbStatus::BUSY => Verdict::Retry("adapter busy".into(), Duration::from_millis(5)),
+            SrbStatus::BUS_RESET
+            | SrbStatus::TIMEOUT
+            | SrbStatus::COMMAND_TIMEOUT
+            | SrbStatus::REQUEST_FLUSHED
+            | SrbStatus::ABORTED
+            | SrbStatus::UNEXPECTED_BUS_FREE
+            | SrbStatus::PARITY_ERROR => Verdict::Retry(format!("SRB {:?}", srb.srb_status), Duration::from_millis(1)),
+            SrbStatus::DATA_OVERRUN => {
+                Verdict::Fail(ClassError::ShortTransfer { moved: srb.data_transfer_length, asked })
+            }
+            _ => Verdict::Fail(ClassError::Srb { status: srb.srb_status, scsi_status: srb.scsi_status }),
+        }
+    }
+
+    async fn release_queue(&self) {
+        self.stats.queue_releases.fetch_add(1, Ordering::Relaxed);
+        let mut srb = Srb::execute_scsi(self.address, &[]);
+        srb.function = SrbFunction::RELEASE_QUEUE;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.adapter.submit(srb, move |s| {
+            let _ = tx.send(s);
+        });
+        let _ = rx.await;
+    }
+
+    /// Send a small command, returning its data-in bytes. Retries as a read does.
+    pub async fn command(&self, cdb: &[u8], direction: Option<SrbFlags>, alloc: usize) -> Result<Vec<u8>, ClassError> {
+        let buf = if alloc > 0 {
+            Some(self.memory.alloc(alloc, Placement::Any).map_err(|_| ClassError::NoMemory(alloc))?)
+        } else {
+            None
+        };
+        let srb = self.run_with_retries(cdb, direction, buf.as_ref(), alloc, true).await?;
+        match buf {
+            Some(b) => {
+                let n = (srb.data_transfer_length as usize).min(alloc);
+                let mut out = vec![0u8; n];
+                b.read(0, &mut out).map_err(|e| ClassError::BadRequest(e.to_string()))?;
+                Ok(out)
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Send a command with a data-out parameter list.
+    pub async fn command_out(&self, cdb: &[u8], data: &[u8]) -> Result<(), ClassError> {
+        let buf = self.memory.alloc(data.len(), Placement::Any).map_err(|_| ClassError::NoMemory(data.len()))?;
+        buf.write(0, data).map_err(|e| ClassError::BadRequest(e.to_string()))?;
+        self.run_with_retries(cdb, Some(SrbFlags::DATA_OUT), Some(&buf), data.len(), false).await.map(|_| ())
+    }
+
+    async fn run_with_retries(
+        &self,
+        cdb: &[u8],
+        direction: Option<SrbFlags>,
+        buf: Option<&Buffer>,
+        len: usize,
+        short_ok: bool,
+    ) -> Result<Srb, ClassError> {
+        let mut attempt = 0;
+        loop {
+            let mut srb = Srb::execute_scsi(self.address, cdb);
+            srb.time_out_value = self.timeout_secs;
+            if let (Some(d), Some(b)) = (direction, buf) {
+                srb = srb.with_data(b, 0, len as u32, d);
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.adapter.submit(srb, move |s| {
+                let _ = tx.send(s);
+            });
+            let srb = rx.await.map_err(|_| ClassError::Srb { status: SrbStatus::NO_HBA, scsi_status: 0 })?;
+            if srb.srb_status.queue_frozen() {
+                self.release_queue().await;
+            }
+            if short_ok && srb.srb_status.status() == SrbStatus::DATA_OVERRUN {
+                return Ok(srb);
+            }
+            match self.judge(&srb, len as u32) {
+                Verdict::Done => return Ok(srb),
+                Verdict::Retry(why, delay) => {
+                    attempt += 1;
+                    if attempt > MAX_RETRIES {
+                        return Err(ClassError::RetriesExhausted { retries: MAX_RETRIES, last: why });
+                    }
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    sleep(delay).await;
+                }
+                Verdict::Fail(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Wait without assuming a runtime: on tokio's timer inside a runtime, a thread sleep outside one.
+async fn sleep(d: Duration) {
+    if d.is_zero() {
+        return;
+    }
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::time::sleep(d).await;
+    } else {
+        std::thread::sleep(d);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn limits() -> Limits {
+        Limits { maximum_transfer_length: 64 * 1024, maximum_physical_pages: 17, alignment_mask: 1 }
+    }
+
+    #[test]
+    fn page_aligned_pieces_are_the_maximum_transfer_length() {
+        assert_eq!(limits().piece_len(0x1000_0000, 512), 64 * 1024);
+    }
+
+    #[test]
+    fn unaligned_pieces_leave_room_for_the_extra_page() {
+        // 17 pages, unaligned start: (17 - 1) pages = 64 KiB still fits MaximumTransferLength.
+        assert_eq!(limits().piece_len(0x1000_0200, 512), 64 * 1024);
+        let l = Limits { maximum_transfer_length: 1 << 20, maximum_physical_pages: 5, alignment_mask: 0 };
+        assert_eq!(l.piece_len(0x1000_0200, 512), 4 * 4096);
+        assert_eq!(l.piece_len(0x1000_0000, 512), 5 * 4096);
+    }
+
+    #[test]
+    fn no_scatter_gather_still_moves_a_page() {
+        let l = Limits { maximum_transfer_length: 1 << 20, maximum_physical_pages: 1, alignment_mask: 0 };
+        assert_eq!(l.piece_len(0x1000_0200, 512), 4096);
+    }
+
+    proptest! {
+        #[test]
+        fn a_piece_never_spans_more_pages_than_the_adapter_takes(
+            max_len in 4096u32..(1 << 20), pages in 1u32..64, va in 0u64..(1 << 30), bs in prop::sample::select(vec![512u32, 4096]),
+        ) {
+            let l = Limits { maximum_transfer_length: max_len, maximum_physical_pages: pages, alignment_mask: 0 };
+            let p = l.piece_len(va, bs) as u64;
+            prop_assert!(p % bs as u64 == 0 && p > 0);
+            prop_assert!(p <= (max_len as u64).max(4096));
+            let span = ((va % PAGE_SIZE) + p).div_ceil(PAGE_SIZE);
+            // The classpnp rule guarantees the span fits MaximumPhysicalPages whenever more than one page is allowed.
+            if pages > 1 {
+                prop_assert!(span <= pages as u64, "span {} > {}", span, pages);
+            }
+        }
+    }
+}
