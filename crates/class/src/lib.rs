@@ -74,7 +74,7 @@ impl Limits {
     /// page-aligned (then N pages hold N pages of data), rounded down to whole blocks.
     pub fn piece_len(&self, va: u64, block_size: u32) -> u32 {
         let pages = self.maximum_physical_pages.saturating_sub(1) as u64
-            + u64::from(va % PAGE_SIZE == 0 && self.maximum_physical_pages > 0);
+            + u64::from(va.is_multiple_of(PAGE_SIZE) && self.maximum_physical_pages > 0);
         let by_pages = pages.saturating_mul(PAGE_SIZE).min(u32::MAX as u64) as u32;
         let len = self.maximum_transfer_length.min(by_pages).max(PAGE_SIZE as u32);
         let len = len - len % block_size.max(1);
@@ -325,7 +325,7 @@ impl DiskClass {
         if len == 0 {
             return Ok(());
         }
-        if len % bs != 0 {
+        if !len.is_multiple_of(bs) {
             return Err(ClassError::BadRequest(format!("{len} bytes is not a multiple of the {bs}-byte block")));
         }
         if offset.checked_add(len).is_none_or(|e| e > buf.len()) {
@@ -574,7 +574,7 @@ mod tests {
         ) {
             let l = Limits { maximum_transfer_length: max_len, maximum_physical_pages: pages, alignment_mask: 0 };
             let p = l.piece_len(va, bs) as u64;
-            prop_assert!(p % bs as u64 == 0 && p > 0);
+            prop_assert!(p.is_multiple_of(bs as u64) && p > 0);
             prop_assert!(p <= (max_len as u64).max(4096));
             let span = ((va % PAGE_SIZE) + p).div_ceil(PAGE_SIZE);
             // The classpnp rule guarantees the span fits MaximumPhysicalPages whenever more than one page is allowed.

@@ -47,6 +47,9 @@ pub struct AccessRange {
 /// Timer routine for `RequestTimerCall`: runs serialized with `HwScsiInterrupt`.
 pub type HwTimer<E> = fn(&mut E, &mut PortContext<'_, E>);
 
+/// `HwScsiAdapterControl`.
+pub type HwAdapterControl<E> = fn(&mut E, &mut PortContext<'_, E>, AdapterControlType) -> AdapterControlStatus;
+
 /// The miniport's entry points and static properties (`HW_INITIALIZATION_DATA`). `E` is the device extension.
 pub struct HwInitializationData<E> {
     pub adapter_interface_type: InterfaceType,
@@ -58,7 +61,7 @@ pub struct HwInitializationData<E> {
     pub hw_reset_bus: fn(&mut E, &mut PortContext<'_, E>, u8) -> bool,
     /// Required for an HBA that uses a system DMA controller; `None` for bus-master and PIO HBAs.
     pub hw_dma_started: Option<fn(&mut E, &mut PortContext<'_, E>)>,
-    pub hw_adapter_control: Option<fn(&mut E, &mut PortContext<'_, E>, AdapterControlType) -> AdapterControlStatus>,
+    pub hw_adapter_control: Option<HwAdapterControl<E>>,
     pub map_buffers: bool,
     pub need_physical_addresses: bool,
     pub tagged_queuing: bool,

@@ -169,6 +169,7 @@ pub(crate) struct Core<E> {
 }
 
 impl<E> Core<E> {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         hal: Arc<Hal>,
         hw: Box<dyn HbaHardware>,
@@ -540,7 +541,7 @@ impl<E> Core<E> {
                 m.dma_started = true;
             }
             self.event(Some(req.id), None, EventKind::DmaStarted);
-            self.call(ext, Routine::DmaStarted, |e, ctx| started(e, ctx));
+            self.call(ext, Routine::DmaStarted, started);
         }
     }
 
@@ -800,7 +801,7 @@ impl<E> Core<E> {
         if let Some((routine, at)) = self.timer {
             if at <= now {
                 self.timer = None;
-                self.call(ext, Routine::Timer, |e, ctx| routine(e, ctx));
+                self.call(ext, Routine::Timer, routine);
                 return true;
             }
         }

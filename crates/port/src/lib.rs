@@ -16,8 +16,8 @@ pub mod verifier;
 
 pub use bus::{HbaHardware, IoWidth};
 pub use config::{
-    AccessRange, AdapterControlStatus, AdapterControlType, AdapterResources, FindAdapterStatus, HwInitializationData,
-    HwTimer, InterfaceType, PortConfigurationInformation,
+    AccessRange, AdapterControlStatus, AdapterControlType, AdapterResources, FindAdapterStatus, HwAdapterControl,
+    HwInitializationData, HwTimer, InterfaceType, PortConfigurationInformation,
 };
 pub use ddi::{Notification, PortContext, SrbAccess};
 pub use engine::AdapterOptions;
@@ -369,7 +369,7 @@ fn bring_up<E>(core: &mut Core<E>, ext: &mut E, res: &AdapterResources) -> Resul
         });
     }
     let initialize = core.init.hw_initialize;
-    if !core.call(ext, Routine::Initialize, |e, ctx| initialize(e, ctx)) {
+    if !core.call(ext, Routine::Initialize, initialize) {
         return Err(PortError::InitializeFailed(name));
     }
     let map_limit = if map_registers > 0 { map_registers } else { u32::MAX };
