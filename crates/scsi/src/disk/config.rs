@@ -1,0 +1,141 @@
+//! Per-LU settings and their validation.
+
+use crate::fault::FaultConfig;
+use std::path::PathBuf;
+
+/// Settings of one disk logical unit, as read from a `[[lun]]`-style TOML table.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiskConfig {
+    /// Logical block size in bytes: 512 or 4096.
+    pub block_size: u32,
+    /// Capacity in logical blocks; 0 takes the whole backend.
+    pub blocks: u64,
+    pub read_only: bool,
+    /// Report logical block provisioning (SBC-3 §4.7): UNMAP, WRITE SAME with UNMAP,
+    /// GET LBA STATUS, and unmapped blocks reading as zeros.
+    pub thin_provisioning: bool,
+    /// T10 vendor identification, at most 8 ASCII characters.
+    pub vendor: String,
+    /// At most 16 ASCII characters.
+    pub product: String,
+    /// At most 4 ASCII characters.
+    pub revision: String,
+    /// Unit serial number (VPD 80h), 1 to 64 ASCII characters.
+    pub serial: String,
+    /// NAA world wide name for VPD 83h; its top nibble is the NAA (2, 3 or 5).
+    /// 0 derives a locally assigned (NAA 3) name from vendor, product and serial.
+    pub wwn: u64,
+    /// Write cache enabled at start (WCE of the caching mode page). With it off, every
+    /// write is made durable before it completes.
+    pub write_cache: bool,
+    /// Medium rotation rate for VPD B1h: 1 = non-rotating.
+    pub rotation_rate: u16,
+    /// Largest transfer in blocks reported in VPD B0h; 0 reports no limit.
+    pub max_transfer_blocks: u32,
+    /// Largest UNMAP in blocks (VPD B0h).
+    pub max_unmap_blocks: u32,
+    /// Most UNMAP block descriptors in one command (VPD B0h).
+    pub max_unmap_descriptors: u32,
+    /// Report 06/29/00 on each I_T nexus's first command (SAM-5 §6.3.1: power on).
+    pub power_on_unit_attention: bool,
+    /// Where persistent reservations are kept when an initiator sets APTPL.
+    pub pr_state_file: Option<PathBuf>,
+    pub faults: FaultConfig,
+}
+
+impl Default for DiskConfig {
+    fn default() -> Self {
+        Self {
+            block_size: 512,
+            blocks: 0,
+            read_only: false,
+            thin_provisioning: true,
+            vendor: "SCSIPORT".into(),
+            product: "VIRTUAL DISK".into(),
+            revision: "0001".into(),
+            serial: "00000001".into(),
+            wwn: 0,
+            write_cache: true,
+            rotation_rate: 1,
+            max_transfer_blocks: 0,
+            max_unmap_blocks: 0x0040_0000,
+            max_unmap_descriptors: 256,
+            power_on_unit_attention: true,
+            pr_state_file: None,
+            faults: FaultConfig::default(),
+        }
+    }
+}
+
+/// A configuration that cannot describe a logical unit; each names its field.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("block_size must be 512 or 4096, not {0}")]
+    BlockSize(u32),
+    #[error("blocks: {blocks} blocks of {block_size} bytes do not fit the {backend}-byte backend")]
+    Capacity { blocks: u64, block_size: u32, backend: u64 },
+    #[error("blocks: the backend holds no whole block")]
+    Empty,
+    #[error("{field} must be printable ASCII of at most {max} characters, not {value:?}")]
+    Text { field: &'static str, max: usize, value: String },
+    #[error("serial must not be empty")]
+    EmptySerial,
+    #[error("wwn {0:#018x} is not an 8-byte NAA name (NAA 2, 3 or 5 in the top nibble)")]
+    Wwn(u64),
+    #[error("cannot read persistent reservation state {path}: {reason}")]
+    PrState { path: PathBuf, reason: String },
+}
+
+fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), ConfigError> {
+    if value.len() > max || !value.bytes().all(|b| (0x20..0x7F).contains(&b)) {
+        return Err(ConfigError::Text { field, max, value: value.to_owned() });
+    }
+    Ok(())
+}
+
+/// FNV-1a, for a name that stays the same from run to run.
+fn fnv1a(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain(std::iter::once(0)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+impl DiskConfig {
+    /// Check the settings against a backend of `backend_size` bytes and fill in derived
+    /// values (capacity, WWN). Returns the capacity in blocks.
+    pub(crate) fn validate(&mut self, backend_size: u64) -> Result<u64, ConfigError> {
+        if self.block_size != 512 && self.block_size != 4096 {
+            return Err(ConfigError::BlockSize(self.block_size));
+        }
+        let bs = u64::from(self.block_size);
+        let blocks = if self.blocks == 0 { backend_size / bs } else { self.blocks };
+        if blocks == 0 {
+            return Err(ConfigError::Empty);
+        }
+        if blocks.checked_mul(bs).map_or(true, |b| b > backend_size) {
+            return Err(ConfigError::Capacity { blocks, block_size: self.block_size, backend: backend_size });
+        }
+        check_text("vendor", &self.vendor, 8)?;
+        check_text("product", &self.product, 16)?;
+        check_text("revision", &self.revision, 4)?;
+        check_text("serial", &self.serial, 64)?;
+        if self.serial.is_empty() {
+            return Err(ConfigError::EmptySerial);
+        }
+        if self.wwn == 0 {
+            let h = fnv1a(&[&self.vendor, &self.product, &self.serial]);
+            self.wwn = (3 << 60) | (h & 0x0FFF_FFFF_FFFF_FFFF);
+        }
+        if !matches!(self.wwn >> 60, 2 | 3 | 5) {
+            return Err(ConfigError::Wwn(self.wwn));
+        }
+        self.blocks = blocks;
+        Ok(blocks)
+    }
+}

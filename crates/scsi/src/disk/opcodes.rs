@@ -1,0 +1,314 @@
+//! The command table: opcode (and service action) → handler, CDB length and the mask of
+//! CDB bits the logical unit recognizes. Every CDB is checked against its mask before
+//! the handler runs (a set bit outside it is INVALID FIELD IN CDB, SPC-4 §4.2.5.4), and
+//! REPORT SUPPORTED OPERATION CODES is generated from the same table (SPC-4 §6.35).
+
+use super::{inquiry, io, misc, mode, pr, provisioning, DiskConfig, Inner};
+use crate::cdb::{be16, be32, get, len32, set32, PutBe};
+use crate::sense::Sense;
+use crate::task::{Begin, Nexus};
+use std::sync::{Arc, OnceLock};
+
+pub(crate) type Handler = fn(&Arc<Inner>, Nexus, &[u8]) -> Begin;
+
+/// How a command relates to unit attentions and reservations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// INQUIRY, REPORT LUNS, REQUEST SENSE: never report a unit attention and are
+    /// allowed under every reservation (SAM-5 §5.14, SPC-4 table 45).
+    Info,
+    /// Allowed under persistent reservations (TEST UNIT READY, READ CAPACITY, PR IN/OUT,
+    /// REPORT SUPPORTED ...).
+    Service,
+    /// Reads the medium or its state: conflicts with exclusive-access reservations.
+    Read,
+    /// Changes the medium or its state: conflicts with write-exclusive reservations too.
+    Write,
+    /// RESERVE(6/10): conflicts with any persistent reservation or registration.
+    Reserve,
+    /// RELEASE(6/10): allowed under an SPC-2 reservation held by another initiator.
+    Release,
+}
+
+pub(crate) struct Op {
+    pub opcode: u8,
+    pub sa: Option<u8>,
+    pub name: &'static str,
+    /// CDB usage data: byte 0 is the opcode, then the bits a CDB may set.
+    pub usage: &'static [u8],
+    pub class: Class,
+    /// Needs a started unit (SBC-3 §5.25): NOT READY otherwise.
+    pub media: bool,
+    /// Only offered with logical block provisioning.
+    pub thin: bool,
+    pub run: Handler,
+}
+
+/// Control byte: NACA and LINK are not supported (INQUIRY NORMACA = 0).
+const C: u8 = 0x00;
+
+macro_rules! op {
+    ($opc:expr, $sa:expr, $name:expr, $class:ident, $media:expr, $thin:expr, $run:expr, [$($u:expr),* $(,)?]) => {
+        Op { opcode: $opc, sa: $sa, name: $name, usage: &[$opc, $($u),*], class: Class::$class,
+             media: $media, thin: $thin, run: $run }
+    };
+}
+
+/// Sorted by opcode, then service action.
+pub(crate) static OPS: &[Op] = &[
+    op!(0x00, None, "TEST UNIT READY", Service, true, false, misc::test_unit_ready, [0, 0, 0, 0, C]),
+    op!(0x03, None, "REQUEST SENSE", Info, false, false, misc::request_sense, [0x01, 0, 0, 0xFF, C]),
+    op!(0x08, None, "READ(6)", Read, true, false, io::read, [0x1F, 0xFF, 0xFF, 0xFF, C]),
+    op!(0x0A, None, "WRITE(6)", Write, true, false, io::write, [0x1F, 0xFF, 0xFF, 0xFF, C]),
+    op!(0x12, None, "INQUIRY", Info, false, false, inquiry::inquiry, [0x01, 0xFF, 0xFF, 0xFF, C]),
+    op!(0x15, None, "MODE SELECT(6)", Write, false, false, mode::mode_select, [0x11, 0, 0, 0xFF, C]),
+    op!(0x16, None, "RESERVE(6)", Reserve, false, false, misc::reserve, [0, 0, 0, 0, C]),
+    op!(0x17, None, "RELEASE(6)", Release, false, false, misc::release, [0, 0, 0, 0, C]),
+    op!(0x1A, None, "MODE SENSE(6)", Read, false, false, mode::mode_sense, [0x08, 0xFF, 0xFF, 0xFF, C]),
+    op!(0x1B, None, "START STOP UNIT", Write, false, false, misc::start_stop_unit, [0x01, 0, 0x0F, 0xF7, C]),
+    op!(0x1D, None, "SEND DIAGNOSTIC", Write, false, false, misc::send_diagnostic, [0xF7, 0, 0xFF, 0xFF, C]),
+    op!(0x1E, None, "PREVENT ALLOW MEDIUM REMOVAL", Read, false, false, misc::prevent_allow, [0, 0, 0, 0x03, C]),
+    op!(0x25, None, "READ CAPACITY(10)", Service, true, false, misc::read_capacity10,
+        [0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x01, C]),
+    op!(0x28, None, "READ(10)", Read, true, false, io::read, [0x1E, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, C]),
+    op!(0x2A, None, "WRITE(10)", Write, true, false, io::write, [0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, C]),
+    op!(0x2E, None, "WRITE AND VERIFY(10)", Write, true, false, io::write_and_verify,
+        [0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, C]),
+    op!(0x2F, None, "VERIFY(10)", Read, true, false, io::verify, [0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, C]),
+    op!(0x34, None, "PRE-FETCH(10)", Read, true, false, io::prefetch, [0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, C]),
+    op!(0x35, None, "SYNCHRONIZE CACHE(10)", Write, true, false, io::synchronize_cache,
+        [0x06, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, C]),
+    op!(0x37, None, "READ DEFECT DATA(10)", Read, true, false, misc::read_defect_data,
+        [0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, C]),
+    op!(0x41, None, "WRITE SAME(10)", Write, true, false, provisioning::write_same,
+        [0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, C]),
+    op!(0x42, None, "UNMAP", Write, true, true, provisioning::unmap, [0, 0, 0, 0, 0, 0x3F, 0xFF, 0xFF, C]),
+    op!(0x55, None, "MODE SELECT(10)", Write, false, false, mode::mode_select, [0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, C]),
+    op!(0x56, None, "RESERVE(10)", Reserve, false, false, misc::reserve, [0, 0, 0, 0, 0, 0, 0, 0, C]),
+    op!(0x57, None, "RELEASE(10)", Release, false, false, misc::release, [0, 0, 0, 0, 0, 0, 0, 0, C]),
+    op!(0x5A, None, "MODE SENSE(10)", Read, false, false, mode::mode_sense, [0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, C]),
+    op!(0x5E, Some(0x00), "PERSISTENT RESERVE IN / READ KEYS", Service, false, false, pr::pr_in,
+        [0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, C]),
+    op!(0x5E, Some(0x01), "PERSISTENT RESERVE IN / READ RESERVATION", Service, false, false, pr::pr_in,
+        [0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, C]),
+    op!(0x5E, Some(0x02), "PERSISTENT RESERVE IN / REPORT CAPABILITIES", Service, false, false, pr::pr_in,
+        [0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, C]),
+    op!(0x5E, Some(0x03), "PERSISTENT RESERVE IN / READ FULL STATUS", Service, false, false, pr::pr_in,
+        [0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, C]),
+    op!(0x5F, Some(0x00), "PERSISTENT RESERVE OUT / REGISTER", Service, false, false, pr::pr_out,
+        [0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C]),
+    op!(0x5F, Some(0x01), "PERSISTENT RESERVE OUT / RESERVE", Service, false, false, pr::pr_out,
+        [0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C]),
+    op!(0x5F, Some(0x02), "PERSISTENT RESERVE OUT / RELEASE", Service, false, false, pr::pr_out,
+        [0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C]),
+    op!(0x5F, Some(0x03), "PERSISTENT RESERVE OUT / CLEAR", Service, false, false, pr::pr_out,
+        [0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C]),
+    op!(0x5F, Some(0x04), "PERSISTENT RESERVE OUT / PREEMPT", Service, false, false, pr::pr_out,
+        [0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C]),
+    op!(0x5F, Some(0x05), "PERSISTENT RESERVE OUT / PREEMPT AND ABORT", Service, false, false, pr::pr_out,
+        [0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C]),
+    op!(0x5F, Some(0x06), "PERSISTENT RESERVE OUT / REGISTER AND IGNORE EXISTING KEY", Service, false, false,
+        pr::pr_out, [0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C]),
+    op!(0x88, None, "READ(16)", Read, true, false, io::read,
+        [0x1E, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]),
+    op!(0x89, None, "COMPARE AND WRITE", Write, true, false, io::compare_and_write,
+        [0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0x3F, C]),
+    op!(0x8A, None, "WRITE(16)", Write, true, false, io::write,
+        [0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]),
+    op!(0x8B, None, "ORWRITE(16)", Write, true, false, io::orwrite,
+        [0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]),
+    op!(0x8E, None, "WRITE AND VERIFY(16)", Write, true, false, io::write_and_verify,
+        [0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]),
+    op!(0x8F, None, "VERIFY(16)", Read, true, false, io::verify,
+        [0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]),
+    op!(0x90, None, "PRE-FETCH(16)", Read, true, false, io::prefetch,
+        [0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]),
+    op!(0x91, None, "SYNCHRONIZE CACHE(16)", Write, true, false, io::synchronize_cache,
+        [0x06, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]),
+    op!(0x93, None, "WRITE SAME(16)", Write, true, false, provisioning::write_same,
+        [0x09, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]),
+    op!(0x9E, Some(0x10), "READ CAPACITY(16)", Service, true, false, misc::read_capacity16,
+        [0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, C]),
+    op!(0x9E, Some(0x12), "GET LBA STATUS", Read, true, true, provisioning::get_lba_status,
+        [0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, C]),
+    op!(0xA0, None, "REPORT LUNS", Info, false, false, misc::report_luns,
+        [0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, C]),
+    op!(0xA3, Some(0x0C), "REPORT SUPPORTED OPERATION CODES", Service, false, false, report_supported_opcodes,
+        [0x1F, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, C]),
+    op!(0xA3, Some(0x0D), "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", Service, false, false, misc::report_tmf,
+        [0x1F, 0x80, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, C]),
+    op!(0xA8, None, "READ(12)", Read, true, false, io::read,
+        [0x1E, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]),
+    op!(0xAA, None, "WRITE(12)", Write, true, false, io::write,
+        [0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]),
+    op!(0xAE, None, "WRITE AND VERIFY(12)", Write, true, false, io::write_and_verify,
+        [0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]),
+    op!(0xAF, None, "VERIFY(12)", Read, true, false, io::verify,
+        [0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]),
+    op!(0xB7, None, "READ DEFECT DATA(12)", Read, true, false, misc::read_defect_data,
+        [0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, C]),
+];
+
+/// For each opcode, the range of its entries in `OPS`.
+fn index() -> &'static [(u8, u8); 256] {
+    static INDEX: OnceLock<[(u8, u8); 256]> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut idx = [(0u8, 0u8); 256];
+        for (i, op) in OPS.iter().enumerate() {
+            let e = &mut idx[usize::from(op.opcode)];
+            if e.1 == 0 {
+                e.0 = i as u8;
+            }
+            e.1 += 1;
+        }
+        idx
+    })
+}
+
+fn entries(cfg: &DiskConfig, opcode: u8) -> impl Iterator<Item = &'static Op> + '_ {
+    let (start, n) = index()[usize::from(opcode)];
+    OPS[usize::from(start)..usize::from(start) + usize::from(n)]
+        .iter()
+        .filter(move |op| cfg.thin_provisioning || !op.thin)
+}
+
+pub(crate) enum Lookup {
+    Found(&'static Op),
+    Invalid(Sense),
+}
+
+/// Find the command and check the CDB against its mask.
+pub(crate) fn lookup(cfg: &DiskConfig, cdb: &[u8]) -> Lookup {
+    let Some(&opcode) = cdb.first() else {
+        return Lookup::Invalid(Sense::invalid_opcode());
+    };
+    let mut found = entries(cfg, opcode).peekable();
+    let Some(first) = found.peek() else {
+        return Lookup::Invalid(Sense::invalid_opcode());
+    };
+    let op = if first.sa.is_some() {
+        let sa = get(cdb, 1) & 0x1F;
+        match found.find(|op| op.sa == Some(sa)) {
+            Some(op) => op,
+            None => return Lookup::Invalid(Sense::invalid_field_in_cdb(1, Some(4))),
+        }
+    } else {
+        first
+    };
+    if cdb.len() < op.usage.len() {
+        return Lookup::Invalid(Sense::invalid_field_in_cdb(cdb.len() as u16, None));
+    }
+    for (i, (&b, &mask)) in cdb.iter().zip(op.usage).enumerate().skip(1) {
+        let bad = b & !mask;
+        if bad != 0 {
+            let bit = 7 - bad.leading_zeros() as u8;
+            return Lookup::Invalid(Sense::invalid_field_in_cdb(i as u16, Some(bit)));
+        }
+    }
+    Lookup::Found(op)
+}
+
+/// Command timeouts descriptor (SPC-4 §6.35.4): no nominal or recommended time.
+fn timeouts(out: &mut Vec<u8>) {
+    out.put16(0x0A);
+    out.extend_from_slice(&[0, 0]);
+    out.put32(0);
+    out.put32(0);
+}
+
+/// REPORT SUPPORTED OPERATION CODES (SPC-4 §6.35).
+pub(crate) fn report_supported_opcodes(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
+    let rctd = cdb[2] & 0x80 != 0;
+    let options = cdb[2] & 0x07;
+    let req_op = cdb[3];
+    let req_sa = be16(cdb, 4);
+    let alloc = u64::from(be32(cdb, 6));
+    let cfg = &inner.cfg;
+    let mut out = Vec::new();
+    match options {
+        0 => {
+            out.put32(0);
+            for op in OPS.iter().filter(|op| cfg.thin_provisioning || !op.thin) {
+                out.push(op.opcode);
+                out.push(0);
+                out.put16(op.sa.map_or(0, u16::from));
+                out.push(0);
+                out.push(u8::from(rctd) << 1 | u8::from(op.sa.is_some()));
+                out.put16(op.usage.len() as u16);
+                if rctd {
+                    timeouts(&mut out);
+                }
+            }
+            let n = len32(out.len() - 4);
+            set32(&mut out, 0, n);
+        }
+        1..=3 => {
+            let mut list = entries(cfg, req_op).peekable();
+            let has_sa = list.peek().is_some_and(|op| op.sa.is_some());
+            let op = match (options, has_sa) {
+                (1, true) | (2, false) => return Begin::check(Sense::invalid_field_in_cdb(2, Some(2))),
+                (_, true) => list.find(|op| op.sa.map(u16::from) == Some(req_sa)),
+                (_, false) => list.next(),
+            };
+            match op {
+                Some(op) => {
+                    out.push(0);
+                    out.push(u8::from(rctd) << 7 | 0x03);
+                    out.put16(op.usage.len() as u16);
+                    out.extend_from_slice(op.usage);
+                    if let Some(sa) = op.sa {
+                        out[5] = sa;
+                    }
+                    if rctd {
+                        timeouts(&mut out);
+                    }
+                }
+                None => out.extend_from_slice(&[0, 0x01, 0, 0]),
+            }
+        }
+        _ => return Begin::check(Sense::invalid_field_in_cdb(2, Some(2))),
+    }
+    Begin::data_in(out, alloc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sorted_and_masks_name_their_opcode() {
+        for w in OPS.windows(2) {
+            assert!((w[0].opcode, w[0].sa) < (w[1].opcode, w[1].sa), "{} before {}", w[0].name, w[1].name);
+        }
+        for op in OPS {
+            assert_eq!(op.usage[0], op.opcode, "{}", op.name);
+            let expect = match op.opcode >> 5 {
+                0 => 6,
+                1 | 2 => 10,
+                4 => 16,
+                5 => 12,
+                _ => 0,
+            };
+            assert_eq!(op.usage.len(), expect, "{}", op.name);
+        }
+    }
+
+    #[test]
+    fn a_bit_outside_the_mask_points_at_its_byte_and_bit() {
+        let cfg = DiskConfig::default();
+        // READ(10) with RDPROTECT = 001b: byte 1 bit 5.
+        match lookup(&cfg, &[0x28, 0x20, 0, 0, 0, 0, 0, 0, 1, 0]) {
+            Lookup::Invalid(s) => assert_eq!(s.sks, Some([0xC8 | 5, 0, 1])),
+            Lookup::Found(_) => panic!("accepted a reserved bit"),
+        }
+    }
+
+    #[test]
+    fn unknown_service_action_is_invalid_field_not_opcode() {
+        let cfg = DiskConfig::default();
+        match lookup(&cfg, &[0x9E, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]) {
+            Lookup::Invalid(s) => assert_eq!(s.code(), crate::sense::AscAscq::INVALID_FIELD_IN_CDB),
+            Lookup::Found(op) => panic!("found {}", op.name),
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! Sense data (SPC-4 §4.5): sense keys, additional sense codes, and the fixed (70h) and
+//! descriptor (72h) formats.
+
+/// Sense key (SPC-4 table 49).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum SenseKey {
+    NoSense = 0x0,
+    RecoveredError = 0x1,
+    NotReady = 0x2,
+    MediumError = 0x3,
+    HardwareError = 0x4,
+    IllegalRequest = 0x5,
+    UnitAttention = 0x6,
+    DataProtect = 0x7,
+    BlankCheck = 0x8,
+    VendorSpecific = 0x9,
+    CopyAborted = 0xA,
+    AbortedCommand = 0xB,
+    VolumeOverflow = 0xD,
+    Miscompare = 0xE,
+    Completed = 0xF,
+}
+
+impl SenseKey {
+    /// Decode the low nibble of a sense key byte; 0Ch is reserved and reads as NO SENSE.
+    pub fn from_u8(v: u8) -> Self {
+        match v & 0x0F {
+            0x1 => Self::RecoveredError,
+            0x2 => Self::NotReady,
+            0x3 => Self::MediumError,
+            0x4 => Self::HardwareError,
+            0x5 => Self::IllegalRequest,
+            0x6 => Self::UnitAttention,
+            0x7 => Self::DataProtect,
+            0x8 => Self::BlankCheck,
+            0x9 => Self::VendorSpecific,
+            0xA => Self::CopyAborted,
+            0xB => Self::AbortedCommand,
+            0xD => Self::VolumeOverflow,
+            0xE => Self::Miscompare,
+            0xF => Self::Completed,
+            _ => Self::NoSense,
+        }
+    }
+}
+
+/// An additional sense code and qualifier pair (SPC-4 table 50).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AscAscq(pub u8, pub u8);
+
+impl AscAscq {
+    pub const NO_ADDITIONAL: Self = Self(0x00, 0x00);
+    pub const NOT_READY_INIT_REQUIRED: Self = Self(0x04, 0x02);
+    pub const WRITE_ERROR: Self = Self(0x0C, 0x00);
+    pub const UNRECOVERED_READ_ERROR: Self = Self(0x11, 0x00);
+    pub const PARAMETER_LIST_LENGTH_ERROR: Self = Self(0x1A, 0x00);
+    pub const MISCOMPARE_DURING_VERIFY: Self = Self(0x1D, 0x00);
+    pub const INVALID_COMMAND_OPCODE: Self = Self(0x20, 0x00);
+    pub const LBA_OUT_OF_RANGE: Self = Self(0x21, 0x00);
+    pub const INVALID_FIELD_IN_CDB: Self = Self(0x24, 0x00);
+    pub const LU_NOT_SUPPORTED: Self = Self(0x25, 0x00);
+    pub const INVALID_FIELD_IN_PARAMETER_LIST: Self = Self(0x26, 0x00);
+    pub const INVALID_RELEASE_OF_PR: Self = Self(0x26, 0x04);
+    pub const WRITE_PROTECTED: Self = Self(0x27, 0x00);
+    pub const POWER_ON_RESET: Self = Self(0x29, 0x00);
+    pub const MODE_PARAMETERS_CHANGED: Self = Self(0x2A, 0x01);
+    pub const RESERVATIONS_PREEMPTED: Self = Self(0x2A, 0x03);
+    pub const RESERVATIONS_RELEASED: Self = Self(0x2A, 0x04);
+    pub const REGISTRATIONS_PREEMPTED: Self = Self(0x2A, 0x05);
+    pub const CAPACITY_DATA_CHANGED: Self = Self(0x2A, 0x09);
+    pub const SAVING_PARAMETERS_NOT_SUPPORTED: Self = Self(0x39, 0x00);
+    pub const REPORTED_LUNS_DATA_CHANGED: Self = Self(0x3F, 0x0E);
+    pub const INSUFFICIENT_REGISTRATION_RESOURCES: Self = Self(0x55, 0x04);
+}
+
+/// Sense data for one command. It remembers which format the logical unit uses
+/// (the D_SENSE bit of the control mode page, SPC-4 §7.5.8) so that a transport can
+/// render it without knowing the logical unit's mode pages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sense {
+    pub key: SenseKey,
+    pub asc: u8,
+    pub ascq: u8,
+    /// The INFORMATION field (an LBA, or a byte offset for a miscompare).
+    pub info: Option<u64>,
+    /// The 3-byte sense-key specific field, SKSV bit included.
+    pub sks: Option<[u8; 3]>,
+    /// Render as descriptor format (72h) rather than fixed format (70h).
+    pub descriptor: bool,
+}
+
+impl Sense {
+    pub fn new(key: SenseKey, code: AscAscq) -> Self {
+        Self { key, asc: code.0, ascq: code.1, info: None, sks: None, descriptor: false }
+    }
+
+    pub fn code(&self) -> AscAscq {
+        AscAscq(self.asc, self.ascq)
+    }
+
+    pub fn with_info(mut self, info: u64) -> Self {
+        self.info = Some(info);
+        self
+    }
+
+    pub fn with_descriptor(mut self, descriptor: bool) -> Self {
+        self.descriptor = descriptor;
+        self
+    }
+
+    /// Sense-key specific field pointer (SPC-4 §4.5.2.4.2): which CDB or parameter-list
+    /// byte (and optionally bit) was in error.
+    pub fn with_field_pointer(mut self, in_cdb: bool, byte: u16, bit: Option<u8>) -> Self {
+        let mut b0 = 0x80; // SKSV
+        if in_cdb {
+            b0 |= 0x40; // C/D
+        }
+        if let Some(bit) = bit {
+            b0 |= 0x08 | (bit & 0x07); // BPV + bit pointer
+        }
+        let [hi, lo] = byte.to_be_bytes();
+        self.sks = Some([b0, hi, lo]);
+        self
+    }
+
+    pub fn invalid_opcode() -> Self {
+        Self::new(SenseKey::IllegalRequest, AscAscq::INVALID_COMMAND_OPCODE)
+            .with_field_pointer(true, 0, Some(7))
+    }
+
+    pub fn invalid_field_in_cdb(byte: u16, bit: Option<u8>) -> Self {
+        Self::new(SenseKey::IllegalRequest, AscAscq::INVALID_FIELD_IN_CDB)
+            .with_field_pointer(true, byte, bit)
+    }
+
+    pub fn invalid_field_in_param(byte: u16, bit: Option<u8>) -> Self {
+        Self::new(SenseKey::IllegalRequest, AscAscq::INVALID_FIELD_IN_PARAMETER_LIST)
+            .with_field_pointer(false, byte, bit)
+    }
+
+    pub fn param_list_length_error() -> Self {
+        Self::new(SenseKey::IllegalRequest, AscAscq::PARAMETER_LIST_LENGTH_ERROR)
+    }
+
+    pub fn lba_out_of_range() -> Self {
+        Self::new(SenseKey::IllegalRequest, AscAscq::LBA_OUT_OF_RANGE)
+    }
+
+    pub fn lu_not_supported() -> Self {
+        Self::new(SenseKey::IllegalRequest, AscAscq::LU_NOT_SUPPORTED)
+    }
+
+    pub fn write_protected() -> Self {
+        Self::new(SenseKey::DataProtect, AscAscq::WRITE_PROTECTED)
+    }
+
+    /// MISCOMPARE DURING VERIFY OPERATION; INFORMATION is the offset of the first
+    /// differing byte (SBC-3 §5.2, §5.24).
+    pub fn miscompare(offset: u64) -> Self {
+        Self::new(SenseKey::Miscompare, AscAscq::MISCOMPARE_DURING_VERIFY).with_info(offset)
+    }
+
+    pub fn unrecovered_read_error(lba: u64) -> Self {
+        Self::new(SenseKey::MediumError, AscAscq::UNRECOVERED_READ_ERROR).with_info(lba)
+    }
+
+    pub fn write_error(lba: u64) -> Self {
+        Self::new(SenseKey::MediumError, AscAscq::WRITE_ERROR).with_info(lba)
+    }
+
+    pub fn aborted_command() -> Self {
+        Self::new(SenseKey::AbortedCommand, AscAscq::NO_ADDITIONAL)
+    }
+
+    pub fn unit_attention(code: AscAscq) -> Self {
+        Self::new(SenseKey::UnitAttention, code)
+    }
+
+    pub fn not_ready_init_required() -> Self {
+        Self::new(SenseKey::NotReady, AscAscq::NOT_READY_INIT_REQUIRED)
+    }
+
+    /// The format the logical unit chose.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        if self.descriptor {
+            self.to_descriptor()
+        } else {
+            self.to_fixed()
+        }
+    }
+
+    /// Fixed format, response code 70h (SPC-4 §4.5.3): 18 bytes.
+    pub fn to_fixed(&self) -> Vec<u8> {
+        let mut b = vec![0u8; 18];
+        b[0] = 0x70;
+        b[2] = self.key as u8;
+        // INFORMATION is 4 bytes here; VALID only when the value fits (SPC-4 §4.5.3).
+        if let Some(info) = self.info.and_then(|i| u32::try_from(i).ok()) {
+            b[0] |= 0x80;
+            b[3..7].copy_from_slice(&info.to_be_bytes());
+        }
+        b[7] = 10;
+        b[12] = self.asc;
+        b[13] = self.ascq;
+        if let Some(sks) = self.sks {
+            b[15..18].copy_from_slice(&sks);
+        }
+        b
+    }
+
+    /// Descriptor format, response code 72h (SPC-4 §4.5.2), with an information
+    /// descriptor (§4.5.2.2) and a sense-key specific descriptor (§4.5.2.4) when present.
+    pub fn to_descriptor(&self) -> Vec<u8> {
+        let mut b = vec![0u8; 8];
+        b[0] = 0x72;
+        b[1] = self.key as u8;
+        b[2] = self.asc;
+        b[3] = self.ascq;
+        if let Some(info) = self.info {
+            b.extend_from_slice(&[0x00, 0x0A, 0x80, 0x00]);
+            b.extend_from_slice(&info.to_be_bytes());
+        }
+        if let Some(sks) = self.sks {
+            b.extend_from_slice(&[0x02, 0x06, 0x00, 0x00, sks[0], sks[1], sks[2], 0x00]);
+        }
+        b[7] = (b.len() - 8) as u8;
+        b
+    }
+
+    /// Parse fixed or descriptor sense data (for initiators and tests).
+    pub fn parse(b: &[u8]) -> Option<Self> {
+        match b.first()? & 0x7F {
+            0x70 | 0x71 if b.len() >= 14 => {
+                let mut s = Sense::new(SenseKey::from_u8(b[2]), AscAscq(b[12], b[13]));
+                if b[0] & 0x80 != 0 {
+                    s.info = Some(u64::from(u32::from_be_bytes([b[3], b[4], b[5], b[6]])));
+                }
+                if b.len() >= 18 && b[15] & 0x80 != 0 {
+                    s.sks = Some([b[15], b[16], b[17]]);
+                }
+                Some(s)
+            }
+            0x72 | 0x73 if b.len() >= 8 => {
+                let mut s = Sense::new(SenseKey::from_u8(b[1]), AscAscq(b[2], b[3]));
+                s.descriptor = true;
+                let end = (8 + usize::from(b[7])).min(b.len());
+                let mut i = 8;
+                while i + 2 <= end {
+                    let len = usize::from(b[i + 1]);
+                    let d = b.get(i..i + 2 + len)?;
+                    match d[0] {
+                        0x00 if len >= 10 => {
+                            let mut v = [0u8; 8];
+                            v.copy_from_slice(&d[4..12]);
+                            s.info = Some(u64::from_be_bytes(v));
+                        }
+                        0x02 if len >= 6 => s.sks = Some([d[4], d[5], d[6]]),
+                        _ => {}
+                    }
+                    i += 2 + len;
+                }
+                Some(s)
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_format_places_key_asc_ascq_and_info() {
+        let s = Sense::unrecovered_read_error(0x1234);
+        let b = s.to_fixed();
+        assert_eq!(b.len(), 18);
+        assert_eq!(b[0], 0xF0);
+        assert_eq!(b[2], 0x03);
+        assert_eq!(&b[3..7], &[0, 0, 0x12, 0x34]);
+        assert_eq!(b[7], 10);
+        assert_eq!((b[12], b[13]), (0x11, 0x00));
+    }
+
+    #[test]
+    fn fixed_format_clears_valid_when_info_exceeds_32_bits() {
+        let b = Sense::unrecovered_read_error(1 << 40).to_fixed();
+        assert_eq!(b[0], 0x70);
+        assert_eq!(&b[3..7], &[0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn descriptor_format_carries_64_bit_info_and_field_pointer() {
+        let s = Sense::invalid_field_in_cdb(2, Some(5)).with_info(1 << 40);
+        let b = s.to_descriptor();
+        assert_eq!(b[0], 0x72);
+        assert_eq!((b[1], b[2], b[3]), (0x05, 0x24, 0x00));
+        assert_eq!(usize::from(b[7]), b.len() - 8);
+        let back = Sense::parse(&b).expect("parses");
+        assert_eq!(back.info, Some(1 << 40));
+        assert_eq!(back.sks, Some([0xCD, 0, 2]));
+    }
+
+    #[test]
+    fn fixed_round_trips_through_parse() {
+        let s = Sense::invalid_field_in_param(7, None);
+        let back = Sense::parse(&s.to_fixed()).expect("parses");
+        assert_eq!(back, s);
+    }
+}
