@@ -119,9 +119,8 @@ impl FaultInjector {
     }
 
     fn rearm(&self) {
-        let any = [&self.hang, &self.aborted, &self.unit_attention, &self.busy]
-            .iter()
-            .any(|c| c.load(Ordering::Acquire) > 0);
+        let any =
+            [&self.hang, &self.aborted, &self.unit_attention, &self.busy].iter().any(|c| c.load(Ordering::Acquire) > 0);
         self.counted_armed.store(any, Ordering::Release);
     }
 

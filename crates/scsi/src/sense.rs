@@ -125,13 +125,11 @@ impl Sense {
     }
 
     pub fn invalid_opcode() -> Self {
-        Self::new(SenseKey::IllegalRequest, AscAscq::INVALID_COMMAND_OPCODE)
-            .with_field_pointer(true, 0, Some(7))
+        Self::new(SenseKey::IllegalRequest, AscAscq::INVALID_COMMAND_OPCODE).with_field_pointer(true, 0, Some(7))
     }
 
     pub fn invalid_field_in_cdb(byte: u16, bit: Option<u8>) -> Self {
-        Self::new(SenseKey::IllegalRequest, AscAscq::INVALID_FIELD_IN_CDB)
-            .with_field_pointer(true, byte, bit)
+        Self::new(SenseKey::IllegalRequest, AscAscq::INVALID_FIELD_IN_CDB).with_field_pointer(true, byte, bit)
     }
 
     pub fn invalid_field_in_param(byte: u16, bit: Option<u8>) -> Self {

@@ -58,10 +58,7 @@ impl Begin {
             return Self::Complete(act(Vec::new()));
         }
         let cap = usize::try_from(len).unwrap_or(0);
-        Self::DataOut {
-            len,
-            task: Box::new(ParamOut { buf: vec![0; cap], act: Box::new(act) }),
-        }
+        Self::DataOut { len, task: Box::new(ParamOut { buf: vec![0; cap], act: Box::new(act) }) }
     }
 }
 

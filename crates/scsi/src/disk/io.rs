@@ -165,10 +165,7 @@ impl DataOutTask for VerifyTask {
         }
         self.scratch.resize(data.len(), 0);
         let (lba, _) = lbas(inner, off, data.len());
-        inner
-            .backend
-            .read_at(off, &mut self.scratch)
-            .map_err(|_| inner.check(Sense::unrecovered_read_error(lba)))?;
+        inner.backend.read_at(off, &mut self.scratch).map_err(|_| inner.check(Sense::unrecovered_read_error(lba)))?;
         if let Some(i) = data.iter().zip(&self.scratch).position(|(a, b)| a != b) {
             self.miscompare = Some(offset + i as u64);
         }

@@ -240,9 +240,6 @@ impl LogicalUnit for Disk {
     }
 }
 
-#[cfg(test)]
-mod tests;
-
 /// Pieces the target needs without a logical unit behind it.
 pub(crate) mod misc_export {
     pub(crate) use super::inquiry::absent_lun as absent_lun_inquiry;

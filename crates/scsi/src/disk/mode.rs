@@ -82,9 +82,7 @@ pub(crate) fn mode_sense(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
         0 => PageControl::Current,
         1 => PageControl::Changeable,
         2 => PageControl::Default,
-        _ => {
-            return Begin::check(Sense::new(SenseKey::IllegalRequest, AscAscq::SAVING_PARAMETERS_NOT_SUPPORTED))
-        }
+        _ => return Begin::check(Sense::new(SenseKey::IllegalRequest, AscAscq::SAVING_PARAMETERS_NOT_SUPPORTED)),
     };
     let code = cdb[2] & 0x3F;
     let sub = cdb[3];
@@ -161,11 +159,7 @@ fn apply(inner: &Inner, nexus: Nexus, ten: bool, list: &[u8]) -> Result<(), Sens
     if list.is_empty() {
         return Ok(());
     }
-    let (hdr, bd_len) = if ten {
-        (8, usize::from(be16(list, 6)))
-    } else {
-        (4, usize::from(get(list, 3)))
-    };
+    let (hdr, bd_len) = if ten { (8, usize::from(be16(list, 6))) } else { (4, usize::from(get(list, 3))) };
     if list.len() < hdr || list.len() < hdr + bd_len {
         return Err(Sense::param_list_length_error());
     }

@@ -187,11 +187,8 @@ pub(crate) fn pr_in(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
         0x01 => match s.reservation {
             Some(h) => {
                 out.put32(16);
-                let key = if all_registrants(h.rtype) {
-                    0
-                } else {
-                    s.registrations.get(&h.initiator).copied().unwrap_or(0)
-                };
+                let key =
+                    if all_registrants(h.rtype) { 0 } else { s.registrations.get(&h.initiator).copied().unwrap_or(0) };
                 out.put64(key);
                 out.put32(0);
                 out.push(0);

@@ -147,11 +147,7 @@ pub(crate) fn get_lba_status(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin 
             Err(_) => return Begin::check(Sense::unrecovered_read_error(lba)),
         };
         // A block is deallocated only if all of it is (partly written blocks are mapped).
-        let n = if allocated {
-            ((lba << inner.shift) + run).div_ceil(bs) - lba
-        } else {
-            run / bs
-        };
+        let n = if allocated { ((lba << inner.shift) + run).div_ceil(bs) - lba } else { run / bs };
         let (n, mapped) = if n == 0 { (1, true) } else { (n, allocated) };
         match descs.last_mut() {
             Some(last) if last.2 == mapped && last.1 + n <= u64::from(u32::MAX) => last.1 += n,

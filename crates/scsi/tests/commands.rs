@@ -1,0 +1,720 @@
+//! Per-command behaviour of the disk logical unit: data and sense.
+
+mod common;
+use common::*;
+use scsi::{execute, Backend, Disk, DiskConfig, LogicalUnit, RamBackend, ScsiStatus, Sense};
+use std::sync::Arc;
+
+#[test]
+fn test_unit_ready_is_good() {
+    good(&run(&disk(), &[0, 0, 0, 0, 0, 0]).0);
+}
+
+#[test]
+fn first_command_of_a_nexus_reports_power_on_then_clears() {
+    let d = disk_with(DiskConfig::default());
+    assert_eq!(sense(&run(&d, &[0; 6]).0), (6, 0x29, 0x00));
+    good(&run(&d, &[0; 6]).0);
+}
+
+#[test]
+fn inquiry_does_not_report_or_clear_a_unit_attention() {
+    let d = disk_with(DiskConfig::default());
+    good(&run(&d, &[0x12, 0, 0, 0, 96, 0]).0);
+    assert_eq!(sense(&run(&d, &[0; 6]).0), (6, 0x29, 0x00));
+}
+
+#[test]
+fn unknown_opcode_is_invalid_command_operation_code() {
+    assert_eq!(sense(&run(&disk(), &[0xC0, 0, 0, 0, 0, 0]).0), (5, 0x20, 0x00));
+    assert_eq!(sense(&run(&disk(), &[]).0), (5, 0x20, 0x00));
+}
+
+#[test]
+fn reserved_cdb_bit_is_invalid_field_with_field_pointer() {
+    let mut c = read10(0, 1);
+    c[1] = 0x40; // RDPROTECT 010b: no protection information
+    let (o, _) = run(&disk(), &c);
+    assert_eq!(sense(&o), (5, 0x24, 0x00));
+    assert_eq!(o.sense.unwrap().sks, Some([0xCE, 0, 1]));
+}
+
+#[test]
+fn short_cdb_is_rejected_not_read_past() {
+    assert_eq!(sense(&run(&disk(), &[0x28, 0, 0]).0), (5, 0x24, 0x00));
+}
+
+#[test]
+fn standard_inquiry_identifies_an_spc4_disk() {
+    let (o, d) = run(&disk(), &[0x12, 0, 0, 0, 255, 0]);
+    good(&o);
+    assert_eq!(d.len(), 96);
+    assert_eq!(d[0], 0x00);
+    assert_eq!(d[2], 0x06);
+    assert_eq!(d[3] & 0x0F, 2);
+    assert_eq!(usize::from(d[4]) + 5, d.len());
+    assert_eq!(&d[8..16], b"SCSIPORT");
+    assert_eq!(&d[16..32], b"VIRTUAL DISK    ");
+    let versions: Vec<u16> = d[58..74].chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+    assert!(versions.contains(&0x0460) && versions.contains(&0x04C0));
+}
+
+#[test]
+fn inquiry_allocation_length_truncates() {
+    let (o, d) = run(&disk(), &[0x12, 0, 0, 0, 5, 0]);
+    good(&o);
+    assert_eq!(d.len(), 5);
+}
+
+#[test]
+fn inquiry_page_code_without_evpd_is_invalid() {
+    assert_eq!(sense(&run(&disk(), &[0x12, 0, 0x80, 0, 255, 0]).0), (5, 0x24, 0x00));
+}
+
+#[test]
+fn supported_vpd_pages_are_listed_and_each_answers() {
+    let d = disk();
+    let (o, p) = run(&d, &[0x12, 1, 0x00, 0, 255, 0]);
+    good(&o);
+    let pages = &p[4..4 + usize::from(p[3])];
+    assert_eq!(pages, &[0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2]);
+    for &code in pages {
+        let (o, page) = run(&d, &[0x12, 1, code, 0, 255, 0]);
+        good(&o);
+        assert_eq!(page[1], code);
+        assert_eq!(usize::from(u16::from_be_bytes([page[2], page[3]])) + 4, page.len());
+    }
+    assert_eq!(sense(&run(&d, &[0x12, 1, 0x42, 0, 255, 0]).0), (5, 0x24, 0x00));
+}
+
+#[test]
+fn unit_serial_and_device_identification_carry_the_configuration() {
+    let d = disk_with(DiskConfig { serial: "SN-42".into(), wwn: 0x5000_1234_5678_9ABC, ..cfg() });
+    let (_, p) = run(&d, &[0x12, 1, 0x80, 0, 255, 0]);
+    assert_eq!(&p[4..], b"SN-42");
+    let (_, p) = run(&d, &[0x12, 1, 0x83, 0, 255, 0]);
+    // First designator: NAA, binary, LU association, 8 bytes.
+    assert_eq!(&p[4..8], &[0x01, 0x03, 0x00, 0x08]);
+    assert_eq!(&p[8..16], &0x5000_1234_5678_9ABCu64.to_be_bytes());
+    // Second: T10 vendor ID, ASCII, starting with the vendor.
+    assert_eq!(&p[16..18], &[0x02, 0x01]);
+    assert_eq!(&p[20..28], b"SCSIPORT");
+}
+
+#[test]
+fn block_limits_and_provisioning_pages_report_unmap_support() {
+    let d = disk();
+    let (_, b0) = run(&d, &[0x12, 1, 0xB0, 0, 255, 0]);
+    assert_eq!(u16::from_be_bytes([b0[2], b0[3]]), 0x3C);
+    assert_eq!(b0[5], 255, "maximum COMPARE AND WRITE length");
+    assert!(u32::from_be_bytes([b0[20], b0[21], b0[22], b0[23]]) > 0, "maximum unmap LBA count");
+    let (_, b2) = run(&d, &[0x12, 1, 0xB2, 0, 255, 0]);
+    assert_eq!(b2[5] & 0xE4, 0xE4, "LBPU, LBPWS, LBPWS10, LBPRZ");
+    let (_, b1) = run(&d, &[0x12, 1, 0xB1, 0, 255, 0]);
+    assert_eq!(u16::from_be_bytes([b1[4], b1[5]]), 1, "non-rotating");
+}
+
+#[test]
+fn read_capacity_reports_last_lba_and_block_size() {
+    let d = disk_with(DiskConfig { block_size: 4096, ..cfg() });
+    let (o, c) = run(&d, &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    good(&o);
+    assert_eq!(u32::from_be_bytes([c[0], c[1], c[2], c[3]]), 1023);
+    assert_eq!(u32::from_be_bytes([c[4], c[5], c[6], c[7]]), 4096);
+    let (o, c) = run(&d, &cdb16(0x9E, 0x10, 0, 32));
+    good(&o);
+    assert_eq!(c.len(), 32);
+    assert_eq!(u64::from_be_bytes(c[0..8].try_into().unwrap()), 1023);
+    assert_eq!(c[14] & 0xC0, 0xC0, "LBPME and LBPRZ");
+}
+
+#[test]
+fn read_capacity_without_pmi_rejects_a_nonzero_lba() {
+    assert_eq!(sense(&run(&disk(), &[0x25, 0, 0, 0, 0, 1, 0, 0, 0, 0]).0), (5, 0x24, 0x00));
+}
+
+/// Zeros everywhere, of any size: for capacities beyond what RAM could hold.
+struct Huge(u64);
+impl Backend for Huge {
+    fn size(&self) -> u64 {
+        self.0
+    }
+    fn read_at(&self, _: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        buf.fill(0);
+        Ok(())
+    }
+    fn write_at(&self, _: u64, _: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn discard(&self, _: u64, _: u64) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn is_allocated(&self, _: u64, _: u64) -> std::io::Result<bool> {
+        Ok(false)
+    }
+}
+
+#[test]
+fn read_capacity10_saturates_beyond_32_bits() {
+    let d = Disk::new(cfg(), Arc::new(Huge(1 << 45))).unwrap();
+    let (_, c) = run(&d, &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(&c[0..4], &[0xFF; 4]);
+    let (_, c) = run(&d, &cdb16(0x9E, 0x10, 0, 32));
+    assert_eq!(u64::from_be_bytes(c[0..8].try_into().unwrap()), (1 << 36) - 1);
+}
+
+#[test]
+fn write_then_read_round_trips_in_every_cdb_size() {
+    let d = disk();
+    let data = pattern(4 * 512, 7);
+    good(&run_out(&d, &write10(100, 4), &data));
+    let (o, back) = run(&d, &read10(100, 4));
+    good(&o);
+    assert_eq!(back, data);
+    let (o, back) = run(&d, &cdb16(0x88, 0, 100, 4));
+    good(&o);
+    assert_eq!(back, data);
+    let (o, back) = run(&d, &[0xA8, 0, 0, 0, 0, 100, 0, 0, 0, 4, 0, 0]);
+    good(&o);
+    assert_eq!(back, data);
+    let (o, back) = run(&d, &[0x08, 0, 0, 100, 4, 0]);
+    good(&o);
+    assert_eq!(back, data);
+    let data2 = pattern(2 * 512, 99);
+    good(&run_out(&d, &[0x0A, 0, 0, 50, 2, 0], &data2));
+    good(&run_out(&d, &cdb16(0x8A, 0x08, 200, 2), &data2));
+    assert_eq!(run(&d, &read10(50, 2)).1, data2);
+    assert_eq!(run(&d, &read10(200, 2)).1, data2);
+}
+
+#[test]
+fn read6_transfer_length_zero_means_256_blocks() {
+    match disk().begin(A, &[0x08, 0, 0, 0, 0, 0]) {
+        scsi::Begin::DataIn { len, .. } => assert_eq!(len, 256 * 512),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn zero_length_transfers_are_good_up_to_the_capacity() {
+    let d = disk();
+    good(&run(&d, &read10(8192, 0)).0);
+    assert_eq!(sense(&run(&d, &read10(8193, 0)).0), (5, 0x21, 0x00));
+}
+
+#[test]
+fn access_past_the_end_is_lba_out_of_range() {
+    let d = disk();
+    assert_eq!(sense(&run(&d, &read10(8191, 2)).0), (5, 0x21, 0x00));
+    assert_eq!(sense(&run_out(&d, &write10(8192, 1), &[0; 512])), (5, 0x21, 0x00));
+    // lba + length overflows u64: still out of range, never wrapped.
+    assert_eq!(sense(&run(&d, &cdb16(0x88, 0, u64::MAX - 1, 4)).0), (5, 0x21, 0x00));
+    good(&run(&d, &read10(8191, 1)).0);
+}
+
+#[test]
+fn read_only_unit_refuses_writes_with_write_protect() {
+    let d = disk_with(DiskConfig { read_only: true, ..cfg() });
+    assert_eq!(sense(&run_out(&d, &write10(0, 1), &[0; 512])), (7, 0x27, 0x00));
+    assert_eq!(sense(&run_out(&d, &[0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0], &[0; 24])), (7, 0x27, 0x00));
+    good(&run(&d, &read10(0, 1)).0);
+    let (_, ms) = run(&d, &[0x1A, 0x08, 0x3F, 0, 255, 0]);
+    assert_eq!(ms[2] & 0x80, 0x80, "WP in the mode parameter header");
+}
+
+#[test]
+fn request_sense_without_pending_condition_is_no_sense() {
+    let (o, s) = run(&disk(), &[0x03, 0, 0, 0, 252, 0]);
+    good(&o);
+    assert_eq!(s.len(), 18);
+    assert_eq!((s[0], s[2] & 0x0F, s[12], s[13]), (0x70, 0, 0, 0));
+}
+
+#[test]
+fn request_sense_returns_and_clears_a_unit_attention_in_the_asked_format() {
+    let d = disk_with(DiskConfig::default());
+    let (o, s) = run(&d, &[0x03, 1, 0, 0, 252, 0]);
+    good(&o);
+    assert_eq!((s[0], s[1], s[2], s[3]), (0x72, 6, 0x29, 0x00));
+    good(&run(&d, &[0; 6]).0);
+}
+
+#[test]
+fn mode_sense6_all_pages_has_header_descriptor_and_three_pages() {
+    let (o, m) = run(&disk(), &[0x1A, 0, 0x3F, 0, 255, 0]);
+    good(&o);
+    assert_eq!(usize::from(m[0]) + 1, m.len());
+    assert_eq!(m[2] & 0x10, 0x10, "DPOFUA");
+    assert_eq!(m[3], 8);
+    assert_eq!(u32::from_be_bytes([m[4], m[5], m[6], m[7]]), 8192);
+    let mut at = 12;
+    let mut codes = Vec::new();
+    while at < m.len() {
+        codes.push(m[at] & 0x3F);
+        at += 2 + usize::from(m[at + 1]);
+    }
+    assert_eq!(codes, vec![0x01, 0x08, 0x0A]);
+    assert_eq!(at, m.len());
+}
+
+#[test]
+fn mode_sense10_long_lba_block_descriptor() {
+    let (o, m) = run(&disk(), &[0x5A, 0x10, 0x08, 0, 0, 0, 0, 0, 255, 0]);
+    good(&o);
+    assert_eq!(m[4] & 1, 1, "LONGLBA");
+    assert_eq!(u16::from_be_bytes([m[6], m[7]]), 16);
+    assert_eq!(u64::from_be_bytes(m[8..16].try_into().unwrap()), 8192);
+    assert_eq!(u32::from_be_bytes(m[20..24].try_into().unwrap()), 512);
+    assert_eq!(m[24], 0x08);
+}
+
+#[test]
+fn mode_sense_changeable_values_show_wce_dsense_swp() {
+    let (_, m) = run(&disk(), &[0x1A, 0x08, 0x7F, 0, 255, 0]);
+    // Pages follow the 4-byte header: 01h (12 bytes), 08h (20), 0Ah (12).
+    assert!(m[4 + 2..4 + 12].iter().all(|&b| b == 0));
+    assert_eq!(m[16 + 2], 0x04);
+    assert_eq!(m[36 + 2], 0x04);
+    assert_eq!(m[36 + 4], 0x08);
+}
+
+#[test]
+fn mode_sense_saved_values_are_not_supported() {
+    assert_eq!(sense(&run(&disk(), &[0x1A, 0, 0xFF, 0, 255, 0]).0), (5, 0x39, 0x00));
+}
+
+#[test]
+fn mode_sense_unknown_page_or_subpage_is_invalid_field() {
+    assert_eq!(sense(&run(&disk(), &[0x1A, 0, 0x19, 0, 255, 0]).0), (5, 0x24, 0x00));
+    assert_eq!(sense(&run(&disk(), &[0x1A, 0, 0x08, 0x01, 255, 0]).0), (5, 0x24, 0x00));
+}
+
+fn caching_page(wce: bool) -> Vec<u8> {
+    let mut p = vec![0, 0, 0, 0, 0x08, 0x12];
+    p.resize(4 + 20, 0);
+    if wce {
+        p[6] = 0x04;
+    }
+    p
+}
+
+#[test]
+fn wce_off_makes_every_write_durable_and_on_defers_to_sync_cache() {
+    let (d, b) = counting_disk(cfg());
+    good(&run_out(&d, &write10(0, 1), &[1; 512]));
+    assert_eq!(b.flushes(), 0, "write-back cache: no flush per write");
+    good(&run(&d, &[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0]).0);
+    assert_eq!(b.flushes(), 1, "SYNCHRONIZE CACHE flushes");
+    good(&run_out(&d, &cdb16(0x8A, 0x08, 0, 1), &[2; 512]));
+    assert_eq!(b.flushes(), 2, "FUA flushes");
+    good(&run_out(&d, &[0x15, 0x10, 0, 0, 24, 0], &caching_page(false)));
+    assert!(!d.write_cache_enabled());
+    good(&run_out(&d, &write10(1, 1), &[3; 512]));
+    assert_eq!(b.flushes(), 3, "WCE off: write-through");
+    let (_, m) = run(&d, &[0x1A, 0x08, 0x08, 0, 255, 0]);
+    assert_eq!(m[4 + 2] & 0x04, 0);
+}
+
+#[test]
+fn mode_select_of_an_unchangeable_bit_is_refused_and_changes_nothing() {
+    let d = disk();
+    let mut p = caching_page(false);
+    p[6] |= 0x01; // RCD is not changeable
+    assert_eq!(sense(&run_out(&d, &[0x15, 0x10, 0, 0, 24, 0], &p)), (5, 0x26, 0x00));
+    assert!(d.write_cache_enabled());
+}
+
+#[test]
+fn mode_select_short_parameter_list_is_a_length_error() {
+    let d = disk();
+    let o = execute(&d, A, &[0x15, 0x10, 0, 0, 24, 0], &[0; 10], 0).0;
+    assert_eq!(sense(&o), (5, 0x1A, 0x00));
+}
+
+#[test]
+fn mode_select_tells_other_nexuses_parameters_changed() {
+    let d = disk();
+    good(&execute(&d, B, &[0; 6], &[], 0).0);
+    good(&run_out(&d, &[0x15, 0x10, 0, 0, 24, 0], &caching_page(false)));
+    good(&run(&d, &[0; 6]).0);
+    assert_eq!(sense(&execute(&d, B, &[0; 6], &[], 0).0), (6, 0x2A, 0x01));
+}
+
+#[test]
+fn d_sense_switches_to_descriptor_format() {
+    let d = disk();
+    let mut p = vec![0, 0, 0, 0, 0x0A, 0x0A, 0x06, 0x10, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0];
+    p.truncate(16);
+    good(&run_out(&d, &[0x15, 0x10, 0, 0, 16, 0], &p));
+    let o = run(&d, &read10(9000, 1)).0;
+    let s = o.sense.expect("sense");
+    assert!(s.descriptor);
+    assert_eq!(s.to_bytes()[0], 0x72);
+}
+
+#[test]
+fn software_write_protect_blocks_writes_until_cleared() {
+    let d = disk();
+    let ctl =
+        |swp: bool| vec![0, 0, 0, 0, 0x0A, 0x0A, 0x02, 0x10, if swp { 0x08 } else { 0 }, 0, 0, 0, 0xFF, 0xFF, 0, 0];
+    good(&run_out(&d, &[0x15, 0x10, 0, 0, 16, 0], &ctl(true)));
+    assert_eq!(sense(&run_out(&d, &write10(0, 1), &[0; 512])), (7, 0x27, 0x00));
+    good(&run_out(&d, &[0x15, 0x10, 0, 0, 16, 0], &ctl(false)));
+    good(&run_out(&d, &write10(0, 1), &[0; 512]));
+}
+
+#[test]
+fn verify_bytchk_compares_and_reports_the_miscompare_offset() {
+    let d = disk();
+    let data = pattern(1024, 3);
+    good(&run_out(&d, &write10(10, 2), &data));
+    let mut v = read10(10, 2);
+    v[0] = 0x2F;
+    v[1] = 0x02; // BYTCHK 01b
+    good(&run_out(&d, &v, &data));
+    let mut bad = data.clone();
+    bad[700] ^= 1;
+    let o = run_out(&d, &v, &bad);
+    assert_eq!(sense(&o), (0x0E, 0x1D, 0x00));
+    assert_eq!(o.sense.unwrap().info, Some(700));
+    v[1] = 0x04; // BYTCHK 10b is reserved
+    assert_eq!(sense(&run_out(&d, &v, &data)), (5, 0x24, 0x00));
+    v[1] = 0;
+    good(&run(&d, &v).0);
+}
+
+#[test]
+fn verify_bytchk_11_compares_one_block_against_the_range() {
+    let d = disk();
+    good(&run_out(&d, &write10(0, 3), &[0xAB; 1536]));
+    let c = cdb16(0x8F, 0x06, 0, 3);
+    good(&run_out(&d, &c, &[0xAB; 512]));
+    let o = run_out(&d, &cdb16(0x8F, 0x06, 0, 4), &[0xAB; 512]);
+    assert_eq!(sense(&o), (0x0E, 0x1D, 0x00));
+    assert_eq!(o.sense.unwrap().info, Some(1536));
+}
+
+fn caw(lba: u64, n: u8) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = 0x89;
+    c[2..10].copy_from_slice(&lba.to_be_bytes());
+    c[13] = n;
+    c
+}
+
+#[test]
+fn compare_and_write_writes_only_on_match() {
+    let d = disk();
+    good(&run_out(&d, &write10(5, 1), &[1; 512]));
+    let mut buf = vec![1u8; 512];
+    buf.extend_from_slice(&[2; 512]);
+    good(&run_out(&d, &caw(5, 1), &buf));
+    assert_eq!(run(&d, &read10(5, 1)).1, vec![2; 512]);
+    // Verify data no longer matches: miscompare at the first differing byte, no write.
+    let mut buf = vec![2u8; 512];
+    buf[17] = 9;
+    buf.extend_from_slice(&[3; 512]);
+    let o = run_out(&d, &caw(5, 1), &buf);
+    assert_eq!(sense(&o), (0x0E, 0x1D, 0x00));
+    assert_eq!(o.sense.unwrap().info, Some(17));
+    assert_eq!(run(&d, &read10(5, 1)).1, vec![2; 512]);
+}
+
+#[test]
+fn compare_and_write_with_a_short_data_out_commits_nothing() {
+    let d = disk();
+    let mut buf = vec![0u8; 512];
+    buf.extend_from_slice(&[7; 300]);
+    let o = run_out(&d, &caw(0, 1), &buf);
+    assert_eq!(sense(&o), (0x0B, 0x00, 0x00));
+    assert_eq!(run(&d, &read10(0, 1)).1, vec![0; 512]);
+}
+
+#[test]
+fn compare_and_write_is_atomic_against_concurrent_increments() {
+    let d = Arc::new(disk());
+    let threads = 4;
+    let per = 50u64;
+    let hs: Vec<_> = (0..threads)
+        .map(|t| {
+            let d = d.clone();
+            std::thread::spawn(move || {
+                let me = scsi::Nexus::new(t);
+                let mut done = 0;
+                let mut tries = 0;
+                while done < per && tries < 1_000_000 {
+                    tries += 1;
+                    let (_, cur) = execute(&*d, me, &read10(7, 1), &[], 512);
+                    let v = u64::from_be_bytes(cur[0..8].try_into().unwrap());
+                    let mut buf = cur.clone();
+                    let mut next = cur.clone();
+                    next[0..8].copy_from_slice(&(v + 1).to_be_bytes());
+                    buf.extend_from_slice(&next);
+                    if execute(&*d, me, &caw(7, 1), &buf, 0).0.is_good() {
+                        done += 1;
+                    }
+                }
+                done
+            })
+        })
+        .collect();
+    let total: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(total, threads * per);
+    let (_, cur) = run(&*d, &read10(7, 1));
+    assert_eq!(u64::from_be_bytes(cur[0..8].try_into().unwrap()), threads * per);
+}
+
+#[test]
+fn orwrite_ors_data_into_the_medium() {
+    let d = disk();
+    good(&run_out(&d, &write10(3, 1), &[0x0F; 512]));
+    good(&run_out(&d, &cdb16(0x8B, 0, 3, 1), &[0x30; 512]));
+    assert_eq!(run(&d, &read10(3, 1)).1, vec![0x3F; 512]);
+}
+
+#[test]
+fn prefetch_checks_its_range() {
+    let d = disk();
+    good(&run(&d, &[0x34, 0, 0, 0, 0, 0, 0, 0, 8, 0]).0);
+    assert_eq!(sense(&run(&d, &cdb16(0x90, 0, 8190, 4)).0), (5, 0x21, 0x00));
+}
+
+#[test]
+fn synchronize_cache_checks_its_range() {
+    let d = disk();
+    assert_eq!(sense(&run(&d, &cdb16(0x91, 0, 8193, 0)).0), (5, 0x21, 0x00));
+    good(&run(&d, &cdb16(0x91, 0, 8000, 0)).0);
+}
+
+#[test]
+fn write_same_replicates_one_block() {
+    let d = disk();
+    let block = pattern(512, 11);
+    good(&run_out(&d, &[0x41, 0, 0, 0, 0, 20, 0, 0, 5, 0], &block));
+    assert_eq!(run(&d, &read10(20, 5)).1, block.repeat(5));
+    assert_eq!(run(&d, &read10(25, 1)).1, vec![0; 512]);
+}
+
+fn lba_status(d: &dyn LogicalUnit, lba: u64) -> Vec<(u64, u32, u8)> {
+    let (o, p) = run(d, &cdb16(0x9E, 0x12, lba, 4096));
+    good(&o);
+    let n = u32::from_be_bytes(p[0..4].try_into().unwrap()) as usize;
+    p[8..4 + n]
+        .chunks(16)
+        .map(|c| {
+            (
+                u64::from_be_bytes(c[0..8].try_into().unwrap()),
+                u32::from_be_bytes(c[8..12].try_into().unwrap()),
+                c[12] & 0x0F,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn write_same_with_unmap_deallocates_and_reads_zero() {
+    let d = disk();
+    good(&run_out(&d, &write10(0, 16), &[9; 16 * 512]));
+    good(&run_out(&d, &cdb16(0x93, 0x08, 4, 8), &[0; 512]));
+    assert_eq!(run(&d, &read10(4, 8)).1, vec![0; 8 * 512]);
+    assert_eq!(lba_status(&d, 0)[..3], [(0, 4, 0), (4, 8, 1), (12, 4, 0)]);
+}
+
+#[test]
+fn write_same_zero_blocks_runs_to_the_end() {
+    let d = disk();
+    good(&run_out(&d, &cdb16(0x93, 0, 8000, 0), &[5; 512]));
+    assert_eq!(run(&d, &read10(8191, 1)).1, vec![5; 512]);
+    assert_eq!(run(&d, &read10(7999, 1)).1, vec![0; 512]);
+}
+
+#[test]
+fn write_same_ndob_writes_zeros_without_data_out() {
+    let d = disk();
+    good(&run_out(&d, &write10(0, 2), &[1; 1024]));
+    good(&run(&d, &cdb16(0x93, 0x01, 0, 2)).0);
+    assert_eq!(run(&d, &read10(0, 2)).1, vec![0; 1024]);
+}
+
+fn unmap_list(ranges: &[(u64, u32)]) -> Vec<u8> {
+    let mut l = vec![0u8; 8];
+    for &(lba, n) in ranges {
+        l.extend_from_slice(&lba.to_be_bytes());
+        l.extend_from_slice(&n.to_be_bytes());
+        l.extend_from_slice(&[0; 4]);
+    }
+    let dl = (l.len() - 8) as u16;
+    let total = (l.len() - 2) as u16;
+    l[0..2].copy_from_slice(&total.to_be_bytes());
+    l[2..4].copy_from_slice(&dl.to_be_bytes());
+    l
+}
+
+fn unmap_cdb(len: usize) -> [u8; 10] {
+    let l = (len as u16).to_be_bytes();
+    [0x42, 0, 0, 0, 0, 0, 0, l[0], l[1], 0]
+}
+
+#[test]
+fn unmap_deallocates_every_listed_range() {
+    let d = disk();
+    good(&run_out(&d, &write10(0, 32), &[4; 32 * 512]));
+    let l = unmap_list(&[(2, 2), (10, 6)]);
+    good(&run_out(&d, &unmap_cdb(l.len()), &l));
+    assert_eq!(run(&d, &read10(2, 2)).1, vec![0; 1024]);
+    assert_eq!(run(&d, &read10(4, 1)).1, vec![4; 512]);
+    let st = lba_status(&d, 0);
+    assert_eq!(st[..5], [(0, 2, 0), (2, 2, 1), (4, 6, 0), (10, 6, 1), (16, 16, 0)]);
+}
+
+#[test]
+fn unmap_out_of_range_touches_nothing() {
+    let d = disk();
+    good(&run_out(&d, &write10(0, 4), &[4; 2048]));
+    let l = unmap_list(&[(0, 2), (8190, 4)]);
+    assert_eq!(sense(&run_out(&d, &unmap_cdb(l.len()), &l)), (5, 0x21, 0x00));
+    assert_eq!(run(&d, &read10(0, 2)).1, vec![4; 1024]);
+}
+
+#[test]
+fn unmap_parameter_list_shorter_than_its_header_is_a_length_error() {
+    assert_eq!(sense(&run_out(&disk(), &unmap_cdb(4), &[0; 4])), (5, 0x1A, 0x00));
+}
+
+#[test]
+fn provisioning_commands_are_absent_without_thin_provisioning() {
+    let d = disk_with(DiskConfig { thin_provisioning: false, ..cfg() });
+    assert_eq!(sense(&run_out(&d, &unmap_cdb(24), &[0; 24])), (5, 0x20, 0x00));
+    assert_eq!(sense(&run(&d, &cdb16(0x9E, 0x12, 0, 64)).0), (5, 0x24, 0x00));
+}
+
+#[test]
+fn get_lba_status_beyond_the_end_is_out_of_range() {
+    assert_eq!(sense(&run(&disk(), &cdb16(0x9E, 0x12, 8192, 64)).0), (5, 0x21, 0x00));
+}
+
+#[test]
+fn report_supported_opcodes_lists_the_table() {
+    let d = disk();
+    let (o, p) = run(&d, &[0xA3, 0x0C, 0, 0, 0, 0, 0, 0, 0x40, 0, 0, 0]);
+    good(&o);
+    let n = u32::from_be_bytes(p[0..4].try_into().unwrap()) as usize;
+    assert_eq!(n + 4, p.len());
+    let descs: Vec<(u8, u16, u16)> =
+        p[4..].chunks(8).map(|c| (c[0], u16::from_be_bytes([c[2], c[3]]), u16::from_be_bytes([c[6], c[7]]))).collect();
+    assert!(descs.contains(&(0x28, 0, 10)));
+    assert!(descs.contains(&(0x9E, 0x10, 16)));
+    assert_eq!(descs.len(), d.supported_commands().len());
+}
+
+#[test]
+fn report_supported_opcodes_one_command_gives_its_usage_mask() {
+    let d = disk();
+    let (o, p) = run(&d, &[0xA3, 0x0C, 0x01, 0x28, 0, 0, 0, 0, 0x01, 0, 0, 0]);
+    good(&o);
+    assert_eq!(p[1] & 0x07, 0x03, "supported as the standard says");
+    assert_eq!(u16::from_be_bytes([p[2], p[3]]), 10);
+    assert_eq!(p[4], 0x28);
+    // The advertised mask is what the dispatcher enforces: a bit outside it is refused.
+    let mut c = read10(0, 1);
+    c[1] = !p[5] & 0xFE;
+    assert_eq!(sense(&run(&d, &c).0), (5, 0x24, 0x00));
+    let (_, p) = run(&d, &[0xA3, 0x0C, 0x01, 0xC0, 0, 0, 0, 0, 0x01, 0, 0, 0]);
+    assert_eq!(p[1] & 0x07, 0x01, "not supported");
+    // Options 01b on an opcode with service actions is an invalid field.
+    assert_eq!(sense(&run(&d, &[0xA3, 0x0C, 0x01, 0x9E, 0, 0, 0, 0, 0x01, 0, 0, 0]).0), (5, 0x24, 0x00));
+    let (o, p) = run(&d, &[0xA3, 0x0C, 0x82, 0x9E, 0, 0x10, 0, 0, 0x01, 0, 0, 0]);
+    good(&o);
+    assert_eq!(u16::from_be_bytes([p[2], p[3]]), 16);
+    assert_eq!(p[1] & 0x80, 0x80, "CTDP with RCTD");
+    assert_eq!(p.len(), 4 + 16 + 12);
+}
+
+#[test]
+fn report_supported_tmf_reports_abort_and_reset_functions() {
+    let (o, p) = run(&disk(), &[0xA3, 0x0D, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0]);
+    good(&o);
+    assert_eq!(p.len(), 4);
+    assert_eq!(p[0] & 0xC8, 0xC8, "ATS, ATSS, LURS");
+}
+
+#[test]
+fn stopped_unit_is_not_ready_until_started() {
+    let d = disk();
+    good(&run(&d, &[0x1B, 0, 0, 0, 0x00, 0]).0);
+    assert_eq!(sense(&run(&d, &read10(0, 1)).0), (2, 0x04, 0x02));
+    assert_eq!(sense(&run(&d, &[0; 6]).0), (2, 0x04, 0x02));
+    good(&run(&d, &[0x12, 0, 0, 0, 36, 0]).0);
+    good(&run(&d, &[0x1B, 0, 0, 0, 0x01, 0]).0);
+    good(&run(&d, &read10(0, 1)).0);
+    assert_eq!(sense(&run(&d, &[0x1B, 0, 0, 0, 0x50, 0]).0), (5, 0x24, 0x00));
+}
+
+#[test]
+fn prevent_allow_accepts_prevent_and_allow_only() {
+    let d = disk();
+    good(&run(&d, &[0x1E, 0, 0, 0, 1, 0]).0);
+    good(&run(&d, &[0x1E, 0, 0, 0, 0, 0]).0);
+    assert_eq!(sense(&run(&d, &[0x1E, 0, 0, 0, 2, 0]).0), (5, 0x24, 0x00));
+}
+
+#[test]
+fn read_defect_data_returns_an_empty_list() {
+    let (o, p) = run(&disk(), &[0x37, 0, 0x0D, 0, 0, 0, 0, 0, 255, 0]);
+    good(&o);
+    assert_eq!(p, vec![0, 0x0D, 0, 0]);
+}
+
+#[test]
+fn capacity_change_raises_capacity_data_changed() {
+    let d = disk();
+    good(&run(&d, &[0; 6]).0);
+    d.set_blocks(4096).unwrap();
+    assert_eq!(sense(&run(&d, &[0; 6]).0), (6, 0x2A, 0x09));
+    let (_, c) = run(&d, &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(u32::from_be_bytes([c[0], c[1], c[2], c[3]]), 4095);
+    assert!(d.set_blocks(1 << 40).is_err());
+}
+
+#[test]
+fn reset_raises_power_on_reset_for_every_nexus() {
+    let d = disk();
+    good(&run(&d, &[0; 6]).0);
+    good(&execute(&d, B, &[0; 6], &[], 0).0);
+    d.reset();
+    assert_eq!(sense(&run(&d, &[0; 6]).0), (6, 0x29, 0x00));
+    assert_eq!(sense(&execute(&d, B, &[0; 6], &[], 0).0), (6, 0x29, 0x00));
+    good(&run(&d, &[0; 6]).0);
+}
+
+#[test]
+fn config_errors_name_the_field() {
+    let b = || -> Arc<dyn Backend> { Arc::new(RamBackend::new(1 << 20)) };
+    let e = Disk::new(DiskConfig { block_size: 1024, ..cfg() }, b()).err().unwrap();
+    assert!(e.to_string().contains("block_size"));
+    let e = Disk::new(DiskConfig { blocks: 1 << 20, ..cfg() }, b()).err().unwrap();
+    assert!(e.to_string().contains("blocks"));
+    let e = Disk::new(DiskConfig { vendor: "TOO LONG VENDOR".into(), ..cfg() }, b()).err().unwrap();
+    assert!(e.to_string().contains("vendor"));
+    let e = Disk::new(DiskConfig { wwn: 0x1234, ..cfg() }, b()).err().unwrap();
+    assert!(e.to_string().contains("wwn"));
+}
+
+#[test]
+fn config_deserializes_from_toml() {
+    let c: DiskConfig =
+        toml::from_str("block_size = 4096\nread_only = true\nserial = \"X1\"\n[faults]\nbusy = 1\n").unwrap();
+    assert_eq!((c.block_size, c.read_only, c.serial.as_str(), c.faults.busy), (4096, true, "X1", 1));
+    assert!(toml::from_str::<DiskConfig>("blok_size = 1\n").is_err());
+}
+
+#[test]
+fn sense_key_parse_agrees_with_rendering() {
+    let o = run(&disk(), &read10(9000, 1)).0;
+    let s = o.sense.clone().unwrap();
+    assert_eq!(Sense::parse(&s.to_fixed()).unwrap().code(), s.code());
+    assert_eq!(o.status, ScsiStatus::CHECK_CONDITION);
+}
