@@ -138,6 +138,12 @@ pub trait ScsiBackend: Send + Sync + 'static {
     fn abort_task_set(&self, initiator: u64, lun: u64) -> impl Future<Output = TmfResponse> + Send;
     fn lun_reset(&self, lun: u64) -> impl Future<Output = TmfResponse> + Send;
     fn target_reset(&self) -> impl Future<Output = TmfResponse> + Send;
+    /// The I_T nexus is gone (session closed or reinstated): SPC-2 reservations and
+    /// similar per-nexus state are released (SPC-4 §6.17).
+    fn nexus_loss(&self, initiator: u64) -> impl Future<Output = ()> + Send {
+        let _ = initiator;
+        async {}
+    }
 }
 
 /// Decodes the 8-byte LUN field into a flat LUN number: peripheral (SAM-5 §4.7.2, method

@@ -16,5 +16,15 @@ pub mod text;
 
 pub use backend::{DataDirection, Residual, ScsiBackend, ScsiCommand, ScsiResponse, TaskAttr, TmfResponse};
 pub use config::{Chap, DigestPolicy, Limits, TargetConfig};
+mod conn;
+#[cfg(feature = "direct")]
+mod direct;
 pub mod io;
 pub mod login;
+mod server;
+pub mod session;
+pub mod window;
+
+#[cfg(feature = "direct")]
+pub use direct::{run_command, DirectBackend};
+pub use server::{nexus_id, IscsiServer};

@@ -21,6 +21,7 @@ pub enum StatSnUse {
 }
 
 /// One PDU to send, header fields final except for the sequence numbers.
+#[derive(Clone, Debug)]
 pub struct TargetPdu {
     pub bhs: [u8; BHS_LEN],
     pub data: Bytes,

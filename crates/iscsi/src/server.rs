@@ -1,0 +1,249 @@
+//! Accepting connections: login phase, then the full-feature phase, per connection.
+
+use std::io;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::backend::ScsiBackend;
+use crate::config::TargetConfig;
+use crate::conn::{writer_task, Connection, End, Out, SessionInfo, Shared};
+use crate::io::{PduReader, PduWriter};
+use crate::login::{LoginMachine, LoginStep};
+use crate::negotiate::SessionType;
+use crate::pdu::{Digests, Request, Sn, TargetPdu};
+use crate::session::{SessionKey, SessionTable};
+use crate::text::MAX_TEXT_BYTES;
+use crate::window::Window;
+
+/// Longest the whole login phase of one connection may take; a client that stalls
+/// in login is dropped.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections served at once; further ones are closed at accept.
+const MAX_CONNECTIONS: usize = 256;
+/// PDUs queued for a connection's writer before producers wait.
+const WRITER_QUEUE: usize = 256;
+
+/// An iSCSI target server for one or more targets, each over its own backend.
+pub struct IscsiServer<B: ScsiBackend> {
+    targets: Vec<TargetConfig>,
+    backends: Vec<Arc<B>>,
+    sessions: SessionTable,
+}
+
+impl<B: ScsiBackend> IscsiServer<B> {
+    pub fn new(targets: Vec<(TargetConfig, Arc<B>)>) -> Self {
+        let (targets, backends) = targets.into_iter().unzip();
+        IscsiServer { targets, backends, sessions: SessionTable::default() }
+    }
+
+    pub fn targets(&self) -> &[TargetConfig] {
+        &self.targets
+    }
+
+    /// Number of logged-in sessions (discovery included).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Serves connections from `listener` until `shutdown` becomes true, then ends every
+    /// session and returns once their connections have closed.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) -> io::Result<()> {
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let mut conns = JoinSet::new();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Per-connection accept errors (e.g. the peer reset before
+                            // accept) must not stop the server.
+                            tracing::warn!("accept failed: {e}");
+                            continue;
+                        }
+                    };
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        tracing::warn!("refusing {peer}: too many connections");
+                        continue;
+                    };
+                    let me = self.clone();
+                    let sd = shutdown.clone();
+                    conns.spawn(async move {
+                        if let Err(e) = me.connection(stream, sd).await {
+                            tracing::debug!("connection from {peer} ended: {e}");
+                        }
+                        drop(slot);
+                    });
+                }
+                _ = shutdown.changed() => {}
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        while tokio::time::timeout(Duration::from_secs(15), conns.join_next()).await.ok().flatten().is_some() {}
+        conns.abort_all();
+        Ok(())
+    }
+
+    async fn connection(self: &Arc<Self>, stream: TcpStream, shutdown: watch::Receiver<bool>) -> io::Result<()> {
+        stream.set_nodelay(true)?;
+        let (rd, wr) = stream.into_split();
+        let mut reader = PduReader::new(rd);
+        let mut writer = PduWriter::new(wr);
+        let logged = tokio::time::timeout(LOGIN_TIMEOUT, self.login(&mut reader, &mut writer))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "login timed out"))??;
+        let Some((LoggedIn { login, guard }, stat_sn)) = logged else {
+            writer.shutdown().await.ok();
+            return Ok(());
+        };
+        let key =
+            SessionKey { initiator: login.initiator_name.to_ascii_lowercase(), isid: login.isid, target: login.target };
+        writer.digests = Digests { header: login.params.header_digest, data: login.params.data_digest };
+        let limits = login.target.and_then(|i| self.targets.get(i)).map(|t| t.limits.clone()).unwrap_or_default();
+        let window = Arc::new(Window::new(login.initial_cmd_sn, limits.queue_depth));
+        let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+        let writer_handle = tokio::spawn(writer_task(writer, rx, window.clone(), stat_sn));
+        let backend = match login.target.and_then(|i| self.backends.get(i)) {
+            Some(b) => b.clone(),
+            None => match self.backends.first() {
+                Some(b) => b.clone(),
+                None => return Ok(()),
+            },
+        };
+        let shared = Arc::new(Shared {
+            backend,
+            tx: tx.clone(),
+            window,
+            running: Mutex::new(Default::default()),
+            budget: Arc::new(Semaphore::new(limits.connection_buffer_bytes as usize)),
+            budget_total: limits.connection_buffer_bytes.max(1),
+            changed: Notify::new(),
+            params: login.params.clone(),
+            initiator: nexus_id(&key.initiator, &key.isid),
+            closing: AtomicBool::new(false),
+        });
+        let info = SessionInfo {
+            config: login.target.and_then(|i| self.targets.get(i)),
+            all_targets: &self.targets,
+            initiator_name: login.initiator_name.clone(),
+            session_type: login.session_type,
+            cid: login.cid,
+        };
+        let mut conn = Connection::new(shared, info);
+        let end = conn.run(&mut reader, guard.kill.clone(), shutdown).await;
+        tracing::debug!("session {:#x} ends: {end:?}", guard.tsih);
+        if !matches!(end, End::Logout) {
+            conn.abort_all().await;
+        }
+        if login.session_type == SessionType::Normal {
+            conn.backend().nexus_loss(nexus_id(&key.initiator, &key.isid)).await;
+        }
+        let _ = tx.send(Out::Close).await;
+        drop(tx);
+        drop(conn);
+        let _ = tokio::time::timeout(Duration::from_secs(10), writer_handle).await;
+        drop(guard);
+        Ok(())
+    }
+
+    /// Runs the login phase. `Ok(None)` means the login failed and a failure response
+    /// (if any) was sent.
+    async fn login<R, W>(
+        &self,
+        reader: &mut PduReader<R>,
+        writer: &mut PduWriter<W>,
+    ) -> io::Result<Option<(LoggedIn<'_>, Sn)>>
+    where
+        R: tokio::io::AsyncRead + Unpin,
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        let mut machine = LoginMachine::new(&self.targets);
+        let mut stat_sn: Option<Sn> = None;
+        loop {
+            let incoming = match reader.next(Digests::default(), MAX_TEXT_BYTES as u32).await {
+                Ok(i) => i,
+                Err(_) => return Ok(None),
+            };
+            // Only Login Requests are valid before full-feature phase (RFC 7143 §6.1).
+            let Ok(Request::Login(req)) = incoming.request else {
+                return Ok(None);
+            };
+            // The first StatSN is the target's choice; following the initiator's
+            // ExpStatSN keeps both sides agreeing from the start.
+            let sn = *stat_sn.get_or_insert(req.exp_stat_sn);
+            let step = machine.on_request(&req, |tsih| self.sessions.tsih_exists(tsih));
+            let depth = machine_depth(&self.targets, &step);
+            let (resp, done) = match step {
+                LoginStep::Continue(r) => (r, None),
+                LoginStep::Fail(r) => {
+                    send_login(writer, r.into(), sn, req.cmd_sn, req.cmd_sn).await?;
+                    return Ok(None);
+                }
+                LoginStep::Complete(r, outcome) => (r, Some(outcome)),
+            };
+            let Some(outcome) = done else {
+                send_login(writer, resp.into(), sn, req.cmd_sn, req.cmd_sn).await?;
+                stat_sn = Some(sn.next());
+                continue;
+            };
+            let key = SessionKey {
+                initiator: outcome.initiator_name.to_ascii_lowercase(),
+                isid: outcome.isid,
+                target: outcome.target,
+            };
+            let guard = self.sessions.register(key).await;
+            let mut resp = resp;
+            resp.tsih = guard.tsih;
+            let max = Sn(outcome.initial_cmd_sn.0.wrapping_add(depth.max(1) - 1));
+            send_login(writer, resp.into(), sn, outcome.initial_cmd_sn, max).await?;
+            return Ok(Some((LoggedIn { login: outcome, guard }, sn.next())));
+        }
+    }
+}
+
+/// A login that reached full-feature phase, with its place in the session table.
+struct LoggedIn<'a> {
+    login: crate::login::LoginOutcome,
+    guard: crate::session::SessionGuard<'a>,
+}
+
+fn machine_depth(targets: &[TargetConfig], step: &LoginStep) -> u32 {
+    match step {
+        LoginStep::Complete(_, o) => match (o.session_type, o.target) {
+            (SessionType::Normal, Some(i)) => targets.get(i).map_or(1, |t| t.limits.queue_depth),
+            _ => 1,
+        },
+        _ => 1,
+    }
+}
+
+async fn send_login<W: tokio::io::AsyncWrite + Unpin>(
+    writer: &mut PduWriter<W>,
+    mut pdu: TargetPdu,
+    stat_sn: Sn,
+    exp: Sn,
+    max: Sn,
+) -> io::Result<()> {
+    pdu.stamp(stat_sn, exp, max);
+    writer.push(&pdu).await?;
+    writer.flush().await
+}
+
+/// Stable 64-bit identifier of an I_T nexus from initiator name and ISID (FNV-1a), so
+/// the backend can tell initiators apart across reconnects.
+pub fn nexus_id(initiator: &str, isid: &[u8; 6]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in initiator.to_ascii_lowercase().bytes().chain(isid.iter().copied()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
