@@ -234,6 +234,24 @@ impl Buffer {
         runs
     }
 
+    /// The physical start of [offset, offset+len) if that range is one physically
+    /// contiguous run inside the buffer (no allocation: used on every map).
+    pub fn contiguous_run(&self, offset: usize, len: usize) -> Option<PhysAddr> {
+        let end = offset.checked_add(len)?;
+        if len == 0 || end > self.inner.len {
+            return None;
+        }
+        let first = self.inner.offset + offset;
+        let last = self.inner.offset + end - 1;
+        let pages = self.inner.pages.get(first / PAGE..=last / PAGE)?;
+        let start = pages[0].0;
+        pages
+            .iter()
+            .enumerate()
+            .all(|(i, p)| p.0 == start + (i * PAGE) as u64)
+            .then_some(PhysAddr(start + (first % PAGE) as u64))
+    }
+
     /// Calls `f(buffer_offset, phys, len)` for each page-bounded piece of the clipped range.
     fn for_each_page_piece(&self, offset: usize, len: usize, mut f: impl FnMut(usize, u64, usize)) {
         let end = offset.saturating_add(len).min(self.inner.len);
@@ -417,6 +435,19 @@ mod tests {
         assert_eq!(seen.len(), 4);
         assert_eq!(seen[0], (10, PAGE - 10, 10));
         assert_eq!(seen[1].0, PAGE);
+    }
+
+    #[test]
+    fn contiguous_run_matches_phys_runs() {
+        let m = mem();
+        let f = [0x9000u64, 0xA000, 0xC000].map(PhysAddr).to_vec();
+        let b = m.alloc_at(2 * PAGE + 50, 100, Placement::Frames(f)).unwrap();
+        assert_eq!(b.contiguous_run(0, PAGE), Some(PhysAddr(0x9064)));
+        assert_eq!(b.contiguous_run(PAGE, PAGE), None);
+        assert_eq!(b.phys_runs(PAGE, PAGE).len(), 2);
+        assert_eq!(b.contiguous_run(2 * PAGE - 100, 50), Some(PhysAddr(0xC000)));
+        assert_eq!(b.contiguous_run(0, 0), None);
+        assert_eq!(b.contiguous_run(1, 2 * PAGE + 50), None);
     }
 
     #[test]

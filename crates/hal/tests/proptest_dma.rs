@@ -70,7 +70,7 @@ fn needs_bounce(buf: &hal::Buffer, channel: u8, offset: usize, len: usize) -> bo
     let start = buf.phys_addr(offset).0;
     let contiguous = (0..len).step_by(1).all(|i| {
         let at = offset + i;
-        (at + buf.byte_offset()) % PAGE != 0 || buf.phys_addr(at).0 == start + i as u64
+        !(at + buf.byte_offset()).is_multiple_of(PAGE) || buf.phys_addr(at).0 == start + i as u64
     });
     let end = start + len as u64;
     let page = if channel == 5 { 128 << 10 } else { 64 << 10 };

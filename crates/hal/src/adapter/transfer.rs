@@ -143,11 +143,7 @@ impl AdapterObject {
         if len > max {
             return Err(HalError::MapTooLarge { len, max });
         }
-        let runs = buffer.phys_runs(offset, len);
-        let direct = match runs.as_slice() {
-            [(start, n)] if *n == len && !out_of_reach(ch, start.0, len) => Some(*start),
-            _ => None,
-        };
+        let direct = buffer.contiguous_run(offset, len).filter(|start| !out_of_reach(ch, start.0, len));
         let bounced = direct.is_none();
         let programmed = direct.unwrap_or_else(|| grant.bounce_base());
         if bounced && dir == Direction::ToDevice {
