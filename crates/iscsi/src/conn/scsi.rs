@@ -217,16 +217,18 @@ impl<B: ScsiBackend> Connection<'_, B> {
             false
         };
         if !ok {
-            // At ERL 0 a Data-Out out of sequence cannot be recovered within the
-            // connection (RFC 7143 §7.1.4, §7.4): reject it and close.
+            // A Data-Out out of sequence cannot be recovered at ERL 0 (RFC 7143 §7.1.4):
+            // the PDU is rejected and the command dropped, so the initiator's own
+            // timeout and task management take over; later Data-Out for it is
+            // discarded, and the connection and its other commands go on.
             tracing::debug!("Data-Out out of sequence for ITT {:#x}", d.itt);
             let counted = col.counted;
             self.collecting.remove(&d.itt);
+            self.parked.retain(|i| *i != d.itt);
             if counted {
                 self.shared.window.finish();
             }
-            let _ = self.reject(RejectReason::ProtocolError, bhs).await;
-            return Some(End::ProtocolError);
+            return (!self.reject(RejectReason::ProtocolError, bhs).await).then_some(End::Closed);
         }
         if len > 0 {
             col.chunks.push(d.data);
