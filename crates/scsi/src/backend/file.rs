@@ -51,7 +51,9 @@ pub struct FileBackend {
 }
 
 fn aligned(off: u64, ptr: *const u8, len: usize) -> bool {
-    off % DIRECT_ALIGN == 0 && (ptr as usize as u64) % DIRECT_ALIGN == 0 && (len as u64) % DIRECT_ALIGN == 0
+    off.is_multiple_of(DIRECT_ALIGN)
+        && (ptr as usize as u64).is_multiple_of(DIRECT_ALIGN)
+        && (len as u64).is_multiple_of(DIRECT_ALIGN)
 }
 
 impl FileBackend {

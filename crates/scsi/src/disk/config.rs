@@ -118,7 +118,7 @@ impl DiskConfig {
         if blocks == 0 {
             return Err(ConfigError::Empty);
         }
-        if blocks.checked_mul(bs).map_or(true, |b| b > backend_size) {
+        if blocks.checked_mul(bs).is_none_or(|b| b > backend_size) {
             return Err(ConfigError::Capacity { blocks, block_size: self.block_size, backend: backend_size });
         }
         check_text("vendor", &self.vendor, 8)?;

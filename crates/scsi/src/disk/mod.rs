@@ -149,7 +149,7 @@ impl Disk {
     pub fn set_blocks(&self, blocks: u64) -> Result<(), ConfigError> {
         let bs = u64::from(self.inner.cfg.block_size);
         let size = self.inner.backend.size();
-        if blocks == 0 || blocks.checked_mul(bs).map_or(true, |b| b > size) {
+        if blocks == 0 || blocks.checked_mul(bs).is_none_or(|b| b > size) {
             return Err(ConfigError::Capacity { blocks, block_size: self.inner.cfg.block_size, backend: size });
         }
         self.inner.blocks.store(blocks, Ordering::Release);

@@ -198,10 +198,9 @@ fn apply(inner: &Inner, nexus: Nexus, ten: bool, list: &[u8]) -> Result<(), Sens
         let Some(new) = list.get(at..at + 2 + plen) else {
             return Err(Sense::param_list_length_error());
         };
-        for i in 2..new.len() {
-            if (new[i] ^ page.current[i]) & !page.changeable[i] != 0 {
-                return Err(Sense::invalid_field_in_param((at + i) as u16, None));
-            }
+        let mut fixed = new.iter().zip(&page.current).zip(&page.changeable).skip(2);
+        if let Some(i) = fixed.position(|((n, c), m)| (n ^ c) & !m != 0) {
+            return Err(Sense::invalid_field_in_param((at + 2 + i) as u16, None));
         }
         let mut value = new.to_vec();
         value[0] = page.current[0];

@@ -336,14 +336,10 @@ fn pr_out_apply(inner: &Inner, n: Nexus, sa: u8, scope: u8, rtype: u8, list: &[u
         0x04 | 0x05 => preempt(inner, &mut s, n, sa_key, rtype, &mut notify),
         _ => inner.check(Sense::invalid_field_in_cdb(1, Some(4))),
     };
-    if outcome.is_good() {
-        if pr.persist(&s).is_err() {
-            pr.settle(&s);
-            return inner.check(Sense::new(
-                crate::sense::SenseKey::IllegalRequest,
-                AscAscq::INSUFFICIENT_REGISTRATION_RESOURCES,
-            ));
-        }
+    if outcome.is_good() && pr.persist(&s).is_err() {
+        pr.settle(&s);
+        return inner
+            .check(Sense::new(crate::sense::SenseKey::IllegalRequest, AscAscq::INSUFFICIENT_REGISTRATION_RESOURCES));
     }
     pr.settle(&s);
     drop(s);
