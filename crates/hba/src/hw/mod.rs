@@ -1,0 +1,511 @@
+//! The reference ISA SCSI host adapter, modelled at register level (`docs/hba.md` is its datasheet).
+//!
+//! The card is a slave-DMA device: it never addresses memory. During a data phase it asserts DREQ on its jumpered
+//! channel while its transfer counter is non-zero and the target has data (or room) left; the system DMA controller
+//! then hands it whole runs of memory, which go straight to or from the target's task without a copy in between.
+
+mod bus;
+pub mod regs;
+
+pub use bus::{BusDevice, ScsiBus, MAX_LUN};
+
+use port::{HbaHardware, IoWidth};
+use regs::{control, flags, int, status};
+use scsi::{Begin, DataInTask, DataOutTask, Nexus, Outcome, ScsiStatus};
+
+/// How the card is jumpered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HbaSettings {
+    pub io_base: u16,
+    pub irq: u8,
+    pub dma_channel: u8,
+}
+
+impl Default for HbaSettings {
+    fn default() -> Self {
+        HbaSettings { io_base: regs::DEFAULT_IO_BASE, irq: 11, dma_channel: 5 }
+    }
+}
+
+/// The target's side of a data phase.
+enum Data {
+    In(Box<dyn DataInTask>),
+    Out(Box<dyn DataOutTask>),
+}
+
+/// The command that owns the bus.
+struct Command {
+    lun: u64,
+    data: Data,
+    /// Bytes the target wants to move in its data phase.
+    len: u64,
+    /// Bytes moved so far.
+    moved: u64,
+    /// The DMA-stall fault: DREQ stays low once this many bytes moved.
+    stall_at: Option<u64>,
+}
+
+impl Command {
+    fn left(&self) -> u64 {
+        self.len - self.moved
+    }
+}
+
+/// Where the protocol engine is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Bus free.
+    Idle,
+    /// Selected, and the target never answers (the "hang" fault): only abort or a bus reset end it.
+    Hung,
+    /// The target is in its data phase; the card waits for `START DMA` or `FINISH DATA`.
+    DataWait,
+    /// The data phase runs.
+    DataActive,
+}
+
+/// Counters the card keeps for its owner (not visible through ports).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HbaCounters {
+    pub commands: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub bus_resets: u64,
+    pub aborts: u64,
+}
+
+/// The card.
+pub struct Hba {
+    settings: HbaSettings,
+    bus: ScsiBus,
+    nexus: Nexus,
+    control: u8,
+    select: u8,
+    cdb: Vec<u8>,
+    counter: u32,
+    scsi_status: u8,
+    sense: Vec<u8>,
+    sense_pos: usize,
+    flags: u8,
+    intcause: u8,
+    last_command: u8,
+    phase: Phase,
+    cmd: Option<Command>,
+    counters: HbaCounters,
+}
+
+impl Hba {
+    /// A card jumpered as `settings`, cabled to `bus`. At power-on interrupts are disabled and autosense is on.
+    pub fn new(settings: HbaSettings, bus: ScsiBus) -> Self {
+        Hba {
+            settings,
+            bus,
+            // The initiator port identifier: the card's I/O base names the adapter, its SCSI ID the port on the bus.
+            nexus: Nexus::new((u64::from(settings.io_base) << 8) | u64::from(regs::INITIATOR_ID)),
+            control: control::AUTOSENSE,
+            select: 0,
+            cdb: Vec::with_capacity(16),
+            counter: 0,
+            scsi_status: 0,
+            sense: Vec::new(),
+            sense_pos: 0,
+            flags: 0,
+            intcause: 0,
+            last_command: 0,
+            phase: Phase::Idle,
+            cmd: None,
+            counters: HbaCounters::default(),
+        }
+    }
+
+    pub fn settings(&self) -> HbaSettings {
+        self.settings
+    }
+
+    pub fn counters(&self) -> HbaCounters {
+        self.counters
+    }
+
+    /// The I_T nexus the card's commands carry.
+    pub fn nexus(&self) -> Nexus {
+        self.nexus
+    }
+
+    fn status(&self) -> u8 {
+        let mut s = 0;
+        if self.phase != Phase::Idle {
+            s |= status::BUSY;
+        }
+        match self.phase {
+            Phase::DataWait => s |= status::DATA_WAIT,
+            Phase::DataActive => s |= status::DMA_ACTIVE,
+            _ => {}
+        }
+        if self.intcause != 0 {
+            s |= status::INT_PENDING;
+        }
+        match self.cmd.as_ref().map(|c| &c.data) {
+            Some(Data::In(_)) => s |= status::DATA_IN,
+            Some(Data::Out(_)) => s |= status::DATA_OUT,
+            None => {}
+        }
+        if self.sense_pos < self.sense.len() {
+            s |= status::SENSE_VALID;
+        }
+        s
+    }
+
+    fn read_reg(&mut self, offset: u16) -> u8 {
+        match offset {
+            regs::SIG0 => regs::SIGNATURE[0],
+            regs::SIG1 => regs::SIGNATURE[1],
+            regs::CONFIG => (self.settings.dma_channel & 0x07) | ((self.settings.irq & 0x0F) << 4),
+            regs::STATUS => self.status(),
+            regs::INTCAUSE => self.intcause,
+            regs::COMMAND => self.last_command,
+            regs::SELECT => self.select,
+            regs::CDB_FIFO => self.cdb.len() as u8,
+            regs::XFER0 => self.counter as u8,
+            regs::XFER1 => (self.counter >> 8) as u8,
+            regs::XFER2 => (self.counter >> 16) as u8,
+            regs::SCSI_STATUS => self.scsi_status,
+            regs::SENSE_FIFO => match self.sense.get(self.sense_pos) {
+                Some(&b) => {
+                    self.sense_pos += 1;
+                    b
+                }
+                None => 0,
+            },
+            regs::SENSE_LEN => (self.sense.len() - self.sense_pos).min(255) as u8,
+            regs::FLAGS => self.flags,
+            regs::CONTROL => self.control,
+            // Undecoded: the ISA bus floats high.
+            _ => 0xFF,
+        }
+    }
+
+    fn write_reg(&mut self, offset: u16, value: u8) {
+        match offset {
+            regs::COMMAND => self.command(value),
+            regs::SELECT => self.select = value & 0x77,
+            regs::CDB_FIFO => {
+                if self.cdb.len() < 16 {
+                    self.cdb.push(value);
+                } else {
+                    self.raise(int::ERROR);
+                }
+            }
+            regs::XFER0 => self.counter = (self.counter & 0xFF_FF00) | u32::from(value),
+            regs::XFER1 => self.counter = (self.counter & 0xFF_00FF) | (u32::from(value) << 8),
+            regs::XFER2 => self.counter = (self.counter & 0x00_FFFF) | (u32::from(value) << 16),
+            regs::CONTROL => self.control = value & (control::INT_ENABLE | control::AUTOSENSE),
+            // Read-only registers ignore writes.
+            _ => {}
+        }
+    }
+
+    fn raise(&mut self, cause: u8) {
+        self.intcause |= cause;
+    }
+
+    fn command(&mut self, code: u8) {
+        self.last_command = code;
+        match code {
+            regs::CMD_START => self.start_command(),
+            regs::CMD_START_DMA => {
+                if self.phase == Phase::DataWait && self.counter > 0 {
+                    self.phase = Phase::DataActive;
+                } else {
+                    self.raise(int::ERROR);
+                }
+            }
+            regs::CMD_ABORT => self.abort(),
+            regs::CMD_BUS_RESET => self.bus_reset(),
+            regs::CMD_CLEAR_INT => self.intcause = 0,
+            regs::CMD_FINISH_DATA => {
+                if self.phase == Phase::DataWait {
+                    self.flags |= flags::OVERRUN;
+                    self.end_data_phase(None);
+                } else {
+                    self.raise(int::ERROR);
+                }
+            }
+            regs::CMD_CLEAR_CDB => self.cdb.clear(),
+            _ => self.raise(int::ERROR),
+        }
+    }
+
+    /// `START`: selection, command phase, and on to the data phase or the end of the command. The bus is modelled as
+    /// instantaneous, so `STATUS` shows where the command went as soon as the write returns.
+    fn start_command(&mut self) {
+        if self.phase != Phase::Idle || self.cdb.is_empty() {
+            self.raise(int::ERROR);
+            return;
+        }
+        self.flags = 0;
+        self.scsi_status = 0;
+        self.sense.clear();
+        self.sense_pos = 0;
+        self.counters.commands += 1;
+        // A device that asserts RST at arbitration resets the bus instead (the bus-reset fault).
+        let mut reset_requested = false;
+        for d in self.bus.devices() {
+            reset_requested |= d.take_bus_reset();
+        }
+        if reset_requested {
+            self.bus_reset();
+            return;
+        }
+        // The CDB leaves the FIFO as the command phase sends it.
+        let mut cdb_buf = [0u8; 16];
+        let cdb_len = self.cdb.len();
+        cdb_buf[..cdb_len].copy_from_slice(&self.cdb);
+        self.cdb.clear();
+        let cdb = &cdb_buf[..cdb_len];
+        let target = self.select & 0x07;
+        let lun = u64::from((self.select >> 4) & 0x07);
+        let Some(device) = self.bus.device(target).cloned() else {
+            self.raise(int::SELECTION_TIMEOUT);
+            return;
+        };
+        if device.take_hang(lun, cdb) {
+            self.phase = Phase::Hung;
+            return;
+        }
+        let begin = device.begin(self.nexus, lun, cdb);
+        let stall_at = device.dma_stall_after(lun);
+        let (data, len) = match begin {
+            Begin::Complete(outcome) => {
+                self.complete(lun, outcome);
+                return;
+            }
+            Begin::DataIn { len, task } => (Data::In(task), len),
+            Begin::DataOut { len, task } => (Data::Out(task), len),
+        };
+        self.cmd = Some(Command { lun, data, len, moved: 0, stall_at });
+        if len == 0 {
+            self.end_data_phase(None);
+        } else {
+            self.phase = Phase::DataWait;
+        }
+    }
+
+    /// The data phase is over (target exhausted, host finished it, or the target failed it): the target's task
+    /// finishes with the bytes moved, and the command completes.
+    fn end_data_phase(&mut self, failed: Option<Outcome>) {
+        let Some(cmd) = self.cmd.take() else { return };
+        let outcome = match cmd.data {
+            Data::In(task) => task.finish(cmd.moved),
+            Data::Out(task) => task.finish(cmd.moved),
+        };
+        self.complete(cmd.lun, failed.unwrap_or(outcome));
+    }
+
+    /// Status phase: record the status byte, run autosense after CHECK CONDITION, raise `COMMAND_COMPLETE`.
+    fn complete(&mut self, lun: u64, outcome: Outcome) {
+        self.phase = Phase::Idle;
+        self.scsi_status = outcome.status.0;
+        if outcome.status == ScsiStatus::CHECK_CONDITION && self.control & control::AUTOSENSE != 0 {
+            // The sense data the target returned with the status is what REQUEST SENSE reports (SAM-5 autosense);
+            // if it returned none, the card asks for it.
+            let sense = match outcome.sense {
+                Some(s) => s.to_fixed(),
+                None => self.request_sense(lun),
+            };
+            self.flags |= if sense.is_empty() { flags::AUTOSENSE_FAILED } else { flags::AUTOSENSE };
+            self.sense = sense;
+            self.sense_pos = 0;
+        }
+        self.raise(int::COMMAND_COMPLETE);
+    }
+
+    /// The card's own REQUEST SENSE (SPC-4 §6.37), allocation length [`regs::AUTOSENSE_LENGTH`].
+    fn request_sense(&mut self, lun: u64) -> Vec<u8> {
+        let target = self.select & 0x07;
+        let Some(device) = self.bus.device(target).cloned() else { return Vec::new() };
+        let cdb = [0x03, 0, 0, 0, regs::AUTOSENSE_LENGTH, 0];
+        match device.begin(self.nexus, lun, &cdb) {
+            Begin::DataIn { len, mut task } => {
+                let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0).min(usize::from(regs::AUTOSENSE_LENGTH))];
+                let ok = task.read(0, &mut buf).is_ok();
+                let outcome = task.finish(if ok { buf.len() as u64 } else { 0 });
+                if ok && outcome.is_good() {
+                    buf
+                } else {
+                    Vec::new()
+                }
+            }
+            Begin::DataOut { task, .. } => {
+                let _ = task.finish(0);
+                Vec::new()
+            }
+            Begin::Complete(_) => Vec::new(),
+        }
+    }
+
+    fn abort(&mut self) {
+        self.counters.aborts += 1;
+        if let Some(cmd) = self.cmd.take() {
+            // The target's task ends with what moved; the outcome goes nowhere, as the command is gone.
+            let _ = match cmd.data {
+                Data::In(task) => task.finish(cmd.moved),
+                Data::Out(task) => task.finish(cmd.moved),
+            };
+        }
+        self.phase = Phase::Idle;
+        self.intcause &= int::BUS_RESET;
+    }
+
+    fn bus_reset(&mut self) {
+        self.counters.bus_resets += 1;
+        if let Some(cmd) = self.cmd.take() {
+            let _ = match cmd.data {
+                Data::In(task) => task.finish(cmd.moved),
+                Data::Out(task) => task.finish(cmd.moved),
+            };
+        }
+        for d in self.bus.devices() {
+            d.reset();
+        }
+        self.phase = Phase::Idle;
+        self.cdb.clear();
+        self.raise(int::BUS_RESET);
+    }
+
+    /// How many bytes the card takes or gives in one DMA run of `offered` bytes.
+    fn dma_room(&self, offered: usize) -> usize {
+        if self.phase != Phase::DataActive {
+            return 0;
+        }
+        let Some(cmd) = &self.cmd else { return 0 };
+        let mut room = cmd.left().min(u64::from(self.counter));
+        if let Some(at) = cmd.stall_at {
+            room = room.min(at.saturating_sub(cmd.moved));
+        }
+        usize::try_from(room).unwrap_or(usize::MAX).min(offered)
+    }
+
+    /// Bookkeeping after `n` bytes moved: the counter runs down; at its end the phase pauses or, with the target's data
+    /// exhausted, the command completes.
+    fn advance_data(&mut self, n: usize) {
+        self.counter -= n as u32;
+        let Some(cmd) = self.cmd.as_mut() else { return };
+        cmd.moved += n as u64;
+        if cmd.left() == 0 {
+            if self.counter > 0 {
+                self.flags |= flags::SHORT;
+            }
+            self.end_data_phase(None);
+        } else if self.counter == 0 {
+            self.phase = Phase::DataWait;
+            self.raise(int::DATA_PAUSED);
+        }
+    }
+
+    /// The target failed its data phase: the command completes with the target's status; the counter keeps the
+    /// residue.
+    fn fail_data(&mut self, outcome: Outcome) {
+        self.end_data_phase(Some(outcome));
+    }
+}
+
+impl hal::DmaDevice for Hba {
+    fn dreq(&self) -> bool {
+        self.dma_room(usize::MAX) > 0
+    }
+
+    /// Memory → card: the bytes go straight into the target's task.
+    fn dma_write(&mut self, data: &[u8]) -> usize {
+        let n = self.dma_room(data.len());
+        if n == 0 {
+            return 0;
+        }
+        let Some(cmd) = self.cmd.as_mut() else { return 0 };
+        let Data::Out(task) = &mut cmd.data else {
+            // The channel runs the wrong way for this phase: the card takes nothing.
+            return 0;
+        };
+        match task.write(cmd.moved, &data[..n]) {
+            Ok(()) => {
+                self.counters.bytes_out += n as u64;
+                self.advance_data(n);
+                n
+            }
+            Err(outcome) => {
+                self.fail_data(outcome);
+                0
+            }
+        }
+    }
+
+    /// Card → memory: the target's task fills the DMA run directly.
+    fn dma_read(&mut self, buf: &mut [u8]) -> usize {
+        let n = self.dma_room(buf.len());
+        if n == 0 {
+            return 0;
+        }
+        let Some(cmd) = self.cmd.as_mut() else { return 0 };
+        let Data::In(task) = &mut cmd.data else { return 0 };
+        match task.read(cmd.moved, &mut buf[..n]) {
+            Ok(()) => {
+                self.counters.bytes_in += n as u64;
+                self.advance_data(n);
+                n
+            }
+            Err(outcome) => {
+                self.fail_data(outcome);
+                0
+            }
+        }
+    }
+
+    /// EOP from the DMA controller ends the run even if the card's counter is not at zero: the data phase pauses.
+    fn terminal_count(&mut self) {
+        if self.phase == Phase::DataActive && self.counter > 0 && self.cmd.as_ref().is_some_and(|c| c.left() > 0) {
+            self.phase = Phase::DataWait;
+            self.raise(int::DATA_PAUSED);
+        }
+    }
+}
+
+impl HbaHardware for Hba {
+    fn io_read(&mut self, port: u16, width: IoWidth) -> u32 {
+        let bytes = width_bytes(width);
+        let mut v = 0u32;
+        for i in 0..bytes {
+            let b = match self.offset(port.wrapping_add(i)) {
+                Some(off) => self.read_reg(off),
+                None => 0xFF,
+            };
+            v |= u32::from(b) << (8 * i);
+        }
+        v
+    }
+
+    fn io_write(&mut self, port: u16, width: IoWidth, value: u32) {
+        for i in 0..width_bytes(width) {
+            if let Some(off) = self.offset(port.wrapping_add(i)) {
+                self.write_reg(off, (value >> (8 * i)) as u8);
+            }
+        }
+    }
+
+    fn irq(&self) -> bool {
+        self.control & control::INT_ENABLE != 0 && self.intcause != 0
+    }
+}
+
+impl Hba {
+    /// The register a port decodes to, if it is one of the card's.
+    fn offset(&self, port: u16) -> Option<u16> {
+        port.checked_sub(self.settings.io_base).filter(|o| *o < regs::PORT_COUNT)
+    }
+}
+
+fn width_bytes(width: IoWidth) -> u16 {
+    match width {
+        IoWidth::Byte => 1,
+        IoWidth::Word => 2,
+        IoWidth::Dword => 4,
+    }
+}
