@@ -1,6 +1,8 @@
 //! Shared test fixtures: RAM-backed disks on a target, and CDB builders.
 #![allow(dead_code)]
 
+pub mod machine;
+
 use scsi::{Disk, DiskConfig, RamBackend, Target};
 use std::sync::Arc;
 

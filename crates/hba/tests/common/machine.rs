@@ -1,0 +1,91 @@
+//! A machine with system memory, the HAL, and one reference adapter with a RAM disk at target 0.
+
+use super::ram_target;
+use hal::{Buffer, Hal, HalConfig, Placement, SystemMemory};
+use hba::{start_adapter, HbaConfig};
+use port::{AdapterHandle, AdapterOptions, EventKind, LuAddress, Srb, SrbId, Trace};
+use scsi::Disk;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const LU0: LuAddress = LuAddress { path_id: 0, target_id: 0, lun: 0 };
+
+pub struct Machine {
+    pub mem: Arc<SystemMemory>,
+    pub hal: Arc<Hal>,
+    pub handle: AdapterHandle,
+    pub disk: Arc<Disk>,
+    pub trace: Trace,
+}
+
+impl Machine {
+    pub fn new(channel: u8, blocks: u64) -> Self {
+        Self::with(HbaConfig { dma_channel: channel, ..HbaConfig::default() }, blocks)
+    }
+
+    pub fn with(mut cfg: HbaConfig, blocks: u64) -> Self {
+        let mem = SystemMemory::new(64 << 20).expect("system memory");
+        let hal = Hal::new(mem.clone(), HalConfig::default()).expect("hal");
+        let (target, disk) = ram_target(blocks);
+        cfg.targets = vec![(0, target)];
+        let trace = Trace::new(1_000_000);
+        let options = AdapterOptions {
+            name: format!("hba-ch{}", cfg.dma_channel),
+            trace: Some(trace.clone()),
+            reset_hold: Duration::from_millis(20),
+            abort_timeout: Duration::from_millis(500),
+            ..AdapterOptions::default()
+        };
+        let handle = start_adapter(hal.clone(), cfg, options).expect("adapter starts");
+        Machine { mem, hal, handle, disk, trace }
+    }
+
+    pub fn alloc(&self, len: usize, placement: Placement) -> Buffer {
+        self.mem.alloc(len, placement).expect("buffer")
+    }
+
+    /// Submit and wait (bounded) for the SRB to come back.
+    pub fn run(&self, srb: Srb) -> (SrbId, Srb) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let id = self.handle.submit(srb, move |s| {
+            let _ = tx.send(s);
+        });
+        let srb = rx.recv_timeout(Duration::from_secs(30)).expect("the SRB completes");
+        (id, srb)
+    }
+
+    /// Events of one SRB matching `f`.
+    pub fn count(&self, id: SrbId, f: impl Fn(&EventKind) -> bool) -> usize {
+        self.trace.events().iter().filter(|e| e.srb == Some(id) && f(&e.kind)).count()
+    }
+
+    pub fn maps(&self, id: SrbId) -> usize {
+        self.count(id, |k| matches!(k, EventKind::Mapped { .. }))
+    }
+
+    pub fn flushes(&self, id: SrbId) -> usize {
+        self.count(id, |k| matches!(k, EventKind::Flushed { .. }))
+    }
+
+    pub fn dma_started(&self, id: SrbId) -> usize {
+        self.count(id, |k| matches!(k, EventKind::DmaStarted))
+    }
+
+    pub fn release_queue(&self) {
+        let mut srb = Srb::execute_scsi(LU0, &[]);
+        srb.function = port::SrbFunction::RELEASE_QUEUE;
+        let (_, s) = self.run(srb);
+        assert!(s.srb_status.is_success());
+    }
+
+    pub fn assert_no_violations(&self) {
+        let v = self.handle.violations();
+        assert!(v.is_empty(), "verifier violations: {v:#?}");
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+    }
+}

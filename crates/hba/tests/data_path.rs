@@ -1,0 +1,147 @@
+//! Class-driver-sized SRBs through the port driver, the reference miniport and the card: one map per SRB, byte-exact
+//! data on an 8-bit and a 16-bit channel, CHECK CONDITION with autosense, short transfers.
+
+mod common;
+
+use common::machine::{Machine, LU0};
+use common::*;
+use hal::Placement;
+use port::{scsi_status, Srb, SrbFlags, SrbStatus};
+
+fn write_read_round_trip(channel: u8, placement: Placement, lba: u32, len: usize, seed: u64) {
+    let m = Machine::new(channel, 4096);
+    let out = m.alloc(len, placement.clone());
+    let data = pattern(len, seed);
+    out.write(0, &data).expect("fill");
+    let blocks = (len / BLOCK as usize) as u16;
+    let (wid, w) =
+        m.run(Srb::execute_scsi(LU0, &write10(lba, blocks)).with_data(&out, 0, len as u32, SrbFlags::DATA_OUT));
+    assert_eq!(w.srb_status, SrbStatus::SUCCESS, "{w:?}");
+    let back = m.alloc(len, placement);
+    let (rid, r) =
+        m.run(Srb::execute_scsi(LU0, &read10(lba, blocks)).with_data(&back, 0, len as u32, SrbFlags::DATA_IN));
+    assert_eq!(r.srb_status, SrbStatus::SUCCESS, "{r:?}");
+    assert_eq!(r.data_transfer_length as usize, len);
+    let mut got = vec![0u8; len];
+    back.read(0, &mut got).expect("read back");
+    assert!(got == data, "data differs after a round trip on channel {channel}");
+    for id in [wid, rid] {
+        assert_eq!(m.maps(id), 1, "exactly one map per class-sized SRB");
+        assert_eq!(m.flushes(id), 1, "one flush per map");
+        assert_eq!(m.dma_started(id), 1);
+    }
+    let stats = m.handle.stats();
+    assert_eq!(stats.dma_ops, 2);
+    assert_eq!(stats.flushes, 2);
+    assert_eq!(stats.cancelled_maps, 0);
+    assert_eq!(stats.dma_bytes, 2 * len as u64);
+    m.assert_no_violations();
+}
+
+#[test]
+fn channel5_64k_round_trip_scattered_pages() {
+    write_read_round_trip(5, Placement::Scattered { seed: 7 }, 10, 64 << 10, 1);
+}
+
+#[test]
+fn channel5_64k_round_trip_above_16m() {
+    write_read_round_trip(5, Placement::Above16M, 0, 64 << 10, 2);
+}
+
+#[test]
+fn channel5_single_block_round_trip() {
+    write_read_round_trip(5, Placement::Any, 4095, 512, 3);
+}
+
+#[test]
+fn channel1_64k_round_trip_scattered_pages() {
+    write_read_round_trip(1, Placement::Scattered { seed: 9 }, 100, 64 << 10, 4);
+}
+
+#[test]
+fn channel1_contiguous_low_round_trip() {
+    write_read_round_trip(1, Placement::Contiguous { below_16m: true, align: 64 << 10 }, 7, 32 << 10, 5);
+}
+
+#[test]
+fn capabilities_follow_the_jumpers() {
+    let m5 = Machine::new(5, 64);
+    let c = m5.handle.capabilities().clone();
+    assert_eq!(c.dma_channel, Some(5));
+    assert_eq!(c.alignment_mask, 1);
+    assert_eq!(c.maximum_transfer_length, 64 << 10);
+    assert_eq!(c.maximum_physical_pages, 17);
+    assert!(c.application_dedicated);
+    assert_eq!(c.initiator_bus_id, 7);
+    drop(m5);
+    let m1 = Machine::new(1, 64);
+    let c = m1.handle.capabilities().clone();
+    assert_eq!(c.dma_channel, Some(1));
+    assert_eq!(c.alignment_mask, 0);
+}
+
+#[test]
+fn check_condition_cancels_the_map_and_returns_autosense() {
+    let m = Machine::new(5, 64);
+    let buf = m.alloc(4096, Placement::Any);
+    let (id, s) = m.run(Srb::execute_scsi(LU0, &read10(64, 8)).with_data(&buf, 0, 4096, SrbFlags::DATA_IN));
+    assert_eq!(s.srb_status.status(), SrbStatus::ERROR, "{s:?}");
+    assert!(s.srb_status.autosense_valid());
+    assert_eq!(s.scsi_status, scsi_status::CHECK_CONDITION);
+    let sense = s.sense();
+    assert!(sense.len() >= 14);
+    assert_eq!((sense[2] & 0x0F, sense[12], sense[13]), (0x05, 0x21, 0x00));
+    assert_eq!(m.dma_started(id), 0, "HwDmaStarted is never called for a cancelled map");
+    assert_eq!(m.count(id, |k| matches!(k, port::EventKind::MapCancelled)), 1);
+    assert_eq!(m.handle.stats().cancelled_maps, 1);
+    assert_eq!(m.handle.stats().flushes, 1, "the cancelling flush");
+    assert_eq!(m.handle.stats().dma_bytes, 0);
+    m.release_queue();
+    let (_, ok) = m.run(Srb::execute_scsi(LU0, &read10(0, 8)).with_data(&buf, 0, 4096, SrbFlags::DATA_IN));
+    assert_eq!(ok.srb_status, SrbStatus::SUCCESS);
+    m.assert_no_violations();
+}
+
+#[test]
+fn short_inquiry_is_a_data_overrun_with_the_moved_length() {
+    let (t, _) = ram_target(64);
+    let (expect, data) = scsi::execute_on_target(&t, scsi::Nexus::new(1), 0, &inquiry(254), &[], 254);
+    assert!(expect.is_good());
+    let m = Machine::new(5, 64);
+    let buf = m.alloc(254, Placement::Any);
+    let (id, s) = m.run(Srb::execute_scsi(LU0, &inquiry(254)).with_data(&buf, 0, 254, SrbFlags::DATA_IN));
+    assert_eq!(s.srb_status, SrbStatus::DATA_OVERRUN, "{s:?}");
+    assert_eq!(s.data_transfer_length as usize, data.len());
+    assert!(data.len() < 254);
+    let mut got = vec![0u8; data.len()];
+    buf.read(0, &mut got).expect("read");
+    assert_eq!(got, data);
+    assert_eq!(m.maps(id), 1);
+    assert_eq!(m.flushes(id), 1);
+    m.assert_no_violations();
+}
+
+#[test]
+fn no_data_command_succeeds_without_a_map() {
+    let m = Machine::new(5, 64);
+    let (id, s) = m.run(Srb::execute_scsi(LU0, &TEST_UNIT_READY));
+    assert_eq!(s.srb_status, SrbStatus::SUCCESS);
+    assert_eq!(m.maps(id), 0);
+    assert_eq!(m.handle.stats().flushes, 0);
+    m.assert_no_violations();
+}
+
+#[test]
+fn missing_target_is_a_selection_timeout() {
+    let m = Machine::new(5, 64);
+    let lu3 = port::LuAddress { target_id: 3, ..LU0 };
+    let buf = m.alloc(512, Placement::Any);
+    let (id, s) = m.run(Srb::execute_scsi(lu3, &read10(0, 1)).with_data(&buf, 0, 512, SrbFlags::DATA_IN));
+    assert_eq!(s.srb_status.status(), SrbStatus::SELECTION_TIMEOUT);
+    assert_eq!(m.dma_started(id), 0);
+    assert_eq!(m.count(id, |k| matches!(k, port::EventKind::MapCancelled)), 1, "a flush cancels the map");
+    assert_eq!(m.handle.stats().flushes, 1);
+    let (_, ok) = m.run(Srb::execute_scsi(LU0, &TEST_UNIT_READY));
+    assert_eq!(ok.srb_status, SrbStatus::SUCCESS);
+    m.assert_no_violations();
+}
