@@ -18,6 +18,8 @@ pub use memory::{Buffer, Placement, SystemMemory};
 
 /// The page size of the modelled machine (x86, 4 KiB).
 pub const PAGE_SIZE: u64 = 4096;
+/// The system memory size the stack uses unless configured otherwise.
+pub const DEFAULT_MEMORY_SIZE: u64 = 64 << 20;
 /// The reach of the PC/AT system DMA controller: 24 address bits.
 pub const ISA_DMA_LIMIT: u64 = 16 << 20;
 

@@ -244,11 +244,6 @@ fn request_register_bits_show_in_status_and_drive_transfers() {
     c.io_write(p.request, 2);
     assert!(!c.channel_state(ch(2)).request);
 
-    // A software request transfers without the device's DREQ; TC clears it.
-    program(&mut c, 2, BLOCK | VERIFY, 0, 0, 7);
-    c.io_write(p.request, 0x04 | 2);
-    let mut d = Dev::supplying(vec![0; 8]);
-    d.budget = 8;
     struct Quiet(Dev);
     impl DmaDevice for Quiet {
         fn dreq(&self) -> bool {
@@ -261,7 +256,14 @@ fn request_register_bits_show_in_status_and_drive_transfers() {
             self.0.dma_read(buf)
         }
     }
-    let out = c.service(ch(2), &m, &mut Quiet(d));
+    // Outside block mode a software request does not start a transfer.
+    program(&mut c, 2, DEMAND | VERIFY, 0, 0, 7);
+    c.io_write(p.request, 0x04 | 2);
+    let out = c.service(ch(2), &m, &mut Quiet(Dev::supplying(vec![0; 8])));
+    assert_eq!(out.bytes, 0);
+    // In block mode it transfers without the device's DREQ; TC clears it.
+    program(&mut c, 2, BLOCK | VERIFY, 0, 0, 7);
+    let out = c.service(ch(2), &m, &mut Quiet(Dev::supplying(vec![0; 8])));
     assert_eq!(out.bytes, 8);
     assert!(out.terminal_count);
     assert!(!c.channel_state(ch(2)).request);

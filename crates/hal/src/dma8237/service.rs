@@ -10,8 +10,8 @@ use super::{DmaChannel, DmaController, DmaDevice, ServiceOutcome, MODE_AUTO_INIT
 use crate::SystemMemory;
 
 impl DmaController {
-    /// Transfers while the device asserts DREQ (or the channel's software request bit is
-    /// set) and the channel is unmasked and enabled; stops at terminal count, when the
+    /// Transfers while the device asserts DREQ (or, in block mode, the channel's software
+    /// request bit is set) and the channel is unmasked and enabled; stops at terminal count, when the
     /// device takes or supplies fewer bytes than offered, or when DREQ drops. Channel 4
     /// (cascade) is never serviced.
     pub fn service(&mut self, ch: DmaChannel, mem: &SystemMemory, dev: &mut dyn DmaDevice) -> ServiceOutcome {
@@ -21,7 +21,7 @@ impl DmaController {
         }
         let idx = usize::from(ch.0);
         let unit = ch.unit();
-        while self.channel_enabled(ch) && (self.chips[ch.chip()].request & ch.bit() != 0 || dev.dreq()) {
+        while self.channel_enabled(ch) && (self.software_request(ch) || dev.dreq()) {
             let r = self.regs[idx];
             let decrement = r.mode & MODE_DECREMENT != 0;
             let remaining = u32::from(r.cur_count) + 1;
@@ -60,6 +60,12 @@ impl DmaController {
             }
         }
         out
+    }
+
+    /// A request register bit counts as DREQ only in block mode (8237A datasheet,
+    /// request register: software requests are serviced in block mode).
+    fn software_request(&self, ch: DmaChannel) -> bool {
+        self.chips[ch.chip()].request & ch.bit() != 0 && self.regs[usize::from(ch.0)].mode >> 6 == 2
     }
 
     /// TC: set the status bit, clear the software request, then either reload the
