@@ -61,14 +61,8 @@ async fn iscsi_ls_discovers_target_and_lun() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chap_one_way_admits_right_secret_only() {
     let Some(inq) = tool("iscsi-inq") else { return };
-    let srv = start(|c| {
-        c.chap = Some(Chap {
-            user: "alice".into(),
-            secret: "alice-secret-12".into(),
-            mutual: None,
-        })
-    })
-    .await;
+    let srv =
+        start(|c| c.chap = Some(Chap { user: "alice".into(), secret: "alice-secret-12".into(), mutual: None })).await;
     let url = |user: &str, pw: &str| format!("iscsi://{user}%{pw}@{}/{TARGET}/0", srv.addr);
     let good = run(&inq, &[&url("alice", "alice-secret-12")], &[], LIMIT).await;
     assert!(good.status.success(), "{}", text(&good));
@@ -92,21 +86,12 @@ async fn chap_mutual_authenticates_the_target() {
     })
     .await;
     let url = format!("iscsi://alice%alice-secret-12@{}/{TARGET}/0", srv.addr);
-    let env_ok = [
-        ("LIBISCSI_CHAP_TARGET_USERNAME", "target"),
-        ("LIBISCSI_CHAP_TARGET_PASSWORD", "target-secret-3"),
-    ];
+    let env_ok = [("LIBISCSI_CHAP_TARGET_USERNAME", "target"), ("LIBISCSI_CHAP_TARGET_PASSWORD", "target-secret-3")];
     let good = run(&inq, &[&url], &env_ok, LIMIT).await;
     assert!(good.status.success(), "{}", text(&good));
-    let env_bad = [
-        ("LIBISCSI_CHAP_TARGET_USERNAME", "target"),
-        ("LIBISCSI_CHAP_TARGET_PASSWORD", "not-the-secret"),
-    ];
+    let env_bad = [("LIBISCSI_CHAP_TARGET_USERNAME", "target"), ("LIBISCSI_CHAP_TARGET_PASSWORD", "not-the-secret")];
     let bad = run(&inq, &[&url], &env_bad, LIMIT).await;
-    assert!(
-        !bad.status.success(),
-        "initiator accepted a target that does not know the secret"
-    );
+    assert!(!bad.status.success(), "initiator accepted a target that does not know the secret");
     srv.stop().await;
 }
 

@@ -4,12 +4,12 @@
 //! Everything here is a pure function over bytes so that it can be fuzzed and
 //! property-tested without sockets.
 
-pub(crate) mod frame;
+pub mod frame;
 mod request;
 mod response;
 mod sn;
 
-pub use frame::{frame_layout, FrameError, FrameLayout};
+pub use frame::{frame_layout, FrameError, FrameLayout, Framing};
 pub use request::{
     DataOut, LoginRequest, LogoutRequest, NopOut, ParseError, Request, ScsiCommandPdu, Snack, Stage, TaskMgmtRequest,
     TextRequest,

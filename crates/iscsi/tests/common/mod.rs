@@ -12,6 +12,8 @@ use std::time::Duration;
 use iscsi::{DirectBackend, IscsiServer, TargetConfig};
 use tokio::sync::watch;
 
+pub mod client;
+
 pub const TARGET: &str = "iqn.2026-11.io.scsiport:test";
 pub const DISK_BYTES: u64 = 64 << 20;
 
@@ -37,9 +39,7 @@ impl Running {
 
 /// Starts a server with one target over a fresh RAM disk; `tweak` adjusts the config.
 pub async fn start(tweak: impl FnOnce(&mut TargetConfig)) -> Running {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
     let mut cfg = TargetConfig::new(TARGET, addr);
     tweak(&mut cfg);
@@ -47,22 +47,14 @@ pub async fn start(tweak: impl FnOnce(&mut TargetConfig)) -> Running {
     let server = Arc::new(IscsiServer::new(vec![(cfg, Arc::new(backend))]));
     let (stop, rx) = watch::channel(false);
     let task = tokio::spawn(server.clone().serve(listener, rx));
-    Running {
-        addr,
-        server,
-        stop,
-        task,
-    }
+    Running { addr, server, stop, task }
 }
 
 /// Finds an external tool. When it is missing the test fails under CI and is skipped
 /// (with a message) otherwise.
 pub fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(name))
-            .find(|p| p.is_file())
-    });
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()));
     if found.is_none() {
         if std::env::var_os("CI").is_some() {
             panic!("{name} is required under CI (apt-get install libiscsi-bin)");
@@ -87,11 +79,7 @@ pub async fn run(program: &PathBuf, args: &[&str], envs: &[(&str, &str)], limit:
 }
 
 pub fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 /// Per-test results of an `iscsi-test-cu` run: CUnit counts a skipped test as passed,
