@@ -7,7 +7,7 @@
 use std::io;
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::device::{BlockDevice, DeviceError};
 use crate::handshake::{self, DataPolicy, Negotiation, Session, Step, BASE_ALLOCATION_ID};
 use crate::option::{parse_client_flags, parse_option_header};
+use crate::pool::BufferPool;
 use crate::proto::{self, Errno};
 use crate::reply::{self, Outgoing};
 use crate::request::{parse_request_header, validate, Command, RequestHeader};
@@ -199,7 +200,7 @@ where
             }
         };
         let payload = match cmd {
-            Command::Write { length, .. } => match read_payload(&mut reader, length).await {
+            Command::Write { length, .. } => match read_payload(&mut reader, &shared.pool, length).await {
                 Ok(p) => p,
                 Err(e) => break Err(e),
             },
@@ -250,18 +251,10 @@ async fn discard<R: AsyncRead + Unpin>(reader: &mut R, len: u32) -> io::Result<(
     }
 }
 
-/// Reads a write payload into a buffer of exactly its size, without
-/// zero-filling it first.
-async fn read_payload<R: AsyncRead + Unpin>(reader: &mut R, len: u32) -> io::Result<Bytes> {
-    let len = len as usize;
-    let mut buf = BytesMut::with_capacity(len);
-    while buf.len() < len {
-        let left = len - buf.len();
-        let n = reader.read_buf(&mut (&mut buf).limit(left)).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-    }
+/// Reads a write payload into a pooled buffer of exactly its size.
+async fn read_payload<R: AsyncRead + Unpin>(reader: &mut R, pool: &BufferPool, len: u32) -> io::Result<Bytes> {
+    let mut buf = pool.take(len as usize);
+    reader.read_exact(buf.as_mut()).await?;
     Ok(buf.freeze())
 }
 

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 
 use crate::device::{BlockDevice, Capabilities, DeviceError, Extent};
+use crate::pool::BufferPool;
 
 /// Allocation granularity unless told otherwise.
 pub const DEFAULT_CHUNK: u64 = 64 * 1024;
@@ -20,6 +21,7 @@ pub struct MemDevice {
     chunks: RwLock<HashMap<u64, Box<[u8]>>>,
     caps: Capabilities,
     flushes: AtomicU64,
+    pool: BufferPool,
 }
 
 impl MemDevice {
@@ -50,6 +52,7 @@ impl MemDevice {
                 max_block: u32::MAX,
             },
             flushes: AtomicU64::new(0),
+            pool: BufferPool::default(),
         }
     }
 
@@ -154,9 +157,9 @@ impl BlockDevice for MemDevice {
     }
 
     async fn read(&self, offset: u64, len: u32) -> Result<Bytes, DeviceError> {
-        let mut buf = vec![0u8; len as usize];
-        self.read_into(offset, &mut buf)?;
-        Ok(Bytes::from(buf))
+        let mut buf = self.pool.take(len as usize);
+        self.read_into(offset, buf.as_mut())?;
+        Ok(buf.freeze())
     }
 
     async fn write(&self, offset: u64, data: Bytes, _fua: bool) -> Result<(), DeviceError> {

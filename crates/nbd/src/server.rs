@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::conn;
 use crate::device::BlockDevice;
 use crate::handshake::{BlockSizes, ExportInfo, HandshakeLimits};
+use crate::pool::BufferPool;
 
 /// One named export.
 pub struct Export<D> {
@@ -87,6 +88,7 @@ pub(crate) struct Shared<D> {
     pub(crate) exports: Vec<Export<D>>,
     pub(crate) infos: Vec<ExportInfo>,
     pub(crate) config: ServerConfig,
+    pub(crate) pool: BufferPool,
 }
 
 /// An NBD server over a set of exports.
@@ -120,7 +122,7 @@ impl<D: BlockDevice> NbdServer<D> {
                 }
             })
             .collect();
-        NbdServer { shared: Arc::new(Shared { exports, infos, config }) }
+        NbdServer { shared: Arc::new(Shared { exports, infos, config, pool: BufferPool::default() }) }
     }
 
     /// What the handshake will advertise for each export.
