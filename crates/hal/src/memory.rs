@@ -6,6 +6,7 @@
 //! Accesses go through raw pointers into one allocation and copy whole runs with
 //! `ptr::copy_nonoverlapping`.
 
+use std::alloc::{self, Layout};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -24,7 +25,7 @@ const VA_BASE: u64 = 0x0000_7f00_0000_0000;
 /// the CPU side and the DMA engine can reach it from `&SystemMemory`.
 struct RawMemory {
     ptr: *mut u8,
-    len: usize,
+    layout: Layout,
 }
 
 // SAFETY: RawMemory is a plain heap allocation; concurrent access to the same bytes is
@@ -33,11 +34,26 @@ unsafe impl Send for RawMemory {}
 // SAFETY: as above.
 unsafe impl Sync for RawMemory {}
 
+impl RawMemory {
+    /// A zeroed allocation of `len` bytes, or None when the system cannot provide it.
+    /// With the allocator's natural alignment `alloc_zeroed` is calloc, which maps fresh
+    /// zero pages for a large block: untouched memory costs nothing. (A page alignment
+    /// would make it allocate and then clear every byte.)
+    fn zeroed(len: usize) -> Option<Self> {
+        let layout = Layout::from_size_align(len, 8).ok()?;
+        if layout.size() == 0 {
+            return None;
+        }
+        // SAFETY: the layout has a non-zero size (checked above).
+        let ptr = unsafe { alloc::alloc_zeroed(layout) };
+        (!ptr.is_null()).then_some(Self { ptr, layout })
+    }
+}
+
 impl Drop for RawMemory {
     fn drop(&mut self) {
-        // SAFETY: ptr/len come from Box::into_raw of a boxed slice of exactly len bytes
-        // in SystemMemory::new, and are dropped once.
-        unsafe { drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.ptr, self.len))) }
+        // SAFETY: ptr was returned by alloc_zeroed with this layout and is freed once.
+        unsafe { alloc::dealloc(self.ptr, self.layout) }
     }
 }
 
@@ -71,14 +87,12 @@ impl SystemMemory {
     /// System memory of `size` bytes (a non-zero multiple of the page size), all free.
     pub fn new(size: u64) -> Result<Arc<Self>, HalError> {
         let len = usize::try_from(size).map_err(|_| HalError::InvalidMemorySize { size })?;
-        if size == 0 || !size.is_multiple_of(PAGE_SIZE) || isize::try_from(len).is_err() {
+        if size == 0 || !size.is_multiple_of(PAGE_SIZE) {
             return Err(HalError::InvalidMemorySize { size });
         }
-        // vec! of zeroes is calloc'ed: untouched pages cost nothing.
-        let boxed = vec![0u8; len].into_boxed_slice();
-        let ptr = Box::into_raw(boxed) as *mut u8;
+        let raw = RawMemory::zeroed(len).ok_or(HalError::OutOfMemory { pages: len / PAGE })?;
         Ok(Arc::new(Self {
-            raw: RawMemory { ptr, len },
+            raw,
             size,
             frames: Mutex::new(FrameMap::new(len / PAGE)),
             next_va: AtomicU64::new(VA_BASE),
@@ -462,6 +476,8 @@ mod tests {
     fn bad_sizes_and_out_of_memory() {
         assert!(SystemMemory::new(0).is_err());
         assert!(SystemMemory::new(4097).is_err());
+        // Far more than the host has: an error, not an abort.
+        assert!(matches!(SystemMemory::new(1 << 60), Err(HalError::OutOfMemory { .. })));
         let m = SystemMemory::new(16 * PAGE_SIZE).unwrap();
         assert_eq!(m.alloc(17 * PAGE, Placement::Any).err(), Some(HalError::OutOfMemory { pages: 17 }));
         assert!(m.alloc(PAGE, Placement::Above16M).is_err());

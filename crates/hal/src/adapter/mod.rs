@@ -72,7 +72,7 @@ impl Default for HalConfig {
 }
 
 /// Counters, for the whole HAL or one adapter object's share.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HalStats {
     pub maps: u64,
     pub bounced_maps: u64,
