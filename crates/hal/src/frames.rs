@@ -198,6 +198,30 @@ mod tests {
     }
 
     #[test]
+    fn any_falls_back_to_first_free_frames_when_fragmented() {
+        let mut m = FrameMap::new(8);
+        let all = m.allocate(8, &Placement::Any).unwrap();
+        assert_eq!(all, (0..8).collect::<Vec<_>>());
+        for f in [1, 3, 6] {
+            m.release(f);
+        }
+        assert_eq!(m.allocate(3, &Placement::Any).unwrap(), vec![1, 3, 6]);
+        assert!(m.allocate(1, &Placement::Any).is_err());
+    }
+
+    #[test]
+    fn below_and_above_16m_never_cross_the_line() {
+        let mut m = FrameMap::new(FRAMES_BELOW_16M + 4);
+        let hi = m.allocate(4, &Placement::Above16M).unwrap();
+        assert!(hi.iter().all(|&f| f >= FRAMES_BELOW_16M));
+        assert!(m.allocate(1, &Placement::Above16M).is_err());
+        let lo = m.allocate(3, &Placement::Below16M).unwrap();
+        assert!(lo.iter().all(|&f| f < FRAMES_BELOW_16M));
+        let c = m.allocate(2, &Placement::Contiguous { below_16m: true, align: 3 }).err();
+        assert!(matches!(c, Some(HalError::InvalidPlacement { .. })));
+    }
+
+    #[test]
     fn release_is_idempotent() {
         let mut m = FrameMap::new(70);
         let f = m.allocate(3, &Placement::Any).unwrap();

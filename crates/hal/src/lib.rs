@@ -2,6 +2,58 @@
 //! with MDL-like buffers, the PC/AT pair of 8237A DMA controllers at their standard I/O
 //! ports, and HAL adapter objects (channel ownership, map registers, bounce, flush) as the
 //! DDK describes them for subordinate (system) DMA devices.
+//!
+//! One system-DMA operation, as the port driver performs it for a miniport:
+//!
+//! ```
+//! use hal::*;
+//!
+//! struct Disk(Vec<u8>);
+//! impl DmaDevice for Disk {
+//!     fn dreq(&self) -> bool { !self.0.is_empty() }
+//!     fn dma_write(&mut self, _: &[u8]) -> usize { 0 }
+//!     fn dma_read(&mut self, buf: &mut [u8]) -> usize {
+//!         let n = buf.len().min(self.0.len());
+//!         buf[..n].copy_from_slice(&self.0[..n]);
+//!         self.0.drain(..n);
+//!         n
+//!     }
+//! }
+//!
+//! let mem = SystemMemory::new(DEFAULT_MEMORY_SIZE)?;
+//! let hal = Hal::new(mem.clone(), HalConfig::default())?;
+//! let adapter = hal.get_adapter(&DeviceDescription {
+//!     master: false,
+//!     dma_channel: DmaChannel::new(5)?,
+//!     dma_width: DmaWidth::Bits16,
+//!     dma_speed: DmaSpeed::Compatible,
+//!     demand_mode: true,
+//!     auto_initialize: false,
+//!     maximum_length: 0,
+//! })?;
+//! // A buffer above 16 MiB: out of the controller's reach, so the map bounces.
+//! let buf = mem.alloc(8192, Placement::Above16M)?;
+//! let regs = adapter.number_of_map_registers();
+//! let mut grant = adapter.allocate_channel(regs, Box::new(|| {}))?.expect("channel free");
+//! let info = adapter.map_transfer(&mut grant, &buf, 0, 8192, Direction::FromDevice)?;
+//! assert!(info.bounced);
+//! let mut disk = Disk(vec![0xAB; 8192]);
+//! let out = hal.with_dma(|dma, mem| dma.service(adapter.channel(), mem, &mut disk));
+//! assert!(out.terminal_count);
+//! // The data reaches the buffer only through the flush.
+//! let moved = adapter.flush_adapter_buffers(&mut grant, &buf, 0, 8192, Direction::FromDevice)?;
+//! assert_eq!(moved, 8192);
+//! adapter.free_adapter_channel(grant);
+//! let mut first = [0u8; 4];
+//! buf.read(0, &mut first)?;
+//! assert_eq!(first, [0xAB; 4]);
+//! # Ok::<(), HalError>(())
+//! ```
+//!
+//! Locking: `Hal::with_dma` holds the bus lock while its closure runs, and `service`
+//! calls the device inside it, so a `DmaDevice` must not call back into the HAL. Wakers
+//! passed to `allocate_channel` run with no HAL lock held. The HAL owns the status
+//! register: reading it elsewhere consumes TC bits the flush relies on.
 
 mod adapter;
 mod dma8237;
