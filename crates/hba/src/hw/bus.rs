@@ -45,8 +45,14 @@ impl BusDevice for scsi::Target {
     }
 
     fn take_bus_reset(&self) -> bool {
-        // Every LU is asked, so that one request is consumed wherever it was armed.
-        self.luns().into_iter().filter_map(|l| self.disk(l)).fold(false, |hit, d| d.faults().take_bus_reset() || hit)
+        // Every LU is asked (no short circuit), so that one request is consumed wherever it was armed.
+        let mut hit = false;
+        for lun in self.luns() {
+            if let Some(d) = self.disk(lun) {
+                hit |= d.faults().take_bus_reset();
+            }
+        }
+        hit
     }
 }
 
