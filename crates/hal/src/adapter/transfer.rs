@@ -159,6 +159,11 @@ impl AdapterObject {
         }
         let unit = ch.unit();
         let units = len.div_ceil(unit) as u32;
+        if bounced && !len.is_multiple_of(unit) {
+            // The last word cycle carries one byte past the range: give it a defined value
+            // rather than whatever an earlier transfer left in the map register.
+            self.hal.mem.write_phys(PhysAddr(programmed.0 + len as u64), &[0])?;
+        }
         self.program(ch, programmed, units, dir);
         grant.mapped = Some(Mapped { va: buffer.va().0, offset, len, dir, bounced, units });
         let (hal, own) = (&self.hal.stats, &self.shared.stats);
@@ -246,13 +251,18 @@ impl AdapterObject {
         Ok(moved as u64)
     }
 
-    /// ReadDmaCounter: bytes remaining in the current transfer, from the count register;
+    /// ReadDmaCounter: bytes remaining in the current transfer, from the count register
+    /// (never more than the mapped length: a word channel's padding byte is not counted);
     /// 0 once TC has been reached (unless auto-initialize reloaded the count).
     pub fn read_dma_counter(&self, grant: &ChannelGrant) -> u32 {
         let ch = grant.adapter.channel;
         let bus = self.hal.dma.lock();
         let state = bus.ctl.channel_state(ch);
         let tc = !state.auto_init && (state.terminal_count || bus.tc_latch & (1 << ch.number()) != 0);
-        residue_units(state.current_count, tc) * ch.unit() as u32
+        let bytes = residue_units(state.current_count, tc) * ch.unit() as u32;
+        match &grant.mapped {
+            Some(m) => bytes.min(m.len as u32),
+            None => bytes,
+        }
     }
 }

@@ -107,7 +107,9 @@ pub struct ChannelState {
     pub request: bool,
 }
 
-/// The device side of a DMA channel (the HBA implements it).
+/// The device side of a DMA channel (the HBA implements it). `service` calls it with the
+/// bus lock held, so it must not call back into the HAL. A verify transfer runs the
+/// device's cycles through `dma_read` and discards the bytes (no memory strobe).
 pub trait DmaDevice {
     /// Is DREQ asserted now?
     fn dreq(&self) -> bool;
