@@ -51,16 +51,18 @@ impl Window {
     /// TMF, Logout).
     pub fn admit(&self, cmd_sn: Sn, occupies: bool) -> Admit {
         let mut s = self.lock();
+        let max = Self::max_of(&s);
+        if !cmd_sn.in_window(s.exp, max) {
+            return Admit::Ignore;
+        }
         if cmd_sn == s.exp {
             s.exp = s.exp.next();
             if occupies {
                 s.in_flight += 1;
             }
             Admit::Now
-        } else if cmd_sn.in_window(s.exp, Self::max_of(&s)) {
-            Admit::Later
         } else {
-            Admit::Ignore
+            Admit::Later
         }
     }
 

@@ -147,7 +147,7 @@ async fn write_through_r2t_then_read_back_in_bursts() {
         let off = p.u32_at(40) as usize;
         got[off..off + p.data.len()].copy_from_slice(&p.data);
         // F closes each 4 KiB sequence (MaxBurstLength).
-        assert_eq!(p.bhs[1] & 0x80 != 0, (off + p.data.len()) % 4096 == 0);
+        assert_eq!(p.bhs[1] & 0x80 != 0, (off + p.data.len()).is_multiple_of(4096));
         if p.bhs[1] & 0x01 != 0 {
             assert_eq!(p.bhs[3], 0, "status GOOD collapsed into the last Data-In");
             break;

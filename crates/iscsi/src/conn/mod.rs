@@ -278,9 +278,7 @@ impl<'a, B: ScsiBackend> Connection<'a, B> {
     async fn release_held(&mut self) -> Option<End> {
         loop {
             let exp = self.shared.window.exp();
-            let Some(pos) = self.held.iter().position(|h| h.cmd_sn == exp) else {
-                return None;
-            };
+            let pos = self.held.iter().position(|h| h.cmd_sn == exp)?;
             let h = self.held.swap_remove(pos);
             let occupies = matches!(h.request, Request::ScsiCommand(_));
             if self.shared.window.admit(h.cmd_sn, occupies) != Admit::Now {

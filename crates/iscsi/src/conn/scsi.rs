@@ -235,9 +235,7 @@ impl<B: ScsiBackend> Connection<'_, B> {
         }
         col.received += len;
         if col.received == col.cmd.expected_len {
-            let Some(col) = self.collecting.remove(&d.itt) else {
-                return None;
-            };
+            let col = self.collecting.remove(&d.itt)?;
             let mut cmd = col.cmd;
             cmd.data_out = assemble(col.chunks, cmd.expected_len);
             self.start(d.itt, col.lun_raw, cmd, col.counted, col.permit, col.r2t_sn);
@@ -371,7 +369,7 @@ pub(crate) fn response_pdus(
     let residual = residual_field(residual);
     let collapsible =
         matches!(resp.status, status::GOOD | status::CONDITION_MET | 0x10 | status::INTERMEDIATE_CONDITION_MET)
-            && resp.sense.as_ref().map_or(true, |s| s.is_empty());
+            && resp.sense.as_deref().unwrap_or(&[]).is_empty();
     let mut out = Vec::new();
     let seg = p.initiator_mrdsl.max(512) as usize;
     let burst = p.max_burst_length.max(512) as usize;

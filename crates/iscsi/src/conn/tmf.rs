@@ -25,8 +25,12 @@ impl<B: ScsiBackend> Connection<'_, B> {
     /// Drops commands of this connection that are still collecting data or held for a
     /// CmdSN gap, for one LUN or all; returns how many there were.
     fn drop_local(&mut self, lun: Option<u64>) -> usize {
-        let victims: Vec<u32> =
-            self.collecting.iter().filter(|(_, c)| lun.map_or(true, |l| c.lun() == l)).map(|(itt, _)| *itt).collect();
+        let victims: Vec<u32> = self
+            .collecting
+            .iter()
+            .filter(|(_, c)| lun.is_none() || lun == Some(c.lun()))
+            .map(|(itt, _)| *itt)
+            .collect();
         for itt in &victims {
             if let Some(c) = self.collecting.remove(itt) {
                 if c.counted() {
@@ -41,7 +45,7 @@ impl<B: ScsiBackend> Connection<'_, B> {
     /// Marks running commands aborted so that their answers are dropped.
     fn mark_running(&self, lun: Option<u64>) {
         for r in self.shared.running().values_mut() {
-            if lun.map_or(true, |l| r.lun == l) {
+            if lun.is_none() || lun == Some(r.lun) {
                 r.aborted = true;
             }
         }

@@ -13,7 +13,7 @@ impl Sn {
         Sn(self.0.wrapping_add(1))
     }
 
-    pub fn add(self, n: u32) -> Sn {
+    pub fn plus(self, n: u32) -> Sn {
         Sn(self.0.wrapping_add(n))
     }
 
@@ -71,7 +71,7 @@ mod tests {
         #[test]
         fn adding_less_than_half_range_is_greater(base in any::<u32>(), n in 1u32..(1 << 31)) {
             let a = Sn(base);
-            let b = a.add(n);
+            let b = a.plus(n);
             prop_assert!(a.lt(b));
             prop_assert!(!b.lt(a));
             prop_assert_eq!(b.distance_from(a), Some(n));
