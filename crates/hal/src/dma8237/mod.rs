@@ -130,7 +130,10 @@ pub struct ServiceOutcome {
     pub terminal_count: bool,
 }
 
-/// Command register bit 2: controller disable.
+/// Command register bit 2: controller disable. The other command bits (memory-to-memory,
+/// compressed timing, rotating priority, DREQ/DACK sense) are stored and read back by
+/// nothing: the PC/AT wires neither memory-to-memory transfers nor other polarities, and
+/// priority does not arise when one service call serves one channel.
 const CMD_DISABLE: u8 = 0x04;
 /// Mode register fields.
 const MODE_DECREMENT: u8 = 0x20;
