@@ -1,1 +1,187 @@
-fn main() {}
+//! The `scsiport` command.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use scsiport::config::{BackendKind, Config};
+use scsiport::exercise::{BufferPlacement, ExerciseOptions};
+use scsiport::machine::Machine;
+use scsiport::size::ByteSize;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "scsiport",
+    version,
+    about = "SCSI port/miniport stack for system-DMA host adapters, served over iSCSI and NBD"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the configured disks over NBD and iSCSI (embedded default without --config).
+    Serve {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// NBD listen address.
+        #[arg(long)]
+        nbd_listen: Option<SocketAddr>,
+        /// iSCSI listen address.
+        #[arg(long)]
+        iscsi_listen: Option<SocketAddr>,
+        /// Do not start the NBD server.
+        #[arg(long)]
+        no_nbd: bool,
+        /// Do not start the iSCSI target.
+        #[arg(long)]
+        no_iscsi: bool,
+        /// Size of the first disk.
+        #[arg(long)]
+        disk_size: Option<ByteSize>,
+        /// Image file of the first disk.
+        #[arg(long)]
+        disk_path: Option<PathBuf>,
+        /// Keep the first disk in RAM instead of a file.
+        #[arg(long)]
+        ram: bool,
+        /// Verifier mode: strict, warn or off.
+        #[arg(long)]
+        verifier: Option<String>,
+    },
+    /// Write a pattern over a RAM disk through the whole stack, read it back and verify every byte.
+    Exercise {
+        #[arg(long, default_value = "256MiB")]
+        size: ByteSize,
+        #[arg(long, default_value = "1MiB")]
+        block: ByteSize,
+        /// DMA channel of the adapter (0-3 8-bit, 5-7 16-bit).
+        #[arg(long, default_value_t = 5)]
+        channel: u8,
+        /// Send each block as one pass-through SRB (several DMA operations per SRB).
+        #[arg(long)]
+        passthrough: bool,
+        #[arg(long, value_enum, default_value_t = BufferPlacement::Contiguous)]
+        placement: BufferPlacement,
+        /// Threads issuing requests.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        #[arg(long, default_value_t = 0x5C51_9027)]
+        seed: u64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("scsiport: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Serve { config, nbd_listen, iscsi_listen, no_nbd, no_iscsi, disk_size, disk_path, ram, verifier } => {
+            let mut cfg = match &config {
+                Some(p) => {
+                    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                    Config::from_toml(&text).with_context(|| format!("in {}", p.display()))?
+                }
+                None => Config::default(),
+            };
+            if let Some(a) = nbd_listen {
+                cfg.nbd.listen = a;
+            }
+            if let Some(a) = iscsi_listen {
+                cfg.iscsi.listen = a;
+            }
+            cfg.nbd.enabled &= !no_nbd;
+            cfg.iscsi.enabled &= !no_iscsi;
+            if let Some(v) = verifier {
+                cfg.verifier.mode = match v.as_str() {
+                    "strict" => port::VerifierMode::Strict,
+                    "warn" => port::VerifierMode::Warn,
+                    "off" => port::VerifierMode::Off,
+                    other => anyhow::bail!("--verifier: '{other}' is not strict, warn or off"),
+                };
+            }
+            if let Some(d) = cfg.adapters.first_mut().and_then(|a| a.disks.first_mut()) {
+                if let Some(s) = disk_size {
+                    d.size = s;
+                }
+                if let Some(p) = disk_path {
+                    d.path = p;
+                }
+                if ram {
+                    d.backend = BackendKind::Ram;
+                }
+            }
+            cfg.validate()?;
+            scsiport::serve::run(cfg)?;
+            Ok(0)
+        }
+        Command::Exercise { size, block, channel, passthrough, placement, workers, seed, json } => {
+            let mut cfg = Config::default();
+            cfg.nbd.enabled = false;
+            cfg.iscsi.enabled = false;
+            let a = &mut cfg.adapters[0];
+            a.dma_channel = channel;
+            a.disks[0].backend = BackendKind::Ram;
+            a.disks[0].size = size;
+            let blk = block.0 as usize;
+            cfg.memory.size = ByteSize(
+                ((blk as u64 * workers.max(1) as u64 * 2 + (64 << 20)).next_power_of_two()).clamp(64 << 20, 4 << 30),
+            );
+            cfg.validate()?;
+            let machine = Machine::build(&cfg)?;
+            let opts = ExerciseOptions {
+                block: blk,
+                passthrough,
+                placement,
+                workers,
+                seed,
+                progress: !json && std::io::stderr().is_terminal(),
+            };
+            let report = scsiport::exercise::run(&machine, &opts);
+            machine.shutdown();
+            let report = report?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "{} {} bytes on channel {} ({}): {}",
+                    if report.verified { "verified" } else { "MISMATCH" },
+                    report.bytes,
+                    report.channel.map_or("-".into(), |c| c.to_string()),
+                    if passthrough { "pass-through" } else { "class driver" },
+                    if report.verified {
+                        "every byte matches".to_string()
+                    } else {
+                        format!("{} bad words, first at byte {:?}", report.mismatches, report.first_mismatch)
+                    }
+                );
+                println!(
+                    "write {:.0} MiB/s, read {:.0} MiB/s, overall {:.0} MiB/s in {:.2} s",
+                    report.write_mib_per_s, report.read_mib_per_s, report.mib_per_s, report.seconds
+                );
+                println!(
+                    "SRBs {}, DMA operations {} ({:.2} per SRB), flushes {}, cancelled maps {}, bounced {} bytes, map-register waits {}, channel waits {}, violations {}",
+                    report.srbs, report.dma_ops, report.sub_transfers_per_srb, report.flushes, report.cancelled_maps,
+                    report.bounced_bytes, report.map_register_waits, report.channel_waits, report.violations
+                );
+            }
+            Ok(if report.verified && report.violations == 0 { 0 } else { 2 })
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! The configuration file (TOML) and its embedded default.
+
+use crate::size::ByteSize;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The whole machine and its front ends.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub memory: MemoryConfig,
+    pub verifier: VerifierConfig,
+    pub trace: TraceConfig,
+    #[serde(rename = "adapter")]
+    pub adapters: Vec<AdapterConfig>,
+    pub nbd: NbdConfig,
+    pub iscsi: IscsiConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    /// Physical memory of the modelled machine.
+    pub size: ByteSize,
+    /// Map registers (bounce pages below 16 MiB) the HAL keeps.
+    pub map_register_pages: u32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifierConfig {
+    pub mode: port::VerifierMode,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TraceConfig {
+    /// Record trace events (kept in memory, at most `limit`).
+    pub enabled: bool,
+    pub limit: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdapterConfig {
+    pub name: String,
+    pub io_base: u16,
+    pub irq: u32,
+    pub dma_channel: u8,
+    pub max_transfer: ByteSize,
+    pub demand_mode: bool,
+    pub application_dedicated: bool,
+    /// Verifier mode for this adapter (default: the global one).
+    pub verifier: Option<port::VerifierMode>,
+    #[serde(rename = "disk")]
+    pub disks: Vec<DiskConfig>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    File,
+    Ram,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskConfig {
+    pub target: u8,
+    pub lun: u8,
+    pub size: ByteSize,
+    pub block_size: u32,
+    pub backend: BackendKind,
+    pub path: PathBuf,
+    pub read_only: bool,
+    pub preallocate: bool,
+    pub direct: bool,
+    pub thin_provisioning: bool,
+    pub vendor: String,
+    pub product: String,
+    pub serial: Option<String>,
+    /// Fault injection (see the scsi crate's FaultConfig).
+    pub faults: Option<scsi::FaultConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NbdConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    pub unix: Option<PathBuf>,
+    pub export: String,
+    /// Which disk: `adapter:target:lun`.
+    pub disk: String,
+    pub read_only: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IscsiConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    pub target: String,
+    /// The adapter whose bus the target exposes; each of its disks is a LUN (`target * 8 + lun`... see docs).
+    pub adapter: String,
+    pub chap_user: Option<String>,
+    pub chap_secret: Option<String>,
+    pub mutual_chap_user: Option<String>,
+    pub mutual_chap_secret: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            memory: MemoryConfig::default(),
+            verifier: VerifierConfig::default(),
+            trace: TraceConfig::default(),
+            adapters: vec![AdapterConfig::default()],
+            nbd: NbdConfig::default(),
+            iscsi: IscsiConfig::default(),
+        }
+    }
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig { size: ByteSize(256 << 20), map_register_pages: 256 }
+    }
+}
+
+impl Default for VerifierConfig {
+    fn default() -> Self {
+        VerifierConfig { mode: port::VerifierMode::Strict }
+    }
+}
+
+impl Default for TraceConfig {
+    fn default() -> Self {
+        TraceConfig { enabled: false, limit: 1_000_000 }
+    }
+}
+
+impl Default for AdapterConfig {
+    fn default() -> Self {
+        AdapterConfig {
+            name: "scsi0".into(),
+            io_base: 0x330,
+            irq: 11,
+            dma_channel: 5,
+            max_transfer: ByteSize(64 << 10),
+            demand_mode: true,
+            application_dedicated: true,
+            verifier: None,
+            disks: vec![DiskConfig::default()],
+        }
+    }
+}
+
+impl Default for DiskConfig {
+    fn default() -> Self {
+        DiskConfig {
+            target: 0,
+            lun: 0,
+            size: ByteSize(1 << 30),
+            block_size: 512,
+            backend: BackendKind::File,
+            path: PathBuf::from("./scsiport-data/disk0.img"),
+            read_only: false,
+            preallocate: false,
+            direct: false,
+            thin_provisioning: true,
+            vendor: "SCSIPORT".into(),
+            product: "SYSDMA DISK".into(),
+            serial: None,
+            faults: None,
+        }
+    }
+}
+
+impl Default for NbdConfig {
+    fn default() -> Self {
+        NbdConfig {
+            enabled: true,
+            listen: "127.0.0.1:10809".parse().expect("literal address"),
+            unix: None,
+            export: "default".into(),
+            disk: "scsi0:0:0".into(),
+            read_only: false,
+        }
+    }
+}
+
+impl Default for IscsiConfig {
+    fn default() -> Self {
+        IscsiConfig {
+            enabled: true,
+            listen: "127.0.0.1:3260".parse().expect("literal address"),
+            target: "iqn.2026-11.io.scsiport:default".into(),
+            adapter: "scsi0".into(),
+            chap_user: None,
+            chap_secret: None,
+            mutual_chap_user: None,
+            mutual_chap_secret: None,
+        }
+    }
+}
+
+/// A configuration problem, naming the field.
+#[derive(thiserror::Error, Debug)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError { field: field.into(), message: message.into() }
+}
+
+/// A disk reference `adapter:target:lun`.
+pub fn parse_disk_ref(s: &str) -> Option<(String, u8, u8)> {
+    let mut it = s.split(':');
+    let a = it.next()?.to_string();
+    let t = it.next()?.parse().ok()?;
+    let l = it.next()?.parse().ok()?;
+    if it.next().is_some() {
+        return None;
+    }
+    Some((a, t, l))
+}
+
+impl Config {
+    /// Parse a TOML file's text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let field = e.span().map(|s| format!("at byte {}", s.start)).unwrap_or_else(|| "config".into());
+            err(field, e.message().to_string())
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Check everything that serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mem = self.memory.size.0;
+        if !(16 << 20..=4 << 30).contains(&mem) || !mem.is_multiple_of(4096) {
+            return Err(err(
+                "memory.size",
+                format!("{} must be a multiple of 4 KiB between 16 MiB and 4 GiB", self.memory.size),
+            ));
+        }
+        if self.memory.map_register_pages < 17 || self.memory.map_register_pages > 2048 {
+            return Err(err("memory.map_register_pages", "must be between 17 and 2048"));
+        }
+        if self.adapters.is_empty() {
+            return Err(err("adapter", "at least one adapter is needed"));
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut bases: Vec<(u16, usize)> = Vec::new();
+        for (i, a) in self.adapters.iter().enumerate() {
+            let f = |n: &str| format!("adapter[{i}].{n}");
+            if a.name.is_empty() || !names.insert(a.name.clone()) {
+                return Err(err(f("name"), format!("'{}' is empty or used twice", a.name)));
+            }
+            if a.dma_channel > 7 || a.dma_channel == 4 {
+                return Err(err(
+                    f("dma_channel"),
+                    format!("{} is not a device channel (0-3 8-bit, 5-7 16-bit; 4 is the cascade)", a.dma_channel),
+                ));
+            }
+            if a.io_base < 0x100 || a.io_base > 0xFFF0 {
+                return Err(err(f("io_base"), format!("{:#x} is not a free ISA I/O range (0x100-0xFFF0)", a.io_base)));
+            }
+            if let Some((_, j)) = bases.iter().find(|(b, _)| b.abs_diff(a.io_base) < 16) {
+                return Err(err(f("io_base"), format!("{:#x} overlaps adapter[{j}]", a.io_base)));
+            }
+            bases.push((a.io_base, i));
+            if a.irq > 15 {
+                return Err(err(f("irq"), format!("{} is not an ISA IRQ (0-15)", a.irq)));
+            }
+            let mt = a.max_transfer.0;
+            let cap = if a.dma_channel >= 4 { 128 << 10 } else { 64 << 10 };
+            if !(4096..=cap).contains(&mt) || mt % 4096 != 0 {
+                return Err(err(
+                    f("max_transfer"),
+                    format!(
+                        "{} must be a multiple of 4 KiB from 4 KiB to {} on channel {}",
+                        a.max_transfer,
+                        crate::size::ByteSize(cap),
+                        a.dma_channel
+                    ),
+                ));
+            }
+            let mut seen = std::collections::HashSet::new();
+            for (k, d) in a.disks.iter().enumerate() {
+                let g = |n: &str| format!("adapter[{i}].disk[{k}].{n}");
+                if d.target > 6 {
+                    return Err(err(g("target"), format!("{} is not a target id (0-6; 7 is the HBA)", d.target)));
+                }
+                if d.lun > 7 {
+                    return Err(err(g("lun"), format!("{} is not a LUN (0-7)", d.lun)));
+                }
+                if !seen.insert((d.target, d.lun)) {
+                    return Err(err(g("lun"), format!("target {} LUN {} is configured twice", d.target, d.lun)));
+                }
+                if d.block_size != 512 && d.block_size != 4096 {
+                    return Err(err(g("block_size"), format!("{} must be 512 or 4096", d.block_size)));
+                }
+                if d.size.0 == 0 || d.size.0 % d.block_size as u64 != 0 {
+                    return Err(err(g("size"), format!("{} must be a non-zero multiple of the block size", d.size)));
+                }
+                if d.backend == BackendKind::File && d.path.as_os_str().is_empty() {
+                    return Err(err(g("path"), "a file backend needs a path"));
+                }
+            }
+        }
+        if self.nbd.enabled {
+            let Some((a, t, l)) = parse_disk_ref(&self.nbd.disk) else {
+                return Err(err("nbd.disk", format!("'{}' is not adapter:target:lun", self.nbd.disk)));
+            };
+            let found =
+                self.adapters.iter().any(|x| x.name == a && x.disks.iter().any(|d| d.target == t && d.lun == l));
+            if !found {
+                return Err(err("nbd.disk", format!("no disk {} is configured", self.nbd.disk)));
+            }
+            if self.nbd.export.is_empty() || self.nbd.export.len() > 4096 {
+                return Err(err("nbd.export", "the export name must be 1 to 4096 bytes"));
+            }
+        }
+        if self.iscsi.enabled {
+            if !self.adapters.iter().any(|x| x.name == self.iscsi.adapter) {
+                return Err(err("iscsi.adapter", format!("no adapter named '{}'", self.iscsi.adapter)));
+            }
+            let a = self.adapters.iter().find(|x| x.name == self.iscsi.adapter).expect("checked");
+            if !a.application_dedicated {
+                return Err(err(
+                    "iscsi.adapter",
+                    format!(
+                        "adapter '{}' has application_dedicated = false; iSCSI needs the pass-through path",
+                        a.name
+                    ),
+                ));
+            }
+            let t = &self.iscsi.target;
+            if !(t.starts_with("iqn.") || t.starts_with("eui.") || t.starts_with("naa.")) || t.len() > 223 {
+                return Err(err(
+                    "iscsi.target",
+                    format!("'{t}' is not an iSCSI name (iqn./eui./naa., at most 223 bytes)"),
+                ));
+            }
+            if self.iscsi.chap_user.is_some() != self.iscsi.chap_secret.is_some() {
+                return Err(err("iscsi.chap_secret", "chap_user and chap_secret go together"));
+            }
+            if let Some(s) = &self.iscsi.chap_secret {
+                if s.len() < 12 || s.len() > 16 {
+                    return Err(err("iscsi.chap_secret", "CHAP secrets are 12 to 16 bytes (RFC 7143 §12.1.3)"));
+                }
+            }
+            if self.iscsi.mutual_chap_user.is_some() != self.iscsi.mutual_chap_secret.is_some() {
+                return Err(err("iscsi.mutual_chap_secret", "mutual_chap_user and mutual_chap_secret go together"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_is_valid_and_matches_the_design() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.adapters[0].dma_channel, 5);
+        assert_eq!(c.adapters[0].max_transfer.0, 64 << 10);
+        assert_eq!(c.adapters[0].disks[0].size.0, 1 << 30);
+        assert_eq!(c.nbd.listen.to_string(), "127.0.0.1:10809");
+        assert_eq!(c.iscsi.listen.to_string(), "127.0.0.1:3260");
+        assert_eq!(c.iscsi.target, "iqn.2026-11.io.scsiport:default");
+    }
+
+    #[test]
+    fn an_empty_file_is_the_default() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.adapters.len(), 1);
+    }
+
+    #[test]
+    fn a_bad_channel_names_the_field() {
+        let e = Config::from_toml("[[adapter]]\ndma_channel = 4\n").unwrap_err();
+        assert_eq!(e.field, "adapter[0].dma_channel");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_its_name() {
+        let e = Config::from_toml("[nbd]\nlisten_on = \"x\"\n").unwrap_err();
+        assert!(e.message.contains("listen_on"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_size_is_refused() {
+        let e = Config::from_toml("[[adapter]]\n[[adapter.disk]]\nsize = \"1 parsec\"\n").unwrap_err();
+        assert!(e.message.contains("parsec"), "{e}");
+    }
+
+    #[test]
+    fn nbd_must_name_a_configured_disk() {
+        let e = Config::from_toml("[nbd]\ndisk = \"scsi9:0:0\"\n").unwrap_err();
+        assert_eq!(e.field, "nbd.disk");
+    }
+}

@@ -1,0 +1,239 @@
+//! iSCSI commands as pass-through SRBs: each command is one SRB straight to the miniport (no class driver), which
+//! walks it in several DMA operations when it is larger than the HBA's maximum transfer.
+
+use bytes::Bytes;
+use hal::{Placement, SystemMemory, PAGE_SIZE};
+use iscsi::{DataDirection, ScsiBackend, ScsiCommand, ScsiResponse, TaskAttr, TmfResponse};
+use parking_lot::Mutex;
+use port::{AdapterHandle, LuAddress, PassThrough, Srb, SrbFunction, SrbId, SrbStatus};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// The LUNs of one adapter's bus as an iSCSI target: LUN `target * 8 + lun`.
+pub struct PassThroughLuns {
+    adapter: AdapterHandle,
+    memory: Arc<SystemMemory>,
+    luns: Vec<u64>,
+    /// Commands in flight by (initiator, task tag), for task management.
+    tasks: Mutex<HashMap<(u64, u32), (SrbId, LuAddress)>>,
+    budget: Arc<Semaphore>,
+    timeout_secs: u32,
+}
+
+impl PassThroughLuns {
+    pub fn new(adapter: AdapterHandle, memory: Arc<SystemMemory>, disks: &[(u8, u8)]) -> Self {
+        let luns = disks.iter().map(|(t, l)| *t as u64 * 8 + *l as u64).collect();
+        let pages = (memory.size() / PAGE_SIZE / 2) as usize;
+        PassThroughLuns {
+            adapter,
+            memory,
+            luns,
+            tasks: Mutex::new(HashMap::new()),
+            budget: Arc::new(Semaphore::new(pages)),
+            timeout_secs: 30,
+        }
+    }
+
+    fn address(lun: u64) -> LuAddress {
+        LuAddress { path_id: 0, target_id: (lun / 8) as u8, lun: (lun % 8) as u8 }
+    }
+
+    async fn submit(&self, srb: Srb) -> Srb {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.adapter.submit(srb, move |s| {
+            let _ = tx.send(s);
+        });
+        rx.await.unwrap_or_else(|_| {
+            let mut s = Srb::execute_scsi(LuAddress { path_id: 0, target_id: 0, lun: 0 }, &[]);
+            s.srb_status = SrbStatus::NO_HBA;
+            s
+        })
+    }
+
+    /// The port froze the LU queue after an error: the pass-through caller releases it, as a class driver would.
+    async fn release_queue(&self, address: LuAddress) {
+        let mut srb = Srb::execute_scsi(address, &[]);
+        srb.function = SrbFunction::RELEASE_QUEUE;
+        self.submit(srb).await;
+    }
+}
+
+fn check(key: u8, asc: u8, ascq: u8) -> ScsiResponse {
+    ScsiResponse::check_condition(key, asc, ascq)
+}
+
+impl ScsiBackend for PassThroughLuns {
+    fn luns(&self) -> Vec<u64> {
+        self.luns.clone()
+    }
+
+    async fn execute(&self, cmd: ScsiCommand) -> ScsiResponse {
+        if !self.luns.contains(&cmd.lun) {
+            // SPC-4 §4.6.4: an absent LUN answers INQUIRY with "not capable", everything else 05/25/00.
+            if cmd.cdb.first() == Some(&0x12) {
+                let mut d = vec![0u8; 36];
+                d[0] = 0x7F;
+                d[2] = 6;
+                d[3] = 2;
+                d[4] = 31;
+                d.truncate(cmd.expected_len as usize);
+                return ScsiResponse::good(Bytes::from(d));
+            }
+            return check(0x05, 0x25, 0x00);
+        }
+        let address = Self::address(cmd.lun);
+        let len = cmd.expected_len as usize;
+        let pages = (len as u64).div_ceil(PAGE_SIZE) as u32;
+        let _permit = match self.budget.clone().acquire_many_owned(pages.max(1)).await {
+            Ok(p) => p,
+            Err(_) => {
+                return ScsiResponse {
+                    status: iscsi::backend::status::BUSY,
+                    sense: None,
+                    data_in: Bytes::new(),
+                    residual: iscsi::Residual::None,
+                }
+            }
+        };
+        let direction = match cmd.direction {
+            DataDirection::None => port::DataDirection::None,
+            DataDirection::In => port::DataDirection::In,
+            DataDirection::Out => port::DataDirection::Out,
+        };
+        let buffer = if len > 0 && direction != port::DataDirection::None {
+            match self.memory.alloc(len, Placement::Any) {
+                Ok(b) => Some(b),
+                Err(_) => {
+                    return ScsiResponse {
+                        status: iscsi::backend::status::TASK_SET_FULL,
+                        sense: None,
+                        data_in: Bytes::new(),
+                        residual: iscsi::Residual::None,
+                    }
+                }
+            }
+        } else {
+            None
+        };
+        if let (Some(b), port::DataDirection::Out) = (&buffer, direction) {
+            let n = cmd.data_out.len().min(len);
+            if b.write(0, &cmd.data_out[..n]).is_err() {
+                return check(0x04, 0x44, 0x00);
+            }
+        }
+        let req = PassThrough {
+            address,
+            cdb: cmd.cdb.clone(),
+            direction: if buffer.is_some() { direction } else { port::DataDirection::None },
+            buffer: buffer.clone(),
+            offset: 0,
+            length: if buffer.is_some() { len as u32 } else { 0 },
+            timeout_secs: self.timeout_secs,
+            tagged: cmd.attr != TaskAttr::Untagged,
+        };
+        let srb = match self.adapter.pass_through_srb(&req) {
+            Ok(s) => s,
+            Err(_) => return check(0x05, 0x24, 0x00),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let id = self.adapter.submit(srb, move |s| {
+            let _ = tx.send(s);
+        });
+        self.tasks.lock().insert((cmd.initiator, cmd.task_tag), (id, address));
+        let done = rx.await;
+        self.tasks.lock().remove(&(cmd.initiator, cmd.task_tag));
+        let Ok(srb) = done else { return check(0x04, 0x44, 0x00) };
+        if srb.srb_status.queue_frozen() {
+            self.release_queue(address).await;
+        }
+        let moved = (srb.data_transfer_length as usize).min(len);
+        let data_in = match (&buffer, direction) {
+            (Some(b), port::DataDirection::In) => {
+                let mut v = vec![0u8; moved];
+                if b.read(0, &mut v).is_err() {
+                    return check(0x04, 0x44, 0x00);
+                }
+                Bytes::from(v)
+            }
+            _ => Bytes::new(),
+        };
+        let residual =
+            if moved < len { iscsi::Residual::Underflow((len - moved) as u32) } else { iscsi::Residual::None };
+        match srb.srb_status.status() {
+            SrbStatus::SUCCESS | SrbStatus::DATA_OVERRUN => {
+                ScsiResponse { status: srb.scsi_status, sense: None, data_in, residual }
+            }
+            SrbStatus::ERROR if srb.scsi_status != 0 => {
+                let sense = srb.srb_status.autosense_valid().then(|| srb.sense().to_vec());
+                ScsiResponse { status: srb.scsi_status, sense, data_in, residual }
+            }
+            SrbStatus::SELECTION_TIMEOUT
+            | SrbStatus::NO_DEVICE
+            | SrbStatus::INVALID_LUN
+            | SrbStatus::INVALID_TARGET_ID => check(0x05, 0x25, 0x00),
+            SrbStatus::BUSY => {
+                ScsiResponse { status: iscsi::backend::status::BUSY, sense: None, data_in: Bytes::new(), residual }
+            }
+            // Aborted, reset or timed out: the command did not complete (SAM-5: ABORTED COMMAND sense).
+            SrbStatus::ABORTED | SrbStatus::BUS_RESET | SrbStatus::TIMEOUT | SrbStatus::REQUEST_FLUSHED => {
+                check(0x0B, 0x00, 0x00)
+            }
+            // Anything else is the port's or adapter's failure (including a verifier refusal): internal target failure.
+            _ => check(0x04, 0x44, 0x00),
+        }
+    }
+
+    async fn abort_task(&self, initiator: u64, lun: u64, tag: u32) -> TmfResponse {
+        let found = self.tasks.lock().get(&(initiator, tag)).copied();
+        let Some((id, address)) = found else { return TmfResponse::NoTask };
+        let _ = lun;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.adapter.abort(id, address, move |s| {
+            let _ = tx.send(s);
+        });
+        match rx.await {
+            Ok(s)
+                if s.srb_status.status() == SrbStatus::SUCCESS || s.srb_status.status() == SrbStatus::ABORT_FAILED =>
+            {
+                TmfResponse::Complete
+            }
+            _ => TmfResponse::Complete,
+        }
+    }
+
+    async fn abort_task_set(&self, initiator: u64, lun: u64) -> TmfResponse {
+        let victims: Vec<(SrbId, LuAddress)> = self
+            .tasks
+            .lock()
+            .iter()
+            .filter(|((i, _), (_, a))| *i == initiator && Self::address(lun) == *a)
+            .map(|(_, v)| *v)
+            .collect();
+        for (id, address) in victims {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.adapter.abort(id, address, move |s| {
+                let _ = tx.send(s);
+            });
+            let _ = rx.await;
+        }
+        TmfResponse::Complete
+    }
+
+    async fn lun_reset(&self, lun: u64) -> TmfResponse {
+        if !self.luns.contains(&lun) {
+            return TmfResponse::NoLun;
+        }
+        // SCSI Port sends no RESET_DEVICE to miniports: a LUN reset becomes a reset of the bus the LU is on.
+        self.target_reset().await
+    }
+
+    async fn target_reset(&self) -> TmfResponse {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.adapter.reset_bus(0, move |s| {
+            let _ = tx.send(s);
+        });
+        let _ = rx.await;
+        TmfResponse::Complete
+    }
+}

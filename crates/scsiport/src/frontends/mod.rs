@@ -1,0 +1,4 @@
+//! Glue between the transports and the storage stack: NBD over the class driver, iSCSI over pass-through SRBs.
+
+pub mod iscsi_lun;
+pub mod nbd_disk;

@@ -1,0 +1,155 @@
+//! An NBD export over the disk class driver: every request is split to the HBA's limits and moved by the DMA model.
+
+use bytes::{Bytes, BytesMut};
+use class::{ClassError, DiskClass};
+use hal::{Buffer, Placement, PAGE_SIZE};
+use nbd::{Capabilities, DeviceError, Extent};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// The largest request the export takes in one call.
+pub const MAX_REQUEST: u32 = 32 << 20;
+
+/// A class-driver disk as an NBD block device.
+pub struct ClassDisk {
+    disk: Arc<DiskClass>,
+    read_only: bool,
+    /// Bounds the system memory that requests in flight hold (in pages).
+    memory: Arc<Semaphore>,
+}
+
+impl ClassDisk {
+    pub fn new(disk: Arc<DiskClass>, read_only: bool) -> Self {
+        let pages = (disk.memory().size() / PAGE_SIZE / 2).max(MAX_REQUEST as u64 / PAGE_SIZE) as usize;
+        ClassDisk { disk, read_only, memory: Arc::new(Semaphore::new(pages)) }
+    }
+
+    async fn buffer(&self, len: usize) -> Result<(tokio::sync::OwnedSemaphorePermit, Buffer), DeviceError> {
+        let pages = (len as u64).div_ceil(PAGE_SIZE) as u32;
+        let permit = self
+            .memory
+            .clone()
+            .acquire_many_owned(pages.max(1))
+            .await
+            .map_err(|_| DeviceError::Io("shutting down".into()))?;
+        let buf = self
+            .disk
+            .memory()
+            .alloc(len.max(1), Placement::Any)
+            .map_err(|e| DeviceError::Io(format!("system memory: {e}")))?;
+        Ok((permit, buf))
+    }
+
+    fn lba(&self, offset: u64) -> u64 {
+        offset / self.disk.block_size() as u64
+    }
+}
+
+/// A class-driver failure as an NBD error.
+fn nbd_error(e: ClassError) -> DeviceError {
+    match e {
+        ClassError::WriteProtected => DeviceError::ReadOnly,
+        ClassError::OutOfRange { .. } => DeviceError::Invalid,
+        ClassError::IllegalRequest { asc: 0x20, .. } => DeviceError::NotSupported,
+        ClassError::BadRequest(_) => DeviceError::Invalid,
+        other => DeviceError::Io(other.to_string()),
+    }
+}
+
+impl nbd::BlockDevice for ClassDisk {
+    fn size(&self) -> u64 {
+        self.disk.size_bytes()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let bs = self.disk.block_size();
+        Capabilities {
+            read_only: self.read_only,
+            flush: true,
+            fua: true,
+            trim: !self.read_only,
+            write_zeroes: !self.read_only,
+            fast_zero: false,
+            block_status: true,
+            // One port driver and one disk cache behind every connection: a flush on one covers all.
+            multi_conn: true,
+            min_block: bs,
+            preferred_block: 4096.max(bs),
+            max_block: MAX_REQUEST,
+        }
+    }
+
+    async fn read(&self, offset: u64, len: u32) -> Result<Bytes, DeviceError> {
+        let (_permit, buf) = self.buffer(len as usize).await?;
+        self.disk.read_async(self.lba(offset), &buf, 0, len as usize).await.map_err(nbd_error)?;
+        let mut out = BytesMut::with_capacity(len as usize);
+        buf.with_slices(0, len as usize, |_, s| out.extend_from_slice(s))
+            .map_err(|e| DeviceError::Io(e.to_string()))?;
+        Ok(out.freeze())
+    }
+
+    async fn write(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), DeviceError> {
+        if self.read_only {
+            return Err(DeviceError::ReadOnly);
+        }
+        let (_permit, buf) = self.buffer(data.len()).await?;
+        buf.write(0, &data).map_err(|e| DeviceError::Io(e.to_string()))?;
+        self.disk.write_async(self.lba(offset), &buf, 0, data.len(), fua).await.map_err(nbd_error)
+    }
+
+    async fn flush(&self) -> Result<(), DeviceError> {
+        self.disk.flush_async().await.map_err(nbd_error)
+    }
+
+    async fn trim(&self, offset: u64, len: u64, fua: bool) -> Result<(), DeviceError> {
+        if self.read_only {
+            return Err(DeviceError::ReadOnly);
+        }
+        let bs = self.disk.block_size() as u64;
+        self.disk.unmap_async(offset / bs, len / bs).await.map_err(nbd_error)?;
+        if fua {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn write_zeroes(&self, offset: u64, len: u64, no_hole: bool, fua: bool) -> Result<(), DeviceError> {
+        if self.read_only {
+            return Err(DeviceError::ReadOnly);
+        }
+        let bs = self.disk.block_size() as u64;
+        self.disk.write_zeroes_async(offset / bs, len / bs, !no_hole).await.map_err(nbd_error)?;
+        if fua {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn block_status(&self, offset: u64, len: u32) -> Result<Vec<Extent>, DeviceError> {
+        let bs = self.disk.block_size() as u64;
+        let end = offset + len as u64;
+        let descriptors = self.disk.lba_status_async(offset / bs).await.map_err(nbd_error)?;
+        let mut out = Vec::new();
+        let mut at = offset;
+        for (lba, blocks, mapped) in descriptors {
+            let (s, e) = (lba * bs, (lba + blocks as u64) * bs);
+            if e <= at || s >= end {
+                continue;
+            }
+            let from = s.max(at);
+            let to = e.min(end);
+            if from > at {
+                out.push(Extent { length: from - at, hole: false, zero: false });
+            }
+            out.push(Extent { length: to - from, hole: !mapped, zero: !mapped });
+            at = to;
+            if at >= end {
+                break;
+            }
+        }
+        if out.is_empty() {
+            out.push(Extent { length: len as u64, hole: false, zero: false });
+        }
+        Ok(out)
+    }
+}

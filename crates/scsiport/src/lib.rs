@@ -1,0 +1,8 @@
+//! scsiport: the machine (memory, HAL, adapters, disks), its configuration, and the commands of the binary.
+
+pub mod config;
+pub mod exercise;
+pub mod frontends;
+pub mod machine;
+pub mod serve;
+pub mod size;

@@ -1,0 +1,153 @@
+//! The modelled machine: physical memory, the HAL with its 8237 pair, the host adapters with their miniports, the
+//! SCSI buses and their disks.
+
+use crate::config::{BackendKind, Config};
+use anyhow::{bail, Context};
+use class::DiskClass;
+use hal::{Hal, HalConfig, SystemMemory};
+use port::{AdapterHandle, AdapterOptions, LuAddress, Trace};
+use scsi::{Backend, Disk, FileBackend, FileOptions, RamBackend, Target};
+use std::sync::Arc;
+
+/// Everything `serve` and `exercise` run on.
+pub struct Machine {
+    memory: Arc<SystemMemory>,
+    hal: Arc<Hal>,
+    adapters: Vec<(String, AdapterHandle)>,
+    disks: Vec<(String, u8, u8, Arc<Disk>)>,
+    trace: Option<Trace>,
+}
+
+impl Machine {
+    /// Build the machine a configuration describes.
+    pub fn build(cfg: &Config) -> anyhow::Result<Machine> {
+        Self::build_with_trace(cfg, cfg.trace.enabled.then(|| Trace::new(cfg.trace.limit)))
+    }
+
+    /// Build it recording into `trace`.
+    pub fn build_with_trace(cfg: &Config, trace: Option<Trace>) -> anyhow::Result<Machine> {
+        cfg.validate()?;
+        let memory = SystemMemory::new(cfg.memory.size.0).context("memory.size")?;
+        let hal = Hal::new(memory.clone(), HalConfig { map_register_pages: cfg.memory.map_register_pages })
+            .context("memory.map_register_pages")?;
+        let mut adapters = Vec::new();
+        let mut disks = Vec::new();
+        for (i, a) in cfg.adapters.iter().enumerate() {
+            let mut targets: Vec<(u8, Arc<Target>)> = Vec::new();
+            for (k, d) in a.disks.iter().enumerate() {
+                let field = format!("adapter[{i}].disk[{k}]");
+                let backend: Arc<dyn Backend> = match d.backend {
+                    BackendKind::Ram => Arc::new(RamBackend::new(d.size.0)),
+                    BackendKind::File => {
+                        if let Some(dir) = d.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                            std::fs::create_dir_all(dir)
+                                .with_context(|| format!("{field}.path: cannot create {}", dir.display()))?;
+                        }
+                        let opts = FileOptions { preallocate: d.preallocate, direct: d.direct, create: true };
+                        Arc::new(
+                            FileBackend::open(&d.path, d.size.0, opts)
+                                .with_context(|| format!("{field}.path: {}", d.path.display()))?,
+                        )
+                    }
+                };
+                let serial = d.serial.clone().unwrap_or_else(|| format!("{}T{}L{}", a.name, d.target, d.lun));
+                let pr_state_file = (d.backend == BackendKind::File).then(|| d.path.with_extension("pr"));
+                let dc = scsi::DiskConfig {
+                    block_size: d.block_size,
+                    blocks: d.size.0 / d.block_size as u64,
+                    read_only: d.read_only,
+                    thin_provisioning: d.thin_provisioning,
+                    vendor: d.vendor.clone(),
+                    product: d.product.clone(),
+                    serial,
+                    pr_state_file,
+                    faults: d.faults.clone().unwrap_or_default(),
+                    ..Default::default()
+                };
+                let disk = Arc::new(Disk::new(dc, backend).map_err(|e| anyhow::anyhow!("{field}: {e}"))?);
+                let target = match targets.iter().find(|(t, _)| *t == d.target) {
+                    Some((_, t)) => t.clone(),
+                    None => {
+                        let t = Arc::new(Target::new());
+                        targets.push((d.target, t.clone()));
+                        t
+                    }
+                };
+                target.add_lun(d.lun as u64, disk.clone());
+                disks.push((a.name.clone(), d.target, d.lun, disk));
+            }
+            let hc = hba::HbaConfig {
+                io_base: a.io_base,
+                irq: a.irq as u8,
+                dma_channel: a.dma_channel,
+                max_transfer: a.max_transfer.0 as u32,
+                demand_mode: a.demand_mode,
+                application_dedicated: a.application_dedicated,
+                targets,
+            };
+            let options = AdapterOptions {
+                name: a.name.clone(),
+                verifier: a.verifier.unwrap_or(cfg.verifier.mode),
+                trace: trace.clone(),
+                ..Default::default()
+            };
+            let handle = hba::start_adapter(hal.clone(), hc, options).with_context(|| format!("adapter[{i}]"))?;
+            adapters.push((a.name.clone(), handle));
+        }
+        Ok(Machine { memory, hal, adapters, disks, trace })
+    }
+
+    pub fn memory(&self) -> &Arc<SystemMemory> {
+        &self.memory
+    }
+
+    pub fn hal(&self) -> &Arc<Hal> {
+        &self.hal
+    }
+
+    pub fn trace(&self) -> Option<&Trace> {
+        self.trace.as_ref()
+    }
+
+    pub fn adapter(&self, name: &str) -> Option<&AdapterHandle> {
+        self.adapters.iter().find(|(n, _)| n == name).map(|(_, h)| h)
+    }
+
+    pub fn adapters(&self) -> impl Iterator<Item = &AdapterHandle> {
+        self.adapters.iter().map(|(_, h)| h)
+    }
+
+    /// The disk logical unit itself (for fault injection and inspection).
+    pub fn disk(&self, adapter: &str, target: u8, lun: u8) -> Option<&Arc<Disk>> {
+        self.disks.iter().find(|(a, t, l, _)| a == adapter && *t == target && *l == lun).map(|(_, _, _, d)| d)
+    }
+
+    /// Open a disk through the class driver.
+    pub fn open_disk(&self, adapter: &str, target: u8, lun: u8) -> anyhow::Result<DiskClass> {
+        let Some(h) = self.adapter(adapter) else { bail!("no adapter named '{adapter}'") };
+        let address = LuAddress { path_id: 0, target_id: target, lun };
+        Ok(DiskClass::open(h.clone(), address, self.memory.clone())?)
+    }
+
+    /// The first configured disk, through the class driver.
+    pub fn open_first_disk(&self) -> anyhow::Result<DiskClass> {
+        let Some((a, t, l, _)) = self.disks.first() else { bail!("no disk is configured") };
+        self.open_disk(a, *t, *l)
+    }
+
+    /// Make every disk's data durable (at shutdown).
+    pub fn flush_disks(&self) {
+        for (a, t, l, _) in &self.disks {
+            if let Ok(d) = self.open_disk(a, *t, *l) {
+                let _ = d.flush();
+            }
+        }
+    }
+
+    /// Stop every adapter.
+    pub fn shutdown(&self) {
+        for (_, h) in &self.adapters {
+            h.shutdown();
+        }
+    }
+}
