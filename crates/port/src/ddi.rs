@@ -135,7 +135,9 @@ impl<'a, E> PortContext<'a, E> {
             }
             // As the original port would: the previous transfer is overwritten without a flush.
             c.dma.request = None;
-            c.dma.mapped = None;
+            if c.dma.mapped.is_some() {
+                c.drop_mapping();
+            }
         }
         if let Some(a) = c.active_mut(srb) {
             a.maps += 1;

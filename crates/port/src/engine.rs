@@ -588,23 +588,27 @@ impl<E> Core<E> {
         }
     }
 
-    /// Drop a mapping without copying anything back (recovery after a rule-5 violation, or before a bus reset): mask
-    /// the channel so no more bytes move, and release it.
+    /// Drop a mapping without copying anything back (recovery after a rule-5 violation, before a bus reset, or a
+    /// second map in warn mode): the channel is released, which masks it so no more bytes move, and the bounce data
+    /// of a device-to-memory transfer never reaches the caller's buffer.
     pub fn abandon_transfer(&mut self, h: Option<SrbHandle>) {
         let matches = |r: &MapRequest| h.is_none_or(|h| r.srb == h);
         if self.dma.request.as_ref().is_some_and(matches) {
             self.dma.request = None;
         }
         if self.dma.mapped.as_ref().is_some_and(|m| matches(&m.request)) {
-            self.dma.mapped = None;
-            if let Some(ch) = self.channel {
-                // Single mask register, set bit: the channel stops.
-                let (port, bits) =
-                    if ch.is_16bit() { (0xD4u16, 0x04 | (ch.number() & 3)) } else { (0x0A, 0x04 | ch.number()) };
-                self.hal.with_dma(|dma, _| dma.io_write(port, bits));
-            }
+            self.drop_mapping();
         }
         self.maybe_free_channel();
+    }
+
+    /// Forget the current mapping and free the channel it holds (FreeAdapterChannel masks the channel).
+    pub fn drop_mapping(&mut self) {
+        self.dma.mapped = None;
+        if let (Some(adapter), Some(grant)) = (self.adapter.as_ref(), self.dma.grant.take()) {
+            adapter.free_adapter_channel(grant);
+            self.event(None, None, EventKind::ChannelFreed);
+        }
     }
 
     /// Return a completed SRB to its caller.
