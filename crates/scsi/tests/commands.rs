@@ -524,6 +524,24 @@ fn write_same_with_unmap_deallocates_and_reads_zero() {
 }
 
 #[test]
+fn write_same_with_unmap_deallocates_whatever_the_data_block_holds() {
+    let d = disk();
+    good(&run_out(&d, &write10(0, 8), &[9; 8 * 512]));
+    good(&run_out(&d, &[0x41, 0x08, 0, 0, 0, 0, 0, 0, 8, 0], &[0xFF; 512]));
+    assert_eq!(run(&d, &read10(0, 8)).1, vec![0; 8 * 512]);
+    assert_eq!(lba_status(&d, 0)[0], (0, 8192, 1), "nothing left allocated");
+}
+
+#[test]
+fn write_same_beyond_its_maximum_length_is_invalid() {
+    let d = disk_with(DiskConfig { max_write_same_blocks: 16, ..cfg() });
+    assert_eq!(sense(&run_out(&d, &cdb16(0x93, 0, 0, 17), &[1; 512])), (5, 0x24, 0x00));
+    good(&run_out(&d, &cdb16(0x93, 0, 0, 16), &[1; 512]));
+    let (_, b0) = run(&d, &[0x12, 1, 0xB0, 0, 255, 0]);
+    assert_eq!(u64::from_be_bytes(b0[36..44].try_into().unwrap()), 16);
+}
+
+#[test]
 fn write_same_zero_blocks_runs_to_the_end() {
     let d = disk();
     good(&run_out(&d, &cdb16(0x93, 0, 8000, 0), &[5; 512]));

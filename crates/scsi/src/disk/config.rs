@@ -31,8 +31,13 @@ pub struct DiskConfig {
     pub write_cache: bool,
     /// Medium rotation rate for VPD B1h: 1 = non-rotating.
     pub rotation_rate: u16,
-    /// Largest transfer in blocks reported in VPD B0h; 0 reports no limit.
-    pub max_transfer_blocks: u32,
+    /// Largest transfer in bytes, reported in VPD B0h so that initiators split larger
+    /// requests (the default matches the iSCSI front end's command limit); 0 reports no
+    /// limit.
+    pub max_transfer_bytes: u64,
+    /// Largest WRITE SAME in blocks (VPD B0h), which bounds how long one command can
+    /// keep the unit busy; 0 is no limit.
+    pub max_write_same_blocks: u32,
     /// Largest UNMAP in blocks (VPD B0h).
     pub max_unmap_blocks: u32,
     /// Most UNMAP block descriptors in one command (VPD B0h).
@@ -58,8 +63,9 @@ impl Default for DiskConfig {
             wwn: 0,
             write_cache: true,
             rotation_rate: 1,
-            max_transfer_blocks: 0,
-            max_unmap_blocks: 0x0040_0000,
+            max_transfer_bytes: 16 << 20,
+            max_write_same_blocks: 0xFFFF,
+            max_unmap_blocks: 1 << 20,
             max_unmap_descriptors: 256,
             power_on_unit_attention: true,
             pr_state_file: None,

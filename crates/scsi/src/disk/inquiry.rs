@@ -69,9 +69,10 @@ fn block_limits(inner: &Inner) -> Vec<u8> {
     let gran = (4096 / inner.block_size()) as u16;
     let mut b = vec![0u8, MAX_COMPARE_AND_WRITE];
     b.put16(gran); // optimal transfer length granularity
-    b.put32(cfg.max_transfer_blocks);
+    let max_blocks = u32::try_from(cfg.max_transfer_bytes / inner.block_size()).unwrap_or(u32::MAX);
+    b.put32(max_blocks);
     b.put32(0); // optimal transfer length: not reported
-    b.put32(cfg.max_transfer_blocks); // maximum prefetch length
+    b.put32(max_blocks); // maximum prefetch length
     if cfg.thin_provisioning {
         b.put32(cfg.max_unmap_blocks);
         b.put32(cfg.max_unmap_descriptors);
@@ -80,7 +81,7 @@ fn block_limits(inner: &Inner) -> Vec<u8> {
     } else {
         b.resize(b.len() + 16, 0);
     }
-    b.put64(0); // maximum write same length: no limit
+    b.put64(u64::from(cfg.max_write_same_blocks));
     b.resize(0x3C, 0);
     b
 }

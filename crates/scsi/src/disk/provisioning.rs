@@ -61,8 +61,9 @@ const SAME_CHUNK: usize = 1 << 20;
 
 /// WRITE SAME(10/16) (SBC-3 §5.41, §5.42): one block of data (or zeros with NDOB) written
 /// to every block of the range; 0 blocks means through the last LBA (WSNZ = 0 in VPD B0h).
-/// With UNMAP and provisioning on, a zero block deallocates instead, which reads back the
-/// same since unmapped blocks read as zeros (LBPRZ = 1).
+/// With UNMAP and provisioning on the range is deallocated whatever the data block holds
+/// (SBC-3 §4.7.3.4: the device server unmaps when it can), and reads back as zeros
+/// (LBPRZ = 1).
 pub(crate) fn write_same(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
     let mut r = decode(cdb);
     let unmap = r.flags & 0x08 != 0;
@@ -75,6 +76,12 @@ pub(crate) fn write_same(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
     }
     if let Err(s) = inner.check_range(r.lba, r.blocks) {
         return Begin::check(s);
+    }
+    // SBC-3 §5.42: more blocks than MAXIMUM WRITE SAME LENGTH is INVALID FIELD IN CDB.
+    let max = u64::from(inner.cfg.max_write_same_blocks);
+    if max != 0 && r.blocks > max {
+        let field = if cdb[0] == 0x41 { 7 } else { 10 };
+        return Begin::check(Sense::invalid_field_in_cdb(field, None));
     }
     if inner.write_protected() {
         return Begin::check(Sense::write_protected());
@@ -96,8 +103,7 @@ fn do_write_same(inner: &Inner, r: Range, unmap: bool, block: &[u8]) -> Outcome 
     if let Some(bad) = inner.faults.medium_error_in(r.lba, r.blocks) {
         return inner.check(Sense::write_error(bad));
     }
-    let zero = block.iter().all(|&b| b == 0);
-    if unmap && zero && inner.cfg.thin_provisioning {
+    if unmap && inner.cfg.thin_provisioning {
         let _shared = inner.gate.read();
         return match inner.backend.discard(base, len) {
             Ok(()) => Outcome::good(),
