@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Same workloads, same run, against our target and tgtd; prints each result and the
+# ratio ours/tgtd. Workloads (iscsi-perf, libiscsi-bin): sequential 1 MiB reads with 8
+# in flight, random 4 KiB reads with 32 in flight.
+#
+# Usage: bench/iscsi-perf.sh [--ours-url URL --peer-url URL] [--ours-cmd CMD] [--secs N]
+# Without URLs it starts both targets itself as bench/iscsi-conformance.sh does (our
+# iscsi-direct example on 127.0.0.1:$OUR_PORT (13262), tgtd on 127.0.0.1:$TGT_PORT (13261,
+# control port $TGT_CTL, 17) over a 1 GiB image).
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+secs=6
+size=1G
+our_port="${OUR_PORT:-13262}"
+tgt_port="${TGT_PORT:-13261}"
+tgt_ctl="${TGT_CTL:-17}"
+ours_url=""
+peer_url=""
+ours_cmd=""
+out="${OUT:-/tmp/iscsi-perf}"
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --ours-url) ours_url="$2"; shift 2 ;;
+        --peer-url) peer_url="$2"; shift 2 ;;
+        --ours-cmd) ours_cmd="$2"; shift 2 ;;
+        --secs) secs="$2"; shift 2 ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+done
+command -v iscsi-perf >/dev/null || { echo "missing tool: iscsi-perf (apt-get install libiscsi-bin)" >&2; exit 1; }
+mkdir -p "$out"
+
+ours_pid=""
+tgt_pid=""
+cleanup() {
+    if [ -n "$tgt_pid" ]; then
+        tgtadm -C "$tgt_ctl" --op delete --mode system >/dev/null 2>&1 || true
+        kill -9 "$tgt_pid" 2>/dev/null || true
+    fi
+    [ -n "$ours_pid" ] && kill "$ours_pid" 2>/dev/null || true
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+wait_port() {
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listens on 127.0.0.1:$1" >&2
+    return 1
+}
+
+if [ -z "$ours_url" ]; then
+    if [ -z "$ours_cmd" ]; then
+        target_dir="${CARGO_TARGET_DIR:-/work/target-iscsi}"
+        (cd "$root" && CARGO_TARGET_DIR="$target_dir" cargo build -q --release -p iscsi --example iscsi-direct)
+        ours_cmd="$target_dir/release/examples/iscsi-direct --listen 127.0.0.1:${our_port} --size ${size}iB"
+    fi
+    bash -c "exec $ours_cmd" >"$out/ours.log" 2>&1 &
+    ours_pid=$!
+    wait_port "$our_port"
+    ours_url="iscsi://127.0.0.1:${our_port}/iqn.2026-11.io.scsiport:default/0"
+fi
+if [ -z "$peer_url" ]; then
+    img="$out/tgt.img"
+    rm -f "$img"
+    truncate -s "$size" "$img"
+    tgtd -f -C "$tgt_ctl" --iscsi portal=127.0.0.1:${tgt_port} >"$out/tgtd.log" 2>&1 &
+    tgt_pid=$!
+    wait_port "$tgt_port"
+    tgtadm -C "$tgt_ctl" --lld iscsi --op new --mode target --tid 1 -T iqn.2026-11.io.peer:tgt
+    tgtadm -C "$tgt_ctl" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$img"
+    tgtadm -C "$tgt_ctl" --lld iscsi --op bind --mode target --tid 1 -I ALL
+    peer_url="iscsi://127.0.0.1:${tgt_port}/iqn.2026-11.io.peer:tgt/1"
+fi
+
+# iscsi-perf prints its running figures with carriage returns and ends with
+# "iops average N (M MB/s)".
+measure() {
+    local log="$1"; shift
+    timeout $((secs + 30)) iscsi-perf "$@" >"$log" 2>&1 || true
+    tr '\r' '\n' <"$log" | sed -nE 's/.*iops average ([0-9.]+) \(([0-9.]+) MB\/s\).*/\1 \2/p' | tail -1
+}
+
+printf '%-26s %14s %14s %8s\n' workload ours tgtd ratio
+run() {
+    local name="$1" unit="$2"; shift 2
+    local o t ov tv
+    o="$(measure "$out/ours-$name.log" "$@" "$ours_url")"
+    t="$(measure "$out/tgt-$name.log" "$@" "$peer_url")"
+    if [ "$unit" = MB/s ]; then ov="${o#* }"; tv="${t#* }"; else ov="${o%% *}"; tv="${t%% *}"; fi
+    python3 -c "import sys; o=float(sys.argv[2] or 0); t=float(sys.argv[3] or 0); print(f'{sys.argv[1]:<26} {o:>10.1f} {sys.argv[4]:<4}{t:>10.1f} {sys.argv[4]:<4}{(o/t if t else float(\"nan\")):>6.2f}x')" \
+        "$name" "${ov:-0}" "${tv:-0}" "$unit"
+}
+run seq-read-1MiB-qd8 MB/s -m 8 -b 2048 -t "$secs"
+run rand-read-4KiB-qd32 IOPS -m 32 -b 8 -r -t "$secs"
