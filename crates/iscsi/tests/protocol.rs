@@ -370,3 +370,79 @@ async fn unknown_target_and_missing_name_fail_login() {
     assert_eq!((r.bhs[36], r.bhs[37]), (2, 2), "authorization failure");
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_sessions_write_and_read_their_own_regions_at_once() {
+    let srv = start(|_| {}).await;
+    let mut jobs = Vec::new();
+    for n in 0u8..6 {
+        let addr = srv.addr;
+        jobs.push(tokio::spawn(async move {
+            let mut isid = ISID;
+            isid[5] = 0x40 + n;
+            let mut c = Client::connect(addr).await;
+            let initiator = format!("{INITIATOR}-{n}");
+            let r = c.login(isid, &initiator, TARGET, "InitialR2T=Yes|ImmediateData=Yes|FirstBurstLength=4096|").await;
+            assert_eq!(r.bhs[36], 0, "login {n} failed");
+            let lba = 1024 * u32::from(n);
+            let data: Vec<u8> = (0..32768u32).map(|i| (i as u8) ^ n).collect();
+            for round in 0..4u32 {
+                let itt = c.itt();
+                let h = c.command(itt, &write10(lba + round * 64, 64), false, true, 32768, true);
+                c.send(h, &data[..4096]).await;
+                let mut status = None;
+                while status.is_none() {
+                    let p = c.recv().await.expect("closed during write");
+                    match p.opcode() {
+                        0x31 => {
+                            let (ttt, off, len) = (p.u32_at(20), p.u32_at(40), p.u32_at(44));
+                            let d = c.data_out(itt, ttt, 0, off, true);
+                            c.send(d, &data[off as usize..(off + len) as usize]).await;
+                        }
+                        0x21 if p.itt() == itt => status = Some(p.bhs[3]),
+                        _ => {}
+                    }
+                }
+                // The first command of each nexus may report the power-on unit attention.
+                if status == Some(2) {
+                    let itt = c.itt();
+                    let h = c.command(itt, &write10(lba + round * 64, 64), false, true, 32768, true);
+                    c.send(h, &data[..4096]).await;
+                    loop {
+                        let p = c.recv().await.expect("closed during retry");
+                        if p.opcode() == 0x31 {
+                            let (ttt, off, len) = (p.u32_at(20), p.u32_at(40), p.u32_at(44));
+                            let d = c.data_out(itt, ttt, 0, off, true);
+                            c.send(d, &data[off as usize..(off + len) as usize]).await;
+                        } else if p.opcode() == 0x21 && p.itt() == itt {
+                            assert_eq!(p.bhs[3], 0, "retried write failed");
+                            break;
+                        }
+                    }
+                }
+            }
+            for round in 0..4u32 {
+                let itt = c.itt();
+                let h = c.command(itt, &read10(lba + round * 64, 64), true, false, 32768, true);
+                c.send(h, b"").await;
+                let mut got = vec![0u8; 32768];
+                loop {
+                    let p = c.recv().await.expect("closed during read");
+                    if p.opcode() == 0x25 {
+                        let off = p.u32_at(40) as usize;
+                        got[off..off + p.data.len()].copy_from_slice(&p.data);
+                        if p.bhs[1] & 1 != 0 {
+                            break;
+                        }
+                    }
+                }
+                assert_eq!(got, data, "session {n} read back other data");
+            }
+        }));
+    }
+    for j in jobs {
+        let joined = tokio::time::timeout(Duration::from_secs(60), j).await;
+        assert!(matches!(joined, Ok(Ok(()))), "a session failed: {joined:?}");
+    }
+    srv.stop().await;
+}
