@@ -233,9 +233,18 @@ pub fn parse_disk_ref(s: &str) -> Option<(String, u8, u8)> {
 impl Config {
     /// Parse a TOML file's text.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| {
-            let field = e.span().map(|s| format!("at byte {}", s.start)).unwrap_or_else(|| "config".into());
-            err(field, e.message().to_string())
+        // serde_path_to_error keeps the path of the value that failed (`adapter[0].irq`), so a type error names
+        // its field as a validation error does.
+        let de = toml::Deserializer::new(text);
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let field = match (path.as_str(), inner.span()) {
+                (".", Some(s)) => format!("at byte {}", s.start),
+                (".", None) => "config".into(),
+                (p, _) => p.to_string(),
+            };
+            err(field, inner.message().to_string())
         })?;
         cfg.validate()?;
         Ok(cfg)
@@ -397,6 +406,14 @@ mod tests {
     fn an_unknown_key_is_refused_with_its_name() {
         let e = Config::from_toml("[nbd]\nlisten_on = \"x\"\n").unwrap_err();
         assert!(e.message.contains("listen_on"), "{e}");
+    }
+
+    #[test]
+    fn a_type_error_names_the_field() {
+        let e = Config::from_toml("[[adapter]]\nirq = \"x\"\n").unwrap_err();
+        assert_eq!(e.field, "adapter[0].irq", "{e}");
+        let e = Config::from_toml("[nbd]\nlisten = 5\n").unwrap_err();
+        assert_eq!(e.field, "nbd.listen", "{e}");
     }
 
     #[test]
