@@ -2,11 +2,11 @@
 
 use crate::bus::IoWidth;
 use crate::config::HwTimer;
-use crate::engine::{ActiveState, Core, Dpc, MapRequest, Routine};
+use crate::engine::{ActiveState, Core};
 use crate::srb::{LuAddress, SrbFlags, SrbFunction, SrbHandle, SrbStatus, SENSE_BUFFER_SIZE, SP_UNTAGGED};
 use crate::trace::EventKind;
 use crate::verifier::Rule;
-use hal::{DmaController, LogicalAddr, PAGE_SIZE};
+use hal::{DmaController, LogicalAddr};
 use std::time::{Duration, Instant};
 
 /// `ScsiPortNotification` types.
@@ -30,14 +30,14 @@ impl<'a, E> PortContext<'a, E> {
         PortContext { core }
     }
 
-    fn system_dma_allowed(&mut self, what: &str) -> bool {
+    fn system_dma_allowed(&mut self, what: &str, srb: Option<SrbHandle>) -> bool {
         let ok = self.core.config.uses_system_dma()
             && self.core.init.hw_dma_started.is_some()
             && self.core.adapter.is_some();
         if !ok {
             self.core.violation(
                 Rule::NotSystemDma,
-                None,
+                srb.filter(|h| self.core.active(*h).is_some()),
                 format!(
                     "{what} called by a miniport that is not configured for system DMA with a HwDmaStarted routine"
                 ),
@@ -49,147 +49,29 @@ impl<'a, E> PortContext<'a, E> {
     /// `ScsiPortIoMapTransfer`: ask the port to program the system DMA controller for `[logical_address,
     /// logical_address + length)` of the SRB's buffer. Deferred: `HwDmaStarted` is called once the channel is set up.
     pub fn io_map_transfer(&mut self, srb: SrbHandle, logical_address: LogicalAddr, length: u32) {
-        if !self.system_dma_allowed("ScsiPortIoMapTransfer") {
+        if !self.system_dma_allowed("ScsiPortIoMapTransfer", Some(srb)) {
+            self.core.abort_refused(srb);
             return;
         }
         let c = &mut *self.core;
-        if !matches!(c.routine, Routine::StartIo | Routine::Interrupt | Routine::Timer) {
-            let r = c.routine;
-            if c.violation(Rule::MapFromWrongRoutine, Some(srb), format!("mapped from {r:?}")) {
-                return;
+        if !c.map_checks(srb, logical_address, length) {
+            if c.active(srb).is_some() {
+                c.dma.refused = Some(srb);
             }
+            c.abort_refused(srb);
         }
-        let Some(a) = c.active(srb) else {
-            c.violation(Rule::MapInactiveSrb, None, "ScsiPortIoMapTransfer with an SRB that is not active".into());
-            return;
-        };
-        if a.state != ActiveState::Started {
-            c.violation(Rule::MapInactiveSrb, Some(srb), "ScsiPortIoMapTransfer with an SRB already completed".into());
-            return;
-        }
-        let id = a.id;
-        let flags = a.srb.srb_flags & SrbFlags::UNSPECIFIED_DIRECTION;
-        let start = a.srb.data_buffer.0;
-        let dtl = a.srb.data_transfer_length as u64;
-        let buffer = a.srb.data.clone();
-        let buf_offset = a.srb.data_offset();
-        if length == 0 {
-            c.violation(Rule::MapEmptyRange, Some(srb), "length 0".into());
-            return;
-        }
-        let end = logical_address.0.checked_add(length as u64);
-        if logical_address.0 < start || end.is_none_or(|e| e > start + dtl) {
-            let refuse = c.violation(
-                Rule::MapOutsideSrbBuffer,
-                Some(srb),
-                format!(
-                    "asked for [{:#x}, +{length:#x}) but the SRB's buffer is [{start:#x}, +{dtl:#x})",
-                    logical_address.0
-                ),
-            );
-            if refuse || buffer.is_none() {
-                return;
-            }
-        }
-        let direction = if flags == SrbFlags::DATA_IN {
-            hal::Direction::FromDevice
-        } else if flags == SrbFlags::DATA_OUT {
-            hal::Direction::ToDevice
-        } else {
-            c.violation(
-                Rule::MapWithoutDirection,
-                Some(srb),
-                format!("SrbFlags direction bits are {:#x}; exactly one of DATA_IN/DATA_OUT must be set", flags.bits()),
-            );
-            return;
-        };
-        let (Some(buffer), Some(buf_offset)) = (buffer, buf_offset) else {
-            c.violation(Rule::MapWithoutDirection, Some(srb), "the SRB carries no data buffer".into());
-            return;
-        };
-        let offset = buf_offset + (logical_address.0 - start) as usize;
-        if offset + length as usize > buffer.len() {
-            // Only reachable in warn mode after an out-of-buffer map: the HAL cannot map past the MDL.
-            return;
-        }
-        let regs = c.adapter.as_ref().map_or(0, |a| a.number_of_map_registers()) as u64;
-        let first_page_offset = (buffer.va().0 + offset as u64) % PAGE_SIZE;
-        let span = (first_page_offset + length as u64).div_ceil(PAGE_SIZE);
-        if span > regs {
-            c.violation(
-                Rule::MapExceedsMapRegisters,
-                Some(srb),
-                format!("{length} bytes span {span} pages but the adapter has {regs} map registers"),
-            );
-            return;
-        }
-        if c.dma.request.is_some() || c.dma.mapped.is_some() {
-            let other = c.dma.request.as_ref().map(|r| r.id).or(c.dma.mapped.as_ref().map(|m| m.request.id));
-            let refuse = c.violation(
-                Rule::MapBeforeFlush,
-                Some(srb),
-                format!("SRB #{} still has a mapped transfer that was not flushed", other.map_or(0, |o| o.0)),
-            );
-            if refuse {
-                return;
-            }
-            // As the original port would: the previous transfer is overwritten without a flush.
-            c.dma.request = None;
-            if c.dma.mapped.is_some() {
-                c.drop_mapping();
-            }
-        }
-        if let Some(a) = c.active_mut(srb) {
-            a.maps += 1;
-        }
-        c.event(
-            Some(id),
-            None,
-            EventKind::MapRequested {
-                offset: (logical_address.0 - start),
-                length,
-                to_device: direction == hal::Direction::ToDevice,
-            },
-        );
-        c.dma.request = Some(MapRequest { srb, id, buffer, offset, length: length as usize, direction });
-        c.dpcs.push_back(Dpc::Map);
     }
 
     /// `ScsiPortFlushDma`: after a transfer, before completing the SRB or mapping the next sub-range. Also cancels a
     /// transfer whose `HwDmaStarted` has not been called yet.
     pub fn flush_dma(&mut self) {
-        if !self.system_dma_allowed("ScsiPortFlushDma") {
+        if !self.system_dma_allowed("ScsiPortFlushDma", None) {
             return;
         }
-        let c = &mut *self.core;
-        c.event(None, None, EventKind::FlushRequested);
-        if let Some(req) = c.dma.request.take() {
-            // Not programmed yet: the transfer is cancelled and HwDmaStarted will not be called for it.
-            c.stats.add_cancelled();
-            c.stats.add_flush();
-            if let Some(a) = c.active_mut(req.srb) {
-                a.flushes += 1;
-            }
-            c.event(Some(req.id), None, EventKind::MapCancelled);
-            c.dpcs.retain(|d| !matches!(d, Dpc::Map));
-            if c.dma.waiting_for_grant {
-                // The grant will still arrive; it is released when it does.
-                c.dpcs.push_front(Dpc::Map);
-            }
+        if self.core.dma.request.is_none() && self.core.dma.mapped.is_none() && self.core.dma.refused.take().is_some() {
             return;
         }
-        if let Some(m) = c.dma.mapped.take() {
-            if !m.dma_started {
-                c.stats.add_cancelled();
-                c.event(Some(m.request.id), None, EventKind::MapCancelled);
-            }
-            if let Some(a) = c.active_mut(m.request.srb) {
-                a.flushes += 1;
-            }
-            c.dpcs.push_back(Dpc::Flush(m));
-            return;
-        }
-        c.violation(Rule::FlushWithoutMap, None, "ScsiPortFlushDma with no transfer mapped".into());
+        self.core.flush()
     }
 
     /// `ScsiPortNotification`.
@@ -285,41 +167,48 @@ impl<'a, E> PortContext<'a, E> {
 
     // ---- port I/O --------------------------------------------------------------------------------------------------
 
-    fn check_port(&mut self, port: u16, bytes: u16) -> bool {
+    /// Check a port access. `Ok(true)`: the card's port; `Ok(false)`: let through to the system DMA controller (warn
+    /// and off modes, as the original port would); `Err(())`: refused.
+    fn check_port(&mut self, port: u16, bytes: u16) -> Result<bool, ()> {
         if DmaController::is_dma_port(port) {
-            self.core.violation(
+            let refuse = self.core.violation(
                 Rule::DmaControllerAccess,
                 None,
-                format!("port {port:#06x} belongs to the system DMA controller"),
+                format!("the miniport accessed port {port:#06x}, which belongs to the system DMA controller"),
             );
-            return false;
+            return if refuse { Err(()) } else { Ok(false) };
         }
         let inside = self
             .core
             .access
             .iter()
             .any(|r| port >= r.start && (port as u32 + bytes as u32) <= r.start as u32 + r.length as u32);
-        if !inside && !self.core.access.is_empty() {
-            self.core.violation(
+        if !inside
+            && !self.core.access.is_empty()
+            && self.core.violation(
                 Rule::IoOutsideAccessRange,
                 None,
-                format!("port {port:#06x} is outside the access ranges"),
-            );
-            return false;
+                format!("the miniport accessed port {port:#06x}, outside its access ranges {:?}", self.core.access),
+            )
+        {
+            return Err(());
         }
-        true
+        Ok(true)
     }
 
     fn io_read(&mut self, port: u16, width: IoWidth, bytes: u16) -> u32 {
-        if !self.check_port(port, bytes) {
-            return u32::MAX >> (32 - 8 * bytes as u32);
+        match self.check_port(port, bytes) {
+            Ok(true) => self.core.hw.io_read(port, width),
+            Ok(false) => u32::from(self.core.hal.with_dma(|dma, _| dma.io_read(port))),
+            Err(()) => u32::MAX >> (32 - 8 * bytes as u32),
         }
-        self.core.hw.io_read(port, width)
     }
 
     fn io_write(&mut self, port: u16, width: IoWidth, bytes: u16, value: u32) {
-        if self.check_port(port, bytes) {
-            self.core.hw.io_write(port, width, value);
+        match self.check_port(port, bytes) {
+            Ok(true) => self.core.hw.io_write(port, width, value),
+            Ok(false) => self.core.hal.with_dma(|dma, _| dma.io_write(port, value as u8)),
+            Err(()) => {}
         }
     }
 

@@ -39,6 +39,13 @@ pub(crate) struct Queued {
     pub done: Completion,
 }
 
+impl Queued {
+    /// An abort the port queued itself (id 0: no caller waits for it).
+    pub fn is_port_abort(&self) -> bool {
+        self.srb.function == SrbFunction::ABORT_COMMAND && self.id == SrbId(0)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ActiveState {
     /// Given to `HwStartIo`; the miniport owns it.
@@ -64,6 +71,8 @@ pub(crate) struct Active {
     pub original_length: u32,
     pub maps: u32,
     pub flushes: u32,
+    /// The port already sent an abort for it (after a refused map or a timeout).
+    pub abort_sent: bool,
 }
 
 pub(crate) struct Slot {
@@ -96,6 +105,8 @@ pub(crate) struct MapRequest {
 pub(crate) struct Mapping {
     pub request: MapRequest,
     pub dma_started: bool,
+    /// The HAL went through map registers: a device-to-memory flush copies back from them.
+    pub bounced: bool,
 }
 
 /// Deferred work, run in order after the miniport routine that queued it returns.
@@ -111,6 +122,9 @@ pub(crate) struct DmaState {
     pub waiting_for_grant: bool,
     pub request: Option<MapRequest>,
     pub mapped: Option<Mapping>,
+    /// A map the verifier refused: the miniport believes it mapped, and its next flush pairs with this refusal
+    /// (rule 5 pairs every map with one flush) instead of being reported as a flush with nothing mapped.
+    pub refused: Option<SrbHandle>,
 }
 
 /// Options the machine builder sets per adapter.
@@ -166,7 +180,13 @@ pub(crate) struct Core<E> {
     pub next_tag: u8,
     /// Aborts the port sent after a timeout: victim → deadline for the abort.
     pub pending_aborts: Vec<(SrbId, Instant, u8)>,
+    /// The card's interrupt line stayed asserted even across a bus reset: the port no longer calls `HwInterrupt`.
+    pub irq_masked: bool,
 }
+
+/// Consecutive `HwInterrupt` calls with the line still asserted that count as an interrupt the miniport does not
+/// dismiss.
+const INTERRUPT_STORM: u32 = 10_000;
 
 impl<E> Core<E> {
     #[allow(clippy::too_many_arguments)]
@@ -209,15 +229,44 @@ impl<E> Core<E> {
             inbox,
             next_tag: 1,
             pending_aborts: Vec::new(),
+            irq_masked: false,
         }
     }
 
     // ---- bookkeeping helpers -------------------------------------------------------------------------------------
 
+    /// Record a trace event. With no recorder this is one branch; `kind` is built by the caller, so callers whose
+    /// event needs work to build (a formatted string, a lookup) test `self.trace.is_some()` first.
+    #[inline]
     pub fn event(&self, srb: Option<SrbId>, address: Option<LuAddress>, kind: EventKind) {
         if let Some(t) = &self.trace {
             t.record(&self.name, self.channel.map(|c| c.number()), srb, address, kind);
         }
+    }
+
+    /// A strict-mode refusal left an active SRB without the transfer it asked for: the card would wait for DMA that
+    /// never comes. Rather than let the request time out, the port aborts it now (the same path a timeout takes, with
+    /// a bus reset if the abort does not end it in time), so the SRB fails promptly and the channel is reclaimed.
+    pub fn abort_refused(&mut self, h: SrbHandle) {
+        if self.mode != VerifierMode::Strict {
+            return;
+        }
+        let now = Instant::now();
+        let abort_timeout = self.options.abort_timeout;
+        let Some(a) = self.active_mut(h) else { return };
+        if a.state != ActiveState::Started || a.abort_sent || a.internal {
+            return;
+        }
+        a.abort_sent = true;
+        a.failed_by_verifier = true;
+        let (id, address) = (a.id, a.srb.address());
+        let mut abort = Srb::execute_scsi(address, &[]);
+        abort.function = SrbFunction::ABORT_COMMAND;
+        abort.next_srb = Some(id);
+        abort.time_out_value = 0;
+        let lu = self.lus.entry(address).or_default();
+        lu.queue.push_front(Queued { srb: abort, id: SrbId(0), done: Box::new(|_| {}) });
+        self.pending_aborts.push((id, now + abort_timeout, address.path_id));
     }
 
     pub fn active(&self, h: SrbHandle) -> Option<&Active> {
@@ -382,17 +431,32 @@ impl<E> Core<E> {
             if self.service_dma() {
                 continue;
             }
-            if self.hw.irq() {
+            if self.hw.irq() && !self.irq_masked {
                 if let Some(isr) = self.init.hw_interrupt {
                     storm += 1;
-                    if storm > 10_000 {
-                        // The line stays asserted whatever the miniport does: stop calling it rather than spin.
+                    if storm > INTERRUPT_STORM {
+                        // The line stays asserted whatever the miniport does. Report it, then reset the bus (the
+                        // port's last resort): HwResetBus resets the card, which drops the line. If even that does
+                        // not, the line is masked for good rather than spin.
+                        storm = 0;
+                        if self.irq_masked {
+                            break;
+                        }
                         self.violation(
-                            Rule::SrbNotActive,
+                            Rule::InterruptNotDismissed,
                             None,
-                            "interrupt line stays asserted after 10000 HwInterrupt calls".into(),
+                            format!(
+                                "the interrupt line stayed asserted through {INTERRUPT_STORM} consecutive HwInterrupt \
+                                 calls; the port resets the bus"
+                            ),
                         );
-                        break;
+                        for path in 0..self.config.number_of_buses.max(1) {
+                            self.reset_bus_with(ext, path);
+                        }
+                        if self.hw.irq() {
+                            self.irq_masked = true;
+                        }
+                        continue;
                     }
                     self.event(None, None, EventKind::Interrupt);
                     self.call(ext, Routine::Interrupt, |e, ctx| {
@@ -446,6 +510,10 @@ impl<E> Core<E> {
         if self.trace.is_some() {
             let id = self.dma.mapped.as_ref().map(|m| m.request.id);
             self.event(id, None, EventKind::DmaService { bytes: out.bytes, terminal_count: out.terminal_count });
+            if out.terminal_count {
+                // At terminal count the 8237 masks the channel itself (no auto-initialize): 8237A datasheet, EOP.
+                self.event(id, None, EventKind::TerminalCount);
+            }
         }
         out.bytes > 0
     }
@@ -508,12 +576,32 @@ impl<E> Core<E> {
             Ok(info) => {
                 self.dma.request = None;
                 self.stats.add_map(info.bounced, if info.bounced { req.length as u64 } else { 0 });
-                self.event(
-                    Some(req.id),
-                    None,
-                    EventKind::Mapped { physical: info.programmed.0, length: req.length as u32, bounced: info.bounced },
-                );
-                self.dma.mapped = Some(Mapping { request: req.clone(), dma_started: false });
+                if self.trace.is_some() {
+                    let to_device = req.direction == hal::Direction::ToDevice;
+                    if info.bounced && to_device {
+                        self.event(Some(req.id), None, EventKind::BounceIn { bytes: req.length as u64 });
+                    }
+                    self.event(
+                        Some(req.id),
+                        None,
+                        EventKind::ChannelProgrammed {
+                            physical: info.programmed.0,
+                            length: req.length as u32,
+                            to_device,
+                            demand: self.config.demand_mode,
+                        },
+                    );
+                    self.event(
+                        Some(req.id),
+                        None,
+                        EventKind::Mapped {
+                            physical: info.programmed.0,
+                            length: req.length as u32,
+                            bounced: info.bounced,
+                        },
+                    );
+                }
+                self.dma.mapped = Some(Mapping { request: req.clone(), dma_started: false, bounced: info.bounced });
             }
             Err(e) => {
                 self.dma.request = None;
@@ -548,10 +636,12 @@ impl<E> Core<E> {
     /// A transfer that could not be mapped: the SRB fails (the miniport is still told nothing, as the DDI returns
     /// nothing; its timeout or its own error path ends the SRB).
     fn fail_transfer(&mut self, h: SrbHandle, detail: String) {
-        self.event(None, None, EventKind::Violation { rule: "hal-error", detail });
+        let id = self.active(h).map(|a| a.id);
+        self.event(id, None, EventKind::Violation { rule: "hal-error", detail });
         if let Some(a) = self.active_mut(h) {
             a.failed_by_verifier = true;
         }
+        self.abort_refused(h);
     }
 
     /// The deferred half of `ScsiPortFlushDma`.
@@ -569,7 +659,15 @@ impl<E> Core<E> {
             _ => 0,
         };
         self.stats.add_flush();
-        self.event(Some(m.request.id), None, EventKind::Flushed { moved });
+        if self.trace.is_some() {
+            let id = Some(m.request.id);
+            // FlushAdapterBuffers masks the channel first, then copies the bounce data back (DESIGN.md, HAL adapter).
+            self.event(id, None, EventKind::ChannelMasked);
+            if m.bounced && m.request.direction == hal::Direction::FromDevice && moved > 0 {
+                self.event(id, None, EventKind::BounceOut { bytes: moved });
+            }
+            self.event(id, None, EventKind::Flushed { moved });
+        }
         self.maybe_free_channel();
     }
 
@@ -614,11 +712,14 @@ impl<E> Core<E> {
     /// Return a completed SRB to its caller.
     fn dpc_complete(&mut self, h: SrbHandle) {
         let Some(mut a) = self.release_slot(h) else { return };
+        if self.dma.refused == Some(h) {
+            self.dma.refused = None;
+        }
         let address = a.srb.address();
+        // A strict-mode violation decides the status even when the SRB then timed out waiting for a refused map.
         if a.failed_by_verifier && self.mode == VerifierMode::Strict {
             a.srb.srb_status = SrbStatus::INTERNAL_ERROR;
-        }
-        if a.timed_out {
+        } else if a.timed_out {
             a.srb.srb_status = SrbStatus::TIMEOUT;
         }
         let status = a.srb.srb_status.status();
@@ -666,11 +767,21 @@ impl<E> Core<E> {
     /// Mark an SRB completed by the miniport (from RequestComplete or ScsiPortCompleteRequest).
     pub fn complete_srb(&mut self, h: SrbHandle, status: Option<SrbStatus>) {
         let Some(a) = self.active(h) else {
-            self.violation(Rule::SrbNotActive, None, "RequestComplete for an SRB the miniport does not own".into());
+            // Handles are only made by the port, so a handle that no longer names an active SRB is one whose SRB was
+            // completed and already returned to its caller.
+            self.violation(
+                Rule::CompletedTwice,
+                None,
+                "RequestComplete for an SRB that was already completed and returned to its caller".into(),
+            );
             return;
         };
         if a.state == ActiveState::Completed {
-            self.violation(Rule::CompletedTwice, Some(h), "RequestComplete for an SRB already completed".into());
+            self.violation(
+                Rule::CompletedTwice,
+                Some(h),
+                "RequestComplete for an SRB the miniport had already completed".into(),
+            );
             return;
         }
         let outstanding = self.dma.request.as_ref().is_some_and(|r| r.srb == h)
@@ -696,7 +807,10 @@ impl<E> Core<E> {
     // ---- starting requests ---------------------------------------------------------------------------------------
 
     fn start_next(&mut self, ext: &mut E) -> bool {
-        if !self.ready {
+        // An abort the port generated itself (timeout, refused map) reaches the miniport even before it asks for its
+        // next request: the request it concerns may be the reason it never asks.
+        let port_aborts_only = !self.ready;
+        if port_aborts_only && !self.lus.values().any(|l| l.queue.front().is_some_and(Queued::is_port_abort)) {
             return false;
         }
         if let Some(until) = self.reset_hold_until {
@@ -718,6 +832,9 @@ impl<E> Core<E> {
             let key = keys[(start + i) % keys.len()];
             let lu = self.lus.get_mut(&key).expect("key from map");
             let Some(front) = lu.queue.front() else { continue };
+            if port_aborts_only && !front.is_port_abort() {
+                continue;
+            }
             let bypass = front.srb.srb_flags.contains(SrbFlags::BYPASS_FROZEN_QUEUE)
                 || front.srb.function == SrbFunction::ABORT_COMMAND;
             if lu.frozen && !bypass {
@@ -768,6 +885,7 @@ impl<E> Core<E> {
             original_length,
             maps: 0,
             flushes: 0,
+            abort_sent: false,
         });
         self.ready = false;
         self.event(Some(id), Some(address), EventKind::SrbStarted);
@@ -826,8 +944,15 @@ impl<E> Core<E> {
             for (h, id, address) in expired {
                 self.stats.add_timeout();
                 self.event(Some(id), Some(address), EventKind::Timeout);
-                if let Some(a) = self.active_mut(h) {
-                    a.timed_out = true;
+                let already = match self.active_mut(h) {
+                    Some(a) => {
+                        a.timed_out = true;
+                        std::mem::replace(&mut a.abort_sent, true)
+                    }
+                    None => true,
+                };
+                if already {
+                    continue;
                 }
                 let mut abort = Srb::execute_scsi(address, &[]);
                 abort.function = SrbFunction::ABORT_COMMAND;
@@ -860,6 +985,25 @@ impl<E> Core<E> {
         self.stats.add_bus_reset();
         let reset = self.init.hw_reset_bus;
         self.call(ext, Routine::ResetBus, |e, ctx| reset(e, ctx, path_id));
+        // Rule 5: a bus reset ends the transfers on that bus, and the miniport's HwResetBus flushes the one it mapped.
+        let unflushed = self
+            .dma
+            .request
+            .as_ref()
+            .map(|r| r.srb)
+            .or(self.dma.mapped.as_ref().map(|m| m.request.srb))
+            .filter(|h| self.active(*h).is_some_and(|a| a.srb.path_id == path_id));
+        if let Some(h) = unflushed {
+            self.violation(
+                Rule::CompleteWithoutFlush,
+                Some(h),
+                format!(
+                    "HwResetBus({path_id}) returned with the SRB's transfer still mapped; the port drops the mapping \
+                     and completes the SRB with SRB_STATUS_BUS_RESET"
+                ),
+            );
+            self.abandon_transfer(Some(h));
+        }
         let leftovers: Vec<SrbHandle> = self
             .slots
             .iter()

@@ -9,6 +9,7 @@ pub mod bus;
 pub mod config;
 pub mod ddi;
 mod engine;
+mod mapping;
 pub mod srb;
 pub mod stats;
 pub mod trace;

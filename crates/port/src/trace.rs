@@ -10,23 +10,69 @@ use std::time::Instant;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventKind {
-    SrbQueued { opcode: u8, length: u32 },
+    SrbQueued {
+        opcode: u8,
+        length: u32,
+    },
     SrbStarted,
-    MapRequested { offset: u64, length: u32, to_device: bool },
-    Mapped { physical: u64, length: u32, bounced: bool },
+    MapRequested {
+        offset: u64,
+        length: u32,
+        to_device: bool,
+    },
+    Mapped {
+        physical: u64,
+        length: u32,
+        bounced: bool,
+    },
     MapCancelled,
+    /// The 8237 channel was programmed (mask, flip-flop, mode, address, page, count, unmask) for `length` bytes at
+    /// `physical`.
+    ChannelProgrammed {
+        physical: u64,
+        length: u32,
+        to_device: bool,
+        demand: bool,
+    },
+    /// Memory-to-device data copied into the map registers at map time.
+    BounceIn {
+        bytes: u64,
+    },
     DmaStarted,
     Interrupt,
     FlushRequested,
-    Flushed { moved: u64 },
-    DmaService { bytes: u64, terminal_count: bool },
+    /// The flush masked the channel.
+    ChannelMasked,
+    /// Device-to-memory data copied from the map registers to the caller's buffer at flush time.
+    BounceOut {
+        bytes: u64,
+    },
+    Flushed {
+        moved: u64,
+    },
+    DmaService {
+        bytes: u64,
+        terminal_count: bool,
+    },
+    /// The channel reached terminal count (and masked itself).
+    TerminalCount,
+    /// The HAL queued the request: the channel is owned by another adapter or the map registers are in use.
     ChannelWait,
     ChannelGranted,
     ChannelFreed,
-    SrbCompleted { status: u8, scsi_status: u8, length: u32 },
-    BusReset { path_id: u8 },
+    SrbCompleted {
+        status: u8,
+        scsi_status: u8,
+        length: u32,
+    },
+    BusReset {
+        path_id: u8,
+    },
     Timeout,
-    Violation { rule: &'static str, detail: String },
+    Violation {
+        rule: &'static str,
+        detail: String,
+    },
 }
 
 /// One event.

@@ -54,6 +54,8 @@ pub enum Rule {
     BadNextLuRequest,
     /// A map asked for from a routine that may not map (only `HwStartIo` and `HwInterrupt`, and timer routines).
     MapFromWrongRoutine,
+    /// `HwInterrupt` keeps returning with the card's interrupt line asserted.
+    InterruptNotDismissed,
 }
 
 impl Rule {
@@ -77,6 +79,7 @@ impl Rule {
             Rule::IoOutsideAccessRange => "io-outside-access-range",
             Rule::BadNextLuRequest => "bad-next-lu-request",
             Rule::MapFromWrongRoutine => "map-from-wrong-routine",
+            Rule::InterruptNotDismissed => "interrupt-not-dismissed",
         }
     }
 
@@ -87,7 +90,7 @@ impl Rule {
             Rule::MapInactiveSrb => "ScsiPortIoMapTransfer takes an SRB that the port started and the miniport has not completed",
             Rule::MapEmptyRange => "the mapped range must not be empty",
             Rule::MapOutsideSrbBuffer => "the mapped range must lie inside [DataBuffer, DataBuffer + DataTransferLength)",
-            Rule::MapExceedsMapRegisters => "a map must fit the adapter's map registers: a system-DMA map is never truncated",
+            Rule::MapExceedsMapRegisters => "a map must fit the adapter's map registers and one programming of its channel (64 KiB on channels 0-3, 128 KiB on 5-7): a system-DMA map is never truncated",
             Rule::MapWithoutDirection => "exactly one of SRB_FLAGS_DATA_IN / SRB_FLAGS_DATA_OUT must be set when a data SRB is mapped",
             Rule::MapBeforeFlush => "at most one mapped transfer per adapter: ScsiPortFlushDma must come before the next ScsiPortIoMapTransfer",
             Rule::CompleteWithoutFlush => "ScsiPortFlushDma must be called before the SRB is completed",
@@ -100,8 +103,53 @@ impl Rule {
             Rule::IoOutsideAccessRange => "a miniport accesses only the I/O ports of its access ranges",
             Rule::BadNextLuRequest => "NextLuRequest names an existing logical unit of an adapter that queues per LU",
             Rule::MapFromWrongRoutine => "ScsiPortIoMapTransfer is called from HwScsiStartIo, HwScsiInterrupt or a timer routine",
+            Rule::InterruptNotDismissed => "HwScsiInterrupt dismisses the card's interrupt before it returns",
         }
     }
+
+    /// The number of the DDI rule in DESIGN.md ("The DDI rules") this check enforces; `None` for the other misuses
+    /// the port catches.
+    pub fn ddi_rule(self) -> Option<u8> {
+        Some(match self {
+            Rule::NotSystemDma => 1,
+            Rule::MapInactiveSrb
+            | Rule::MapEmptyRange
+            | Rule::MapOutsideSrbBuffer
+            | Rule::MapExceedsMapRegisters
+            | Rule::MapWithoutDirection => 2,
+            Rule::MapBeforeFlush => 3,
+            Rule::MapFromWrongRoutine => 4,
+            Rule::CompleteWithoutFlush => 5,
+            Rule::FlushWithoutMap => 6,
+            Rule::SrbNotActive | Rule::CompletedTwice | Rule::SrbFieldNotWritable | Rule::DataBufferNotMapped => 7,
+            Rule::DmaControllerAccess
+            | Rule::IoOutsideAccessRange
+            | Rule::BadNextLuRequest
+            | Rule::InterruptNotDismissed => return None,
+        })
+    }
+
+    /// Every rule, for reports and for tests that walk the catalog.
+    pub const ALL: [Rule; 18] = [
+        Rule::NotSystemDma,
+        Rule::MapInactiveSrb,
+        Rule::MapEmptyRange,
+        Rule::MapOutsideSrbBuffer,
+        Rule::MapExceedsMapRegisters,
+        Rule::MapWithoutDirection,
+        Rule::MapBeforeFlush,
+        Rule::CompleteWithoutFlush,
+        Rule::FlushWithoutMap,
+        Rule::SrbNotActive,
+        Rule::CompletedTwice,
+        Rule::SrbFieldNotWritable,
+        Rule::DataBufferNotMapped,
+        Rule::DmaControllerAccess,
+        Rule::IoOutsideAccessRange,
+        Rule::BadNextLuRequest,
+        Rule::MapFromWrongRoutine,
+        Rule::InterruptNotDismissed,
+    ];
 
     /// Rules whose breach is only reported (no operation is refused), whatever the mode.
     pub fn is_advisory(self) -> bool {
@@ -130,9 +178,15 @@ pub struct Violation {
 
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {} [{}]", self.adapter, self.rule.name(), self.rule.text())?;
+        write!(f, "{}: {} [", self.adapter, self.rule.name())?;
+        if let Some(n) = self.rule.ddi_rule() {
+            write!(f, "DDI rule {n}: ")?;
+        }
+        write!(f, "{}]", self.rule.text())?;
         if let Some(id) = self.srb {
             write!(f, "; SRB #{}", id.0)?;
+        } else {
+            write!(f, "; no SRB")?;
         }
         if let Some(a) = self.address {
             write!(f, " at {a}")?;
@@ -143,7 +197,7 @@ impl std::fmt::Display for Violation {
         if let Some(op) = self.opcode {
             write!(f, " opcode {op:#04x}")?;
         }
-        write!(f, ": {}", self.detail)
+        write!(f, "; instead: {}", self.detail)
     }
 }
 
