@@ -208,9 +208,9 @@ where
         };
         let device = device.clone();
         let tx = tx.clone();
-        let zeroes = zeroes.clone();
+        let ctx = Exec { session, sparse_reads: config.sparse_reads, zeroes: zeroes.clone() };
         tokio::spawn(async move {
-            let out = execute(&*device, &session, h, cmd, payload, zeroes).await;
+            let out = execute(&*device, &ctx, h, cmd, payload).await;
             // The writer is gone only if the peer is; nothing to tell then.
             let _ = tx.send(out.holding(budget));
         });
@@ -277,14 +277,24 @@ fn device_error(s: &Session, handle: u64, e: &DeviceError) -> Outgoing {
     error_reply(s, handle, e.errno(), e.errno().name())
 }
 
-async fn execute<D: BlockDevice>(
-    device: &D,
-    s: &Session,
-    h: RequestHeader,
-    cmd: Command,
-    payload: Bytes,
+/// What a request task needs besides the request.
+struct Exec {
+    session: Session,
+    sparse_reads: bool,
+    /// Shared zero buffer for write zeroes done by the server.
     zeroes: Bytes,
-) -> Outgoing {
+}
+
+/// True when the device says the whole range reads as zeroes.
+async fn reads_as_zero<D: BlockDevice>(device: &D, offset: u64, length: u32) -> bool {
+    match device.block_status(offset, length).await {
+        Ok(ext) => ext.first().is_some_and(|e| e.zero && e.length >= u64::from(length)),
+        Err(_) => false,
+    }
+}
+
+async fn execute<D: BlockDevice>(device: &D, ctx: &Exec, h: RequestHeader, cmd: Command, payload: Bytes) -> Outgoing {
+    let s = &ctx.session;
     let handle = h.handle;
     let done = |r: Result<(), DeviceError>| match r {
         Ok(()) => success(handle),
@@ -293,6 +303,14 @@ async fn execute<D: BlockDevice>(
     match cmd {
         Command::Read { length: 0, .. } if s.structured => reply::none(handle),
         Command::Read { length: 0, .. } => reply::simple(handle, None, Bytes::new()),
+        Command::Read { offset, length }
+            if s.structured
+                && ctx.sparse_reads
+                && device.capabilities().block_status
+                && reads_as_zero(device, offset, length).await =>
+        {
+            reply::offset_hole(handle, offset, length)
+        }
         Command::Read { offset, length } => match device.read(offset, length).await {
             Ok(data) if data.len() != length as usize => {
                 device_error(s, handle, &DeviceError::Io("device returned a short read".into()))
@@ -316,7 +334,7 @@ async fn execute<D: BlockDevice>(
             if caps.write_zeroes {
                 done(device.write_zeroes(offset, u64::from(length), no_hole, fua).await)
             } else {
-                done(write_zero_buffers(device, offset, length, fua, zeroes).await)
+                done(write_zero_buffers(device, offset, length, fua, ctx.zeroes.clone()).await)
             }
         }
         Command::BlockStatus { offset, length, req_one } => match device.block_status(offset, length).await {

@@ -8,8 +8,8 @@ use crate::device::Extent;
 use crate::proto::{self, reply as r, Errno};
 
 /// The longest header part: a structured chunk (20) plus an
-/// `OFFSET_DATA` offset (8).
-const HEAD_CAP: usize = 28;
+/// `OFFSET_HOLE` offset and size (12).
+const HEAD_CAP: usize = 32;
 
 /// One reply ready for the socket: header bytes, then `body`. `hold` keeps
 /// whatever must live until the reply is written (the connection's budget).
@@ -95,6 +95,16 @@ pub fn offset_data(handle: u64, offset: u64, data: Bytes) -> Outgoing {
     chunk_header(&mut h, r::FLAG_DONE, r::TYPE_OFFSET_DATA, handle, len);
     h.put(&offset.to_be_bytes());
     h.finish(data)
+}
+
+/// A final `NBD_REPLY_TYPE_OFFSET_HOLE` chunk: `size` (non-zero) bytes at
+/// `offset` read as zeroes.
+pub fn offset_hole(handle: u64, offset: u64, size: u32) -> Outgoing {
+    let mut h = Head::new();
+    chunk_header(&mut h, r::FLAG_DONE, r::TYPE_OFFSET_HOLE, handle, 12);
+    h.put(&offset.to_be_bytes());
+    h.put(&size.to_be_bytes());
+    h.finish(Bytes::new())
 }
 
 /// The final `NBD_REPLY_TYPE_NONE` chunk: success with no payload.
@@ -194,6 +204,16 @@ mod tests {
         assert_eq!(&v[16..20], &12u32.to_be_bytes());
         assert_eq!(&v[20..28], &512u64.to_be_bytes());
         assert_eq!(&v[28..], b"abcd");
+    }
+
+    #[test]
+    fn offset_hole_layout() {
+        let v = offset_hole(3, 4096, 8192).to_vec();
+        assert_eq!(v.len(), 32);
+        assert_eq!(&v[6..8], &r::TYPE_OFFSET_HOLE.to_be_bytes());
+        assert_eq!(&v[16..20], &12u32.to_be_bytes());
+        assert_eq!(&v[20..28], &4096u64.to_be_bytes());
+        assert_eq!(&v[28..32], &8192u32.to_be_bytes());
     }
 
     #[test]

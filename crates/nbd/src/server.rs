@@ -53,6 +53,11 @@ pub struct ServerConfig {
     /// they are cut.
     pub shutdown_grace: Duration,
     pub handshake: HandshakeLimits,
+    /// With structured replies, answer a READ whose whole range the device
+    /// reports as zero with one `OFFSET_HOLE` chunk instead of reading it
+    /// (one block-status call per read). Off by default, so every byte read
+    /// goes through the device.
+    pub sparse_reads: bool,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +70,7 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
             handshake: HandshakeLimits::default(),
+            sparse_reads: false,
         }
     }
 }

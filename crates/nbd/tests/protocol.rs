@@ -396,3 +396,56 @@ async fn unix_socket_serves_the_same_protocol() {
     drop(s);
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn sparse_reads_answer_zero_ranges_with_an_offset_hole_chunk() {
+    let dev = Arc::new(MemDevice::with_chunk_size(MIB, 4096));
+    dev.write_from(4096, &[9u8; 4096]).unwrap();
+    let config = ServerConfig { sparse_reads: true, ..ServerConfig::default() };
+    let srv = start(config, vec![Export::new("d", dev)]).await;
+    let mut c = Client::connect(srv.port, "d", true).await;
+    c.send(cmd::READ, 0, 1, 8192, 65536, &[]).await;
+    let r = c.reply(None).await;
+    assert_eq!((r.error, r.holes), (0, 1));
+    assert_eq!(r.data, vec![0u8; 65536]);
+    // A range with data is read as usual.
+    c.send(cmd::READ, 0, 2, 0, 8192, &[]).await;
+    let r = c.reply(None).await;
+    assert_eq!(r.holes, 0);
+    assert_eq!(&r.data[4096..], &[9u8; 4096]);
+    assert_eq!(&r.data[..4096], &[0u8; 4096]);
+    // Without structured replies there is no hole chunk to send.
+    let mut simple = Client::connect(srv.port, "d", false).await;
+    simple.send(cmd::READ, 0, 3, 8192, 512, &[]).await;
+    assert_eq!(simple.reply(Some(512)).await.data, vec![0u8; 512]);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn client_that_never_finishes_the_handshake_is_dropped() {
+    let config = ServerConfig { handshake_timeout: std::time::Duration::from_millis(50), ..ServerConfig::default() };
+    let srv = start(config, vec![Export::new("d", mem(MIB))]).await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", srv.port)).await.unwrap();
+    let mut g = [0u8; 18];
+    s.read_exact(&mut g).await.unwrap();
+    let mut b = [0u8; 1];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(20), s.read(&mut b)).await;
+    assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "idle handshake was not closed");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_connections_idle_in_handshake_or_transmission() {
+    let srv = start(ServerConfig::default(), vec![Export::new("d", mem(MIB))]).await;
+    let mut idle_handshake = Client::greet(srv.port).await;
+    let mut idle_transmission = Client::connect(srv.port, "d", false).await;
+    // Make sure the handshake connection's flags have been read.
+    Client::send_option(&mut idle_handshake, 0x99, &[]).await;
+    assert_eq!(Client::option_reply(&mut idle_handshake).await.0, rep::ERR_UNSUP);
+    srv.shutdown.cancel();
+    let done = tokio::time::timeout(std::time::Duration::from_secs(20), srv.task).await;
+    done.expect("server kept waiting for idle clients").unwrap().unwrap();
+    assert!(idle_transmission.closed().await);
+    let mut b = [0u8; 1];
+    assert_eq!(idle_handshake.read(&mut b).await.unwrap_or(0), 0);
+}

@@ -87,6 +87,8 @@ pub struct Reply {
     pub data: Vec<u8>,
     /// Block-status descriptors, if the reply carried them.
     pub extents: Vec<(u32, u32)>,
+    /// `OFFSET_HOLE` chunks received (their zeroes are in `data`).
+    pub holes: usize,
 }
 
 impl Client {
@@ -184,10 +186,10 @@ impl Client {
                     self.s.read_exact(&mut data).await.unwrap();
                 }
             }
-            return Reply { handle, error, data, extents: vec![] };
+            return Reply { handle, error, data, extents: vec![], holes: 0 };
         }
         assert_eq!(magic, proto::STRUCTURED_REPLY_MAGIC);
-        let mut out = Reply { handle: 0, error: 0, data: vec![], extents: vec![] };
+        let mut out = Reply { handle: 0, error: 0, data: vec![], extents: vec![], holes: 0 };
         let mut first = true;
         loop {
             if !first {
@@ -206,6 +208,11 @@ impl Client {
             self.s.read_exact(&mut p).await.unwrap();
             match kind {
                 proto::reply::TYPE_OFFSET_DATA => out.data.extend_from_slice(&p[8..]),
+                proto::reply::TYPE_OFFSET_HOLE => {
+                    let n = u32::from_be_bytes(p[8..12].try_into().unwrap()) as usize;
+                    out.data.resize(out.data.len() + n, 0);
+                    out.holes += 1;
+                }
                 proto::reply::TYPE_BLOCK_STATUS => {
                     for d in p[4..].chunks(8) {
                         out.extents.push((
