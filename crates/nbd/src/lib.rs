@@ -5,7 +5,7 @@
 //! The protocol is the one of `doc/proto.md` in the NetworkBlockDevice
 //! project; comments cite its section names. Everything that looks at bytes
 //! from the client is a pure function ([`option`], [`handshake`],
-//! [`request`]) so it can be fuzzed and property-tested; [`conn`] only moves
+//! [`request`]) so it can be fuzzed and property-tested; the connection driver only moves
 //! bytes between those functions, the device and the socket.
 
 mod conn;
