@@ -166,3 +166,41 @@ fn functions_the_miniport_does_not_handle_are_invalid_requests() {
     assert_eq!(ok.srb_status, SrbStatus::SUCCESS);
     b.handle.shutdown();
 }
+
+#[test]
+fn bus_reset_completes_the_running_and_the_waiting_srb() {
+    let b = two_targets();
+    b.disk0.faults().set_dma_stall_after(Some(4096));
+    let buf0 = b.mem.alloc(65536, Placement::Any).expect("buffer");
+    let (_, rx0) =
+        submit(&b.handle, Srb::execute_scsi(LU0, &read10(0, 128)).with_data(&buf0, 0, 65536, SrbFlags::DATA_IN));
+    wait_for_bytes(&b.handle, 4096);
+    let buf1 = b.mem.alloc(4096, Placement::Any).expect("buffer");
+    let (_, rx1) =
+        submit(&b.handle, Srb::execute_scsi(LU1, &read10(0, 8)).with_data(&buf1, 0, 4096, SrbFlags::DATA_IN));
+    assert!(rx1.recv_timeout(Duration::from_millis(50)).is_err());
+    b.handle.reset_bus(0, |_| {});
+    for rx in [rx0, rx1] {
+        let s = rx.recv_timeout(Duration::from_secs(10)).expect("completed by the reset");
+        assert_eq!(s.srb_status.status(), SrbStatus::BUS_RESET, "{s:?}");
+    }
+    assert_eq!(b.handle.stats().dma_bytes, 4096);
+    assert_eq!(b.handle.stats().flushes, 1, "the running transfer was flushed");
+    b.disk0.faults().set_dma_stall_after(None);
+    // LU 0 had run a command, so the reset leaves it a UNIT ATTENTION 06/29 for its first command; LU 1 had not.
+    for (lu, attention) in [(LU0, true), (LU1, false)] {
+        let mut release = Srb::execute_scsi(lu, &[]);
+        release.function = SrbFunction::RELEASE_QUEUE;
+        assert!(b.handle.execute(release).srb_status.is_success());
+        let mut tur = Srb::execute_scsi(lu, &TEST_UNIT_READY);
+        tur.srb_flags.insert(SrbFlags::NO_QUEUE_FREEZE);
+        if attention {
+            let ua = b.handle.execute(tur.clone());
+            assert_eq!(ua.srb_status.status(), SrbStatus::ERROR, "{ua:?}");
+            assert_eq!((ua.sense()[2] & 0x0F, ua.sense()[12]), (0x06, 0x29));
+        }
+        assert_eq!(b.handle.execute(tur).srb_status, SrbStatus::SUCCESS);
+    }
+    assert!(b.handle.violations().is_empty(), "{:?}", b.handle.violations());
+    b.handle.shutdown();
+}

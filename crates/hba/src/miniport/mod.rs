@@ -287,7 +287,7 @@ fn hw_find_adapter(
     cfg: &mut PortConfigurationInformation,
 ) -> FindAdapterStatus {
     let Some(range) = cfg.access_ranges.first_mut() else { return FindAdapterStatus::BadConfig };
-    if range.length < regs::PORT_COUNT {
+    if range.length < regs::PORT_COUNT || range.start.checked_add(regs::PORT_COUNT).is_none() {
         return FindAdapterStatus::BadConfig;
     }
     range.length = regs::PORT_COUNT;
