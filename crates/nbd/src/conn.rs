@@ -129,7 +129,7 @@ where
 /// Budget held by one request until its reply has been written.
 struct Budget {
     _count: OwnedSemaphorePermit,
-    _bytes: Option<OwnedSemaphorePermit>,
+    _bytes: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
 }
 
 type Reply = Outgoing<Budget>;
@@ -185,7 +185,7 @@ where
             Ok(Command::Read { length, .. }) | Ok(Command::Write { length, .. }) => length as usize,
             _ => 0,
         };
-        let budget = match acquire(&count, &bytes, cost).await {
+        let budget = match acquire(&count, &bytes, &shared.bytes_total, cost).await {
             Some(b) => b,
             None => break Ok(()),
         };
@@ -227,13 +227,22 @@ where
     end
 }
 
-async fn acquire(count: &Arc<Semaphore>, bytes: &Arc<Semaphore>, cost: usize) -> Option<Budget> {
+async fn acquire(
+    count: &Arc<Semaphore>,
+    bytes: &Arc<Semaphore>,
+    total: &Arc<Semaphore>,
+    cost: usize,
+) -> Option<Budget> {
     let c = count.clone().acquire_owned().await.ok()?;
     let b = if cost == 0 {
         None
     } else {
         let n = u32::try_from(cost).ok()?;
-        Some(bytes.clone().acquire_many_owned(n).await.ok()?)
+        // Connection budget first: a connection waits on its own replies
+        // before it takes from what other connections share.
+        let own = bytes.clone().acquire_many_owned(n).await.ok()?;
+        let shared = total.clone().acquire_many_owned(n).await.ok()?;
+        Some((own, shared))
     };
     Some(Budget { _count: c, _bytes: b })
 }

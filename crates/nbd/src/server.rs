@@ -45,6 +45,9 @@ pub struct ServerConfig {
     /// Payload bytes (write data read, read data not yet sent) one
     /// connection may hold.
     pub max_in_flight_bytes_per_conn: usize,
+    /// Payload bytes all connections together may hold, so many clients
+    /// cannot add up to more memory than this.
+    pub max_in_flight_bytes_total: usize,
     /// Connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
     /// Time a client has to finish the handshake.
@@ -66,6 +69,7 @@ impl Default for ServerConfig {
             max_request: 32 << 20,
             max_in_flight_per_conn: 64,
             max_in_flight_bytes_per_conn: 128 << 20,
+            max_in_flight_bytes_total: 1 << 30,
             max_connections: 256,
             handshake_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
@@ -88,6 +92,10 @@ impl ServerConfig {
     pub(crate) fn byte_budget(&self) -> usize {
         self.max_in_flight_bytes_per_conn.max(self.max_payload() as usize)
     }
+
+    pub(crate) fn total_byte_budget(&self) -> usize {
+        self.max_in_flight_bytes_total.max(self.max_payload() as usize)
+    }
 }
 
 pub(crate) struct Shared<D> {
@@ -95,6 +103,8 @@ pub(crate) struct Shared<D> {
     pub(crate) infos: Vec<ExportInfo>,
     pub(crate) config: ServerConfig,
     pub(crate) pool: BufferPool,
+    /// Server-wide payload byte budget.
+    pub(crate) bytes_total: Arc<Semaphore>,
 }
 
 /// An NBD server over a set of exports.
@@ -111,6 +121,7 @@ impl<D: BlockDevice> NbdServer<D> {
             max_request: config.max_request.max(1),
             max_in_flight_per_conn: config.max_in_flight_per_conn.clamp(1, Semaphore::MAX_PERMITS),
             max_in_flight_bytes_per_conn: config.max_in_flight_bytes_per_conn.min(Semaphore::MAX_PERMITS),
+            max_in_flight_bytes_total: config.max_in_flight_bytes_total.min(Semaphore::MAX_PERMITS),
             max_connections: config.max_connections.clamp(1, Semaphore::MAX_PERMITS),
             ..config
         };
@@ -128,7 +139,15 @@ impl<D: BlockDevice> NbdServer<D> {
                 }
             })
             .collect();
-        NbdServer { shared: Arc::new(Shared { exports, infos, config, pool: BufferPool::default() }) }
+        NbdServer {
+            shared: Arc::new(Shared {
+                exports,
+                infos,
+                bytes_total: Arc::new(Semaphore::new(config.total_byte_budget())),
+                config,
+                pool: BufferPool::default(),
+            }),
+        }
     }
 
     /// What the handshake will advertise for each export.
