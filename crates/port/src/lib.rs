@@ -27,7 +27,7 @@ pub use srb::{
     SENSE_BUFFER_SIZE, SP_UNINITIALIZED_VALUE, SP_UNTAGGED,
 };
 pub use stats::PortStats;
-pub use trace::{Event, EventKind, Trace};
+pub use trace::{Event, EventKind, SvgOptions, Timeline, Trace};
 pub use verifier::{Rule, VerifierMode, Violation};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};

@@ -134,3 +134,27 @@ impl Trace {
         self.len() == 0
     }
 }
+
+mod chrome;
+mod svg;
+mod timeline;
+
+pub use svg::SvgOptions;
+pub use timeline::{Lane, Mark, MarkKind, Span, SpanKind, Timeline};
+
+impl Trace {
+    /// The events laid out as lanes (one per DMA channel, per logical unit, per SRB) of spans and marks.
+    pub fn timeline(&self) -> Timeline {
+        Timeline::from_events(&self.events())
+    }
+
+    /// The Chrome trace-event JSON document (opens in Perfetto and chrome://tracing).
+    pub fn to_chrome_json(&self) -> serde_json::Value {
+        chrome::document(&self.timeline())
+    }
+
+    /// An SVG picture of the timeline.
+    pub fn to_svg(&self, options: &SvgOptions) -> String {
+        svg::render(&self.timeline(), options)
+    }
+}
