@@ -446,3 +446,34 @@ async fn several_sessions_write_and_read_their_own_regions_at_once() {
     }
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_command_ahead_of_the_window_start_waits_for_the_gap() {
+    let srv = start(|_| {}).await;
+    let mut c = logged_in(srv.addr, "").await;
+    let first_sn = c.cmd_sn;
+    let (a, b) = (c.itt(), c.itt());
+    // B carries CmdSN first+1 and arrives first: it must wait until A (first) arrives.
+    let mut hb = c.command(b, &read10(0, 1), true, false, 512, true);
+    put32(&mut hb, 24, first_sn.wrapping_add(1));
+    c.send(hb, b"").await;
+    let itt = c.ping(b"x").await;
+    let (_, before) = c.recv_until(|p| p.opcode() == 0x20 && p.itt() == itt).await;
+    assert!(before.iter().all(|p| p.itt() != b), "held command ran before the gap was filled");
+    let mut ha = c.command(a, &read10(1, 1), true, false, 512, true);
+    put32(&mut ha, 24, first_sn);
+    c.send(ha, b"").await;
+    let mut done = Vec::new();
+    while done.len() < 2 {
+        let p = c.recv().await.expect("closed");
+        if p.opcode() == 0x25 && p.bhs[1] & 1 != 0 {
+            assert_eq!(p.bhs[3], 0);
+            done.push(p.itt());
+            // ExpCmdSN has moved past both.
+            assert!(done.len() < 2 || p.u32_at(28) == first_sn.wrapping_add(2));
+        }
+    }
+    done.sort_unstable();
+    assert_eq!(done, vec![a, b]);
+    srv.stop().await;
+}

@@ -31,8 +31,9 @@ pub(crate) use writer::{writer_task, Out};
 /// Immediate commands (I bit) a connection may have running at once; more are refused
 /// with Reject reason "immediate command reject" (RFC 7143 §11.17.1, 0x06).
 const MAX_IMMEDIATE: usize = 16;
-/// Commands held for a CmdSN gap; the window bounds them too, this bounds memory.
-const MAX_HELD: usize = 256;
+/// Commands held for a CmdSN gap; the window bounds their number, this their bytes
+/// (immediate data and the Data-Out that arrives for them while they wait).
+const MAX_HELD_BYTES: usize = 8 * 1024 * 1024;
 /// Longest a logout waits for running commands before it answers.
 const LOGOUT_DRAIN: Duration = Duration::from_secs(10);
 
@@ -93,6 +94,19 @@ struct Held {
     bhs: [u8; BHS_LEN],
     request: Request,
     data: Vec<([u8; BHS_LEN], crate::pdu::DataOut)>,
+    /// What it counts against `MAX_HELD_BYTES`.
+    bytes: usize,
+}
+
+/// Bytes a held request keeps: its data segment, at least one header's worth.
+fn held_size(r: &Request) -> usize {
+    let data = match r {
+        Request::ScsiCommand(c) => c.immediate_data.len(),
+        Request::NopOut(n) => n.data.len(),
+        Request::Text(t) => t.data.len(),
+        _ => 0,
+    };
+    data + BHS_LEN
 }
 
 /// Reader-side state of one connection in full-feature phase.
@@ -102,6 +116,7 @@ pub(crate) struct Connection<'a, B> {
     collecting: HashMap<u32, scsi::Collect>,
     parked: VecDeque<u32>,
     held: Vec<Held>,
+    held_bytes: usize,
     next_ttt: u32,
     text: text::TextState,
     ping_outstanding: Option<(u32, Instant)>,
@@ -117,6 +132,7 @@ impl<'a, B: ScsiBackend> Connection<'a, B> {
             collecting: HashMap::new(),
             parked: VecDeque::new(),
             held: Vec::new(),
+            held_bytes: 0,
             next_ttt: 1,
             text: text::TextState::default(),
             ping_outstanding: None,
@@ -242,7 +258,9 @@ impl<'a, B: ScsiBackend> Connection<'a, B> {
             Request::DataOut(d) => {
                 if !self.collecting.contains_key(&d.itt) {
                     if let Some(h) = self.held.iter_mut().find(|h| h.request.itt() == d.itt) {
-                        if h.data.len() < MAX_HELD {
+                        if self.held_bytes + d.data.len() <= MAX_HELD_BYTES {
+                            self.held_bytes += d.data.len();
+                            h.bytes += d.data.len();
                             h.data.push((bhs, d.clone()));
                         }
                         return None;
@@ -256,8 +274,13 @@ impl<'a, B: ScsiBackend> Connection<'a, B> {
             match self.shared.window.admit(cmd_sn, occupies) {
                 Admit::Now => {}
                 Admit::Later => {
-                    if self.held.len() < MAX_HELD {
-                        self.held.push(Held { cmd_sn, bhs, request, data: Vec::new() });
+                    // One PDU per CmdSN: a second one with the same number is a
+                    // duplicate and is dropped, as is anything past the byte bound.
+                    let size = held_size(&request);
+                    let duplicate = self.held.iter().any(|h| h.cmd_sn == cmd_sn);
+                    if !duplicate && self.held_bytes + size <= MAX_HELD_BYTES {
+                        self.held_bytes += size;
+                        self.held.push(Held { cmd_sn, bhs, request, data: Vec::new(), bytes: size });
                     }
                     return None;
                 }
@@ -280,6 +303,9 @@ impl<'a, B: ScsiBackend> Connection<'a, B> {
             let exp = self.shared.window.exp();
             let pos = self.held.iter().position(|h| h.cmd_sn == exp)?;
             let h = self.held.swap_remove(pos);
+            self.held_bytes = self
+                .held_bytes
+                .saturating_sub(held_size(&h.request) + h.data.iter().map(|(_, d)| d.data.len()).sum::<usize>());
             let occupies = matches!(h.request, Request::ScsiCommand(_));
             if self.shared.window.admit(h.cmd_sn, occupies) != Admit::Now {
                 return None;

@@ -107,7 +107,19 @@ impl<B: ScsiBackend> Connection<'_, B> {
             return TmfResponse::Complete;
         }
         if let Some(pos) = self.held.iter().position(|h| h.request.itt() == rtt) {
-            self.held.swap_remove(pos);
+            // It keeps its CmdSN slot (the gap must still be filled) but will not run:
+            // its place is taken by an empty NOP.
+            let h = &mut self.held[pos];
+            h.request = crate::pdu::Request::NopOut(crate::pdu::NopOut {
+                immediate: false,
+                lun: 0,
+                itt: crate::pdu::RESERVED_TAG,
+                ttt: crate::pdu::RESERVED_TAG,
+                cmd_sn: h.cmd_sn,
+                exp_stat_sn: crate::pdu::Sn(0),
+                data: bytes::Bytes::new(),
+            });
+            h.data.clear();
             return TmfResponse::Complete;
         }
         let running = {
