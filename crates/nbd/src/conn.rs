@@ -155,13 +155,14 @@ where
     let max_payload = config.max_payload();
     let zeroes = Bytes::from(vec![0u8; ZERO_CHUNK.min(session.block.max) as usize]);
 
+    let mut stopped = false;
     let end: io::Result<()> = loop {
         let mut hdr = [0u8; proto::REQUEST_HEADER_LEN];
         let read = tokio::select! {
             biased;
             // A writer that ended early means the peer is gone.
             _ = &mut writer_task => return Ok(()),
-            _ = shutdown.cancelled() => break Ok(()),
+            _ = shutdown.cancelled() => { stopped = true; break Ok(()) }
             r = reader.read_exact(&mut hdr) => r,
         };
         if let Err(e) = read {
@@ -224,7 +225,29 @@ where
             _ => {}
         }
     }
+    if stopped {
+        linger(&mut reader).await;
+    }
     end
+}
+
+/// After a shutdown the client may still have requests on the way. Closing
+/// a socket with unread data makes the kernel reset the connection, and a
+/// reset can discard replies the client has not read yet; so requests are
+/// read and dropped, for a bounded time and amount, until the client
+/// closes its side.
+async fn linger<R: AsyncRead + Unpin>(reader: &mut R) {
+    // Only a client with data already pending needs it: one poll tells.
+    let mut probe = [0u8; 512];
+    match tokio::time::timeout(std::time::Duration::ZERO, reader.read(&mut probe)).await {
+        Ok(Ok(n)) if n > 0 => {}
+        _ => return,
+    }
+    const LINGER_BYTES: u64 = 16 << 20;
+    const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+    let mut rest = reader.take(LINGER_BYTES);
+    let mut sink = tokio::io::sink();
+    let _ = tokio::time::timeout(LINGER_TIME, tokio::io::copy(&mut rest, &mut sink)).await;
 }
 
 async fn acquire(

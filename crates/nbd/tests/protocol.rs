@@ -449,3 +449,27 @@ async fn shutdown_closes_connections_idle_in_handshake_or_transmission() {
     let mut b = [0u8; 1];
     assert_eq!(idle_handshake.read(&mut b).await.unwrap_or(0), 0);
 }
+
+#[tokio::test]
+async fn replies_survive_shutdown_while_client_keeps_sending() {
+    let dev = gated();
+    let srv = start(ServerConfig::default(), vec![Export::new("d", dev.clone())]).await;
+    let mut c = Client::connect(srv.port, "d", false).await;
+    c.send(cmd::READ, 0, 1, 0, 9, &[]).await;
+    dev.entered.notified().await;
+    srv.shutdown.cancel();
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    // Requests the server will no longer read, left in its socket buffer.
+    for i in 0..50 {
+        c.send(cmd::WRITE, 0, 100 + i, 0, 4096, &[0u8; 4096]).await;
+    }
+    dev.gate.add_permits(1);
+    let r = c.reply(Some(9)).await;
+    assert_eq!((r.handle, r.error, r.data.as_slice()), (1, 0, &b"in flight"[..]));
+    assert!(c.closed().await);
+    drop(c);
+    let done = tokio::time::timeout(std::time::Duration::from_secs(30), srv.task).await;
+    done.expect("server did not return").unwrap().unwrap();
+}
