@@ -191,3 +191,47 @@ fn unsupported_version_is_refused() {
     r.version_max = 2;
     assert_eq!(failure(LoginMachine::new(&t).on_request(&r, no_session)), status::UNSUPPORTED_VERSION);
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_stage() -> impl Strategy<Value = Stage> {
+        prop_oneof![Just(Stage::Security), Just(Stage::Operational), Just(Stage::FullFeature)]
+    }
+
+    proptest! {
+        /// Whatever an initiator sends, a target that requires CHAP never lets it reach
+        /// full-feature phase without a valid CHAP response.
+        #[test]
+        fn chap_target_is_never_entered_without_the_secret(
+            steps in proptest::collection::vec(
+                (any_stage(), proptest::option::of(any_stage()), any::<bool>(),
+                 proptest::collection::vec(prop_oneof![
+                    Just("AuthMethod=None|".to_string()),
+                    Just("AuthMethod=CHAP|".to_string()),
+                    Just("CHAP_A=5|".to_string()),
+                    Just("CHAP_N=u|CHAP_R=0x00112233445566778899aabbccddeeff|".to_string()),
+                    Just(format!("InitiatorName=iqn.i:a|TargetName={TARGET}|")),
+                    Just("SessionType=Discovery|".to_string()),
+                    "[A-Za-z_]{1,8}=[ -~]{0,8}\\|",
+                 ], 0..4)),
+                1..8)
+        ) {
+            let t = targets(Some(creds()));
+            let mut m = LoginMachine::new(&t);
+            for (csg, nsg, cont, parts) in steps {
+                let mut r = req(csg, nsg, &parts.concat());
+                r.cont = cont && nsg.is_none();
+                match m.on_request(&r, no_session) {
+                    LoginStep::Complete(_, o) => {
+                        // Only a discovery session (no target) may be entered without CHAP.
+                        prop_assert_eq!(o.target, None);
+                    }
+                    LoginStep::Fail(_) => break,
+                    LoginStep::Continue(_) => {}
+                }
+            }
+        }
+    }
+}
