@@ -155,6 +155,15 @@ impl<D: BlockDevice> NbdServer<D> {
         &self.shared.infos
     }
 
+    /// Flushes every export's device: what a graceful shutdown does after
+    /// the listeners have returned. Stops at the first failure.
+    pub async fn flush_exports(&self) -> Result<(), crate::device::DeviceError> {
+        for e in &self.shared.exports {
+            e.device.flush().await?;
+        }
+        Ok(())
+    }
+
     /// Serves one already-accepted stream until the client leaves or
     /// `shutdown` fires and in-flight requests have been answered.
     pub async fn serve_stream<S>(&self, stream: S, shutdown: CancellationToken) -> io::Result<()>

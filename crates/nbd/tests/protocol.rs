@@ -473,3 +473,37 @@ async fn replies_survive_shutdown_while_client_keeps_sending() {
     let done = tokio::time::timeout(std::time::Duration::from_secs(30), srv.task).await;
     done.expect("server did not return").unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn flush_exports_flushes_every_device_once() {
+    let (a, b) = (mem(MIB), mem(MIB));
+    let server =
+        nbd::NbdServer::new(ServerConfig::default(), vec![Export::new("a", a.clone()), Export::new("b", b.clone())]);
+    server.flush_exports().await.unwrap();
+    assert_eq!((a.flush_count(), b.flush_count()), (1, 1));
+}
+
+#[tokio::test]
+async fn serve_stream_works_on_any_duplex_stream() {
+    let (client, server_end) = tokio::io::duplex(1 << 16);
+    let server = Arc::new(nbd::NbdServer::new(ServerConfig::default(), vec![Export::new("d", mem(MIB))]));
+    let shutdown = nbd::CancellationToken::new();
+    let srv = server.clone();
+    let task = tokio::spawn(async move { srv.serve_stream(server_end, shutdown).await });
+    let (mut r, mut w) = tokio::io::split(client);
+    let mut g = [0u8; 18];
+    r.read_exact(&mut g).await.unwrap();
+    w.write_all(&1u32.to_be_bytes()).await.unwrap();
+    let mut m = nbd::proto::IHAVEOPT.to_be_bytes().to_vec();
+    m.extend_from_slice(&opt::EXPORT_NAME.to_be_bytes());
+    m.extend_from_slice(&0u32.to_be_bytes());
+    w.write_all(&m).await.unwrap();
+    // Without NO_ZEROES the reply carries 124 zero bytes.
+    let mut reply = [0u8; 134];
+    r.read_exact(&mut reply).await.unwrap();
+    assert_eq!(u64::from_be_bytes(reply[..8].try_into().unwrap()), MIB);
+    assert!(reply[10..].iter().all(|&b| b == 0));
+    let disc = nbd::request::RequestHeader { flags: 0, kind: cmd::DISC, handle: 0, offset: 0, length: 0 };
+    w.write_all(&disc.encode()).await.unwrap();
+    task.await.unwrap().unwrap();
+}
