@@ -16,7 +16,7 @@ use crate::device::{BlockDevice, DeviceError};
 use crate::handshake::{self, DataPolicy, Negotiation, Session, Step, BASE_ALLOCATION_ID};
 use crate::option::{parse_client_flags, parse_option_header};
 use crate::pool::BufferPool;
-use crate::proto::{self, Errno};
+use crate::proto::{self, cmd, Errno};
 use crate::reply::{self, Outgoing};
 use crate::request::{parse_request_header, validate, Command, RequestHeader};
 use crate::server::Shared;
@@ -177,11 +177,12 @@ where
             // ("Block size constraints" allows it for denial of service).
             break Err(protocol_error("write payload too large"));
         }
-        let validated = validate(&h, &session);
-        if validated == Ok(Command::Disconnect) {
-            // Outstanding requests are still answered before the close.
+        if h.kind == cmd::DISC {
+            // Whatever its flags, nothing follows a disconnect request;
+            // outstanding requests are still answered before the close.
             break Ok(());
         }
+        let validated = validate(&h, &session);
         let cost = match validated {
             Ok(Command::Read { length, .. }) | Ok(Command::Write { length, .. }) => length as usize,
             _ => 0,
@@ -210,10 +211,10 @@ where
         let device = device.clone();
         let tx = tx.clone();
         let ctx = Exec { session, sparse_reads: config.sparse_reads, zeroes: zeroes.clone() };
+        let guard = Pending { tx: Some(tx), budget: Some(budget), handle: h.handle, session };
         tokio::spawn(async move {
             let out = execute(&*device, &ctx, h, cmd, payload).await;
-            // The writer is gone only if the peer is; nothing to tell then.
-            let _ = tx.send(out.holding(budget));
+            guard.answer(out);
         });
     };
     // Every request task holds a sender; once they have all replied the
@@ -248,6 +249,35 @@ async fn linger<R: AsyncRead + Unpin>(reader: &mut R) {
     let mut rest = reader.take(LINGER_BYTES);
     let mut sink = tokio::io::sink();
     let _ = tokio::time::timeout(LINGER_TIME, tokio::io::copy(&mut rest, &mut sink)).await;
+}
+
+/// A request being executed. It is answered exactly once: with the
+/// device's result, or with `NBD_EIO` if the task ends without one (a
+/// panicking device, a runtime shutting down), so the client never waits
+/// for a reply that cannot come.
+struct Pending {
+    tx: Option<mpsc::UnboundedSender<Reply>>,
+    budget: Option<Budget>,
+    handle: u64,
+    session: Session,
+}
+
+impl Pending {
+    fn answer(mut self, out: Outgoing) {
+        if let (Some(tx), Some(budget)) = (self.tx.take(), self.budget.take()) {
+            // The writer is gone only if the peer is; nothing to tell then.
+            let _ = tx.send(out.holding(budget));
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let (Some(tx), Some(budget)) = (self.tx.take(), self.budget.take()) {
+            let out = error_reply(&self.session, self.handle, Errno::EIO, "request failed in the server");
+            let _ = tx.send(out.holding(budget));
+        }
+    }
 }
 
 async fn acquire(

@@ -507,3 +507,52 @@ async fn serve_stream_works_on_any_duplex_stream() {
     w.write_all(&disc.encode()).await.unwrap();
     task.await.unwrap().unwrap();
 }
+
+/// A device that panics on reads at offset zero.
+struct Panicky(MemDevice);
+
+impl BlockDevice for Panicky {
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.0.capabilities()
+    }
+    async fn read(&self, offset: u64, len: u32) -> Result<Bytes, DeviceError> {
+        assert!(offset != 0, "device bug");
+        self.0.read(offset, len).await
+    }
+    async fn write(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), DeviceError> {
+        self.0.write(offset, data, fua).await
+    }
+    async fn flush(&self) -> Result<(), DeviceError> {
+        Err(DeviceError::Io("flush failed".into()))
+    }
+    async fn trim(&self, offset: u64, len: u64, fua: bool) -> Result<(), DeviceError> {
+        self.0.trim(offset, len, fua).await
+    }
+    async fn write_zeroes(&self, offset: u64, len: u64, no_hole: bool, fua: bool) -> Result<(), DeviceError> {
+        self.0.write_zeroes(offset, len, no_hole, fua).await
+    }
+    async fn block_status(&self, offset: u64, len: u32) -> Result<Vec<Extent>, DeviceError> {
+        self.0.block_status(offset, len).await
+    }
+}
+
+#[tokio::test]
+async fn device_failures_and_panics_are_answered_with_eio() {
+    let dev = Arc::new(Panicky(MemDevice::new(MIB)));
+    let srv = start(ServerConfig::default(), vec![Export::new("d", dev)]).await;
+    for structured in [false, true] {
+        let mut c = Client::connect(srv.port, "d", structured).await;
+        c.send(cmd::READ, 0, 1, 0, 512, &[]).await;
+        let r = c.reply(Some(512)).await;
+        assert_eq!((r.handle, r.error), (1, Errno::EIO.value()));
+        assert!(r.data.is_empty(), "no payload may follow an error");
+        c.send(cmd::FLUSH, 0, 2, 0, 0, &[]).await;
+        assert_eq!(c.reply(None).await.error, Errno::EIO.value());
+        c.send(cmd::READ, 0, 3, 512, 512, &[]).await;
+        assert_eq!(c.reply(Some(512)).await.error, 0);
+    }
+    srv.stop().await;
+}
