@@ -3,6 +3,7 @@
 //! [--mutual USER:SECRET] [--lun1]`.
 //!
 //! `--lun1` puts the disk at LUN 1 (as tgtd does), so URLs can be compared one to one.
+//! `--in-place` runs commands on the connection's task instead of tokio's blocking pool.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -17,6 +18,7 @@ struct Args {
     chap: Option<(String, String)>,
     mutual: Option<(String, String)>,
     lun: u64,
+    in_place: bool,
 }
 
 fn parse_size(s: &str) -> Option<u64> {
@@ -50,11 +52,16 @@ fn parse_args() -> Result<Args, String> {
         chap: None,
         mutual: None,
         lun: 0,
+        in_place: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--lun1" {
             args.lun = 1;
+            continue;
+        }
+        if flag == "--in-place" {
+            args.in_place = true;
             continue;
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -87,6 +94,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let backend = if args.in_place { DirectBackend::in_place(backend.target().clone()) } else { backend };
     if args.lun != 0 {
         if let Some(d) = backend.target().remove_lun(0) {
             backend.target().add_lun(args.lun, d);

@@ -10,18 +10,29 @@ use crate::backend::{DataDirection, Residual, ScsiBackend, ScsiCommand, ScsiResp
 
 /// Runs each command to completion on a `scsi::Target`.
 ///
-/// The logical units are synchronous (their backends may do file I/O), so commands run
-/// on tokio's blocking pool. A command cannot be stopped once begun: abort functions
+/// The logical units are synchronous, so commands run on tokio's blocking pool by
+/// default: disk I/O and large copies then never stall the connections, and commands
+/// of one connection run on several threads. [`DirectBackend::in_place`] runs them on
+/// the connection's own task instead, which saves a thread hand-off; measured here it
+/// helps neither 4 KiB nor 1 MiB commands, so it is not the default. A command cannot be stopped once begun: abort functions
 /// report completion and the transport drops the answer, which is what SAM-5 §7.2
 /// requires the initiator to observe.
 #[derive(Clone)]
 pub struct DirectBackend {
     target: Arc<scsi::Target>,
+    in_place: bool,
 }
 
 impl DirectBackend {
+    /// Commands run on the blocking pool: right for LUNs over files.
     pub fn new(target: Arc<scsi::Target>) -> DirectBackend {
-        DirectBackend { target }
+        DirectBackend { target, in_place: false }
+    }
+
+    /// Commands run on the connection's task: only for LUNs whose backend never blocks
+    /// (RAM).
+    pub fn in_place(target: Arc<scsi::Target>) -> DirectBackend {
+        DirectBackend { target, in_place: true }
     }
 
     /// A target with one RAM disk of `bytes` bytes (512-byte blocks) at LUN 0.
@@ -109,6 +120,9 @@ impl ScsiBackend for DirectBackend {
     }
 
     async fn execute(&self, cmd: ScsiCommand) -> ScsiResponse {
+        if self.in_place {
+            return run_command(&self.target, &cmd);
+        }
         let target = self.target.clone();
         match tokio::task::spawn_blocking(move || run_command(&target, &cmd)).await {
             Ok(r) => r,
