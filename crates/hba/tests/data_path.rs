@@ -9,15 +9,21 @@ use hal::Placement;
 use port::{scsi_status, Srb, SrbFlags, SrbStatus};
 
 fn write_read_round_trip(channel: u8, placement: Placement, lba: u32, len: usize, seed: u64) {
+    round_trip_at(channel, placement, 0, lba, len, seed)
+}
+
+/// The same with buffers starting `page_offset` bytes into their first page (a 64 KiB SRB then spans 17 pages).
+fn round_trip_at(channel: u8, placement: Placement, page_offset: usize, lba: u32, len: usize, seed: u64) {
     let m = Machine::new(channel, 4096);
-    let out = m.alloc(len, placement.clone());
+    let alloc = |p: Placement| m.mem.alloc_at(len, page_offset, p).expect("buffer");
+    let out = alloc(placement.clone());
     let data = pattern(len, seed);
     out.write(0, &data).expect("fill");
     let blocks = (len / BLOCK as usize) as u16;
     let (wid, w) =
         m.run(Srb::execute_scsi(LU0, &write10(lba, blocks)).with_data(&out, 0, len as u32, SrbFlags::DATA_OUT));
     assert_eq!(w.srb_status, SrbStatus::SUCCESS, "{w:?}");
-    let back = m.alloc(len, placement);
+    let back = alloc(placement);
     let (rid, r) =
         m.run(Srb::execute_scsi(LU0, &read10(lba, blocks)).with_data(&back, 0, len as u32, SrbFlags::DATA_IN));
     assert_eq!(r.srb_status, SrbStatus::SUCCESS, "{r:?}");
@@ -61,6 +67,16 @@ fn channel1_64k_round_trip_scattered_pages() {
 #[test]
 fn channel1_contiguous_low_round_trip() {
     write_read_round_trip(1, Placement::Contiguous { below_16m: true, align: 64 << 10 }, 7, 32 << 10, 5);
+}
+
+#[test]
+fn channel5_64k_round_trip_spanning_17_pages() {
+    round_trip_at(5, Placement::Scattered { seed: 17 }, 2, 0, 64 << 10, 6);
+}
+
+#[test]
+fn channel1_64k_round_trip_spanning_17_pages_across_a_dma_page() {
+    round_trip_at(1, Placement::Any, 4095, 300, 64 << 10, 7);
 }
 
 #[test]

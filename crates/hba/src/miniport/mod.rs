@@ -127,7 +127,7 @@ impl RefMiniport {
     fn map_next(&mut self, ctx: &mut PortContext<'_, Self>) {
         let limit = self.segment_limit();
         let Some(cur) = self.current.as_mut() else { return };
-        let len = (cur.total - cur.moved).min(limit);
+        let len = cur.total.saturating_sub(cur.moved).min(limit);
         cur.segment = len;
         cur.mapped = true;
         cur.dma_started = false;
