@@ -161,3 +161,20 @@ fn missing_target_is_a_selection_timeout() {
     assert_eq!(ok.srb_status, SrbStatus::SUCCESS);
     m.assert_no_violations();
 }
+
+#[test]
+fn odd_length_inquiry_on_a_16_bit_channel() {
+    let (t, _) = ram_target(64);
+    let (_, data) = scsi::execute_on_target(&t, scsi::Nexus::new(1), 0, &inquiry(37), &[], 37);
+    assert_eq!(data.len(), 37);
+    let m = Machine::new(5, 64);
+    let buf = m.alloc(38, Placement::Any);
+    let (_, s) = m.run(Srb::execute_scsi(LU0, &inquiry(37)).with_data(&buf, 0, 37, SrbFlags::DATA_IN));
+    // The card counts bytes: the last word cycle carries one byte, and the SRB moved exactly what it asked for.
+    assert_eq!(s.srb_status, SrbStatus::SUCCESS, "{s:?}");
+    assert_eq!(s.data_transfer_length, 37);
+    m.assert_no_violations();
+    let mut got = vec![0u8; 37];
+    buf.read(0, &mut got).expect("read");
+    assert_eq!(got, data);
+}
