@@ -237,6 +237,7 @@ async fn fio_nbd_engine_random_write_verify_crc32c() {
             "--verify=crc32c",
             "--do_verify=1",
             "--verify_fatal=1",
+            "--verify_state_save=0",
             "--output-format=json",
         ],
     )
