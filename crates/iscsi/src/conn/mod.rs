@@ -357,8 +357,21 @@ impl<'a, B: ScsiBackend> Connection<'a, B> {
             }
             return None;
         }
+        // The echoed ping data waits in the writer's queue: it counts against the
+        // connection's buffer budget, and a ping that finds no room is refused rather
+        // than buffered (RFC 7143 §11.17.1, reasons 0x06 and 0x0a).
+        let need = u32::try_from(n.data.len()).unwrap_or(u32::MAX).max(1);
+        let Ok(permit) = self.shared.budget.clone().try_acquire_many_owned(need) else {
+            let reason =
+                if n.immediate { RejectReason::ImmediateCommandReject } else { RejectReason::LongOperationReject };
+            let mut bhs = [0u8; BHS_LEN];
+            bhs[0] = crate::pdu::opcode::NOP_OUT;
+            bhs[16..20].copy_from_slice(&n.itt.to_be_bytes());
+            return (!self.reject(reason, bhs).await).then_some(End::Closed);
+        };
         let pong = NopIn { lun: n.lun, itt: n.itt, ttt: RESERVED_TAG, data: n.data };
-        (!self.send(pong).await).then_some(End::Closed)
+        let sent = self.shared.tx.send(Out::Budgeted(pong.into(), permit)).await.is_ok();
+        (!sent).then_some(End::Closed)
     }
 
     async fn on_logout(&mut self, l: LogoutRequest) -> Option<End> {

@@ -14,6 +14,8 @@ use crate::window::Window;
 #[derive(Debug)]
 pub(crate) enum Out {
     Pdu(TargetPdu),
+    /// A PDU whose data counts against the connection's buffer budget until sent.
+    Budgeted(TargetPdu, tokio::sync::OwnedSemaphorePermit),
     /// Flush, close the socket, stop.
     Close,
 }
@@ -29,22 +31,24 @@ pub(crate) async fn writer_task<W: AsyncWrite + Unpin>(
     while let Some(first) = rx.recv().await {
         let mut item = Some(first);
         while let Some(out) = item {
-            match out {
-                Out::Pdu(mut pdu) => {
-                    let (exp, max) = window.numbers();
-                    pdu.stamp(stat_sn, exp, max);
-                    if pdu.stat_sn == StatSnUse::Advance {
-                        stat_sn = stat_sn.next();
-                    }
-                    if w.push(&pdu).await.is_err() {
-                        return stat_sn;
-                    }
-                }
+            let (mut pdu, permit) = match out {
+                Out::Pdu(pdu) => (pdu, None),
+                Out::Budgeted(pdu, permit) => (pdu, Some(permit)),
                 Out::Close => {
                     let _ = w.shutdown().await;
                     return stat_sn;
                 }
+            };
+            let (exp, max) = window.numbers();
+            pdu.stamp(stat_sn, exp, max);
+            if pdu.stat_sn == StatSnUse::Advance {
+                stat_sn = stat_sn.next();
             }
+            if w.push(&pdu).await.is_err() {
+                return stat_sn;
+            }
+            // The bytes have left this connection's queue (copied or written).
+            drop(permit);
             item = rx.try_recv().ok();
         }
         if w.flush().await.is_err() {
