@@ -23,7 +23,8 @@ pub struct HbaConfig {
     pub irq: u8,
     /// DMA channel jumper: 0–3 (8-bit) or 5–7 (16-bit).
     pub dma_channel: u8,
-    /// `MaximumTransferLength` and pass-through sub-range size (whole pages, at most 16 MiB − 1).
+    /// `MaximumTransferLength` and pass-through sub-range size: whole pages, clamped by the miniport to one 8237
+    /// programming (64 KiB on channels 0–3, 128 KiB on 5–7).
     pub max_transfer: u32,
     /// Program the system DMA controller in demand mode.
     pub demand_mode: bool,

@@ -34,7 +34,7 @@ fn pass_through(
 
 /// Write `len` bytes at LBA 0 and read them back, each as one pass-through SRB; checks the sub-transfer count.
 fn round_trip(cfg: HbaConfig, len: usize, placement: Placement, seed: u64) {
-    let max = cfg.max_transfer as usize;
+    let max = (cfg.max_transfer as usize).min(if cfg.dma_channel >= 5 { 128 << 10 } else { 64 << 10 });
     let m = Machine::with(cfg, 16384);
     let expected_ops = len.div_ceil(max);
     let blocks = (len / BLOCK as usize) as u32;
@@ -141,4 +141,24 @@ fn pass_through_read_shorter_than_the_data_is_an_overrun() {
     assert_eq!(m.maps(id), 2);
     assert_eq!(m.flushes(id), 2);
     m.assert_no_violations();
+}
+
+#[test]
+fn four_mib_pass_through_in_128k_sub_ranges_on_channel5() {
+    let cfg = HbaConfig { dma_channel: 5, max_transfer: 128 << 10, ..HbaConfig::default() };
+    round_trip(cfg, MIB4, Placement::Scattered { seed: 13 }, 25);
+}
+
+#[test]
+fn sub_ranges_never_exceed_one_8237_programming() {
+    // 1 MiB asked for: channel 1 moves at most 64 KiB per programming, channel 5 128 KiB.
+    for (channel, limit) in [(1u8, 64u32 << 10), (5, 128 << 10)] {
+        let m = Machine::with(HbaConfig { dma_channel: channel, max_transfer: 1 << 20, ..HbaConfig::default() }, 16384);
+        assert_eq!(m.handle.capabilities().maximum_transfer_length, limit);
+        let buf = m.alloc(MIB4, Placement::Any);
+        let (id, s) = pass_through(&m, read16(0, (MIB4 / 512) as u32), DataDirection::In, &buf, MIB4);
+        assert_eq!(s.srb_status, SrbStatus::SUCCESS, "{s:?}");
+        assert_eq!(m.maps(id), MIB4 / limit as usize);
+        m.assert_no_violations();
+    }
 }

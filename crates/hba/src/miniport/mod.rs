@@ -25,8 +25,8 @@ pub const PHYSICAL_BREAKS: u32 = 16;
 /// What the miniport is told besides what it reads from the card.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MiniportConfig {
-    /// `MaximumTransferLength`; also the size of a pass-through sub-range. Rounded down to whole pages, at most the
-    /// transfer counter's 24 bits.
+    /// `MaximumTransferLength`; also the size of a pass-through sub-range. Rounded down to whole pages and clamped to
+    /// what one programming of the 8237 moves (64 KiB on channels 0-3, 128 KiB on 5-7).
     pub max_transfer: u32,
     /// Program the system DMA controller in demand mode.
     pub demand_mode: bool,
@@ -64,20 +64,16 @@ struct Current {
 pub struct RefMiniport {
     config: MiniportConfig,
     base: u16,
+    /// Sub-range size, fixed by `HwFindAdapter` from the configuration and the channel.
+    segment: u32,
     current: Option<Current>,
     waiting: VecDeque<SrbHandle>,
 }
 
 impl RefMiniport {
     pub fn new(config: MiniportConfig) -> Self {
-        RefMiniport { config, base: regs::DEFAULT_IO_BASE, current: None, waiting: VecDeque::new() }
-    }
-
-    /// The sub-range size: whole pages (so every sub-range but the last keeps a 16-bit channel's word alignment) and
-    /// within the 24-bit counter.
-    fn segment_limit(&self) -> u32 {
-        let pages = (self.config.max_transfer.min(regs::XFER_MAX) / 4096).max(1);
-        pages * 4096
+        let segment = segment_size(config.max_transfer, 0);
+        RefMiniport { config, base: regs::DEFAULT_IO_BASE, segment, current: None, waiting: VecDeque::new() }
     }
 
     fn port(&self, offset: u16) -> u16 {
@@ -125,7 +121,7 @@ impl RefMiniport {
 
     /// Map the next sub-range of the current SRB, starting at `moved`.
     fn map_next(&mut self, ctx: &mut PortContext<'_, Self>) {
-        let limit = self.segment_limit();
+        let limit = self.segment;
         let Some(cur) = self.current.as_mut() else { return };
         let len = cur.total.saturating_sub(cur.moved).min(limit);
         cur.segment = len;
@@ -262,6 +258,15 @@ impl RefMiniport {
     }
 }
 
+/// The sub-range size: whole pages (so every sub-range but the last keeps a 16-bit channel's word alignment), no more
+/// than one programming of the 8237 can move (its 16-bit count: 64 KiB on channels 0-3, 128 KiB of words on 5-7) and
+/// within the card's 24-bit counter.
+fn segment_size(max_transfer: u32, channel: u8) -> u32 {
+    let dma_page: u32 = if channel >= 4 { 128 << 10 } else { 64 << 10 };
+    let pages = (max_transfer.min(dma_page).min(regs::XFER_MAX) / 4096).max(1);
+    pages * 4096
+}
+
 /// The miniport's entry points.
 pub fn hw_initialization_data() -> HwInitializationData<RefMiniport> {
     HwInitializationData {
@@ -311,7 +316,8 @@ fn hw_find_adapter(
     // Controller 2 moves words: buffers must start on a word (DESIGN.md, 8237 pair).
     cfg.alignment_mask = u32::from(wide);
     cfg.demand_mode = ext.config.demand_mode;
-    cfg.maximum_transfer_length = ext.segment_limit();
+    ext.segment = segment_size(ext.config.max_transfer, channel);
+    cfg.maximum_transfer_length = ext.segment;
     cfg.number_of_physical_breaks = PHYSICAL_BREAKS;
     cfg.scatter_gather = false;
     cfg.application_dedicated = ext.config.application_dedicated;
