@@ -10,6 +10,8 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+mod trace_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "scsiport",
@@ -72,6 +74,44 @@ enum Command {
         workers: usize,
         #[arg(long, default_value_t = 0x5C51_9027)]
         seed: u64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the exercise workload with the trace on; write Chrome trace-event JSON and an SVG timeline.
+    Trace {
+        /// Chrome trace-event JSON (opens in Perfetto and chrome://tracing).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// SVG timeline: one lane per DMA channel, per LU, per SRB.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        #[arg(long, default_value = "1MiB")]
+        size: ByteSize,
+        #[arg(long, default_value = "64KiB")]
+        block: ByteSize,
+        #[arg(long, default_value_t = 5)]
+        channel: u8,
+        /// Send each block as one pass-through SRB (several DMA operations per SRB).
+        #[arg(long)]
+        passthrough: bool,
+        #[arg(long, value_enum, default_value_t = BufferPlacement::Scattered)]
+        placement: BufferPlacement,
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        #[arg(long, default_value_t = 0x5C51_9027)]
+        seed: u64,
+        /// Most events kept.
+        #[arg(long, default_value_t = 2_000_000)]
+        limit: usize,
+        #[arg(long, default_value_t = 1100)]
+        svg_width: u32,
+        /// SRB lanes drawn in the SVG.
+        #[arg(long, default_value_t = 24)]
+        svg_srb_lanes: usize,
+        /// Run the same workload with the trace off (measures what recording costs).
+        #[arg(long)]
+        off: bool,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -180,6 +220,60 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     report.srbs, report.dma_ops, report.sub_transfers_per_srb, report.flushes, report.cancelled_maps,
                     report.bounced_bytes, report.map_register_waits, report.channel_waits, report.violations
                 );
+            }
+            Ok(if report.verified && report.violations == 0 { 0 } else { 2 })
+        }
+        Command::Trace {
+            out,
+            svg,
+            size,
+            block,
+            channel,
+            passthrough,
+            placement,
+            workers,
+            seed,
+            limit,
+            svg_width,
+            svg_srb_lanes,
+            off,
+            json,
+        } => {
+            let opts = trace_cmd::TraceOptions {
+                out: out.clone(),
+                svg: svg.clone(),
+                size: size.0,
+                block: block.0 as usize,
+                channel,
+                passthrough,
+                placement,
+                workers,
+                seed,
+                limit,
+                svg_width,
+                svg_srb_lanes,
+                off,
+            };
+            let (summary, report) = trace_cmd::run(&opts)?;
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                println!(
+                    "{} {} bytes, {} SRBs, {} DMA operations in {:.3} s; {} events on {} lanes; violations {}",
+                    if report.verified { "verified" } else { "MISMATCH" },
+                    report.bytes,
+                    summary.srbs,
+                    summary.dma_ops,
+                    summary.seconds,
+                    summary.events,
+                    summary.lanes,
+                    summary.violations
+                );
+                for (what, path) in [("Chrome trace", &out), ("SVG timeline", &svg)] {
+                    if let (Some(p), true) = (path, summary.tracing) {
+                        println!("{what}: {}", p.display());
+                    }
+                }
             }
             Ok(if report.verified && report.violations == 0 { 0 } else { 2 })
         }

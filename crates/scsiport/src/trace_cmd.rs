@@ -1,0 +1,94 @@
+//! `scsiport trace`: run the exercise workload with the trace recording, then write it as Chrome trace-event JSON
+//! (Perfetto, chrome://tracing) and as an SVG timeline.
+
+use anyhow::Context;
+use port::{SvgOptions, Trace};
+use scsiport::config::{BackendKind, Config};
+use scsiport::exercise::{BufferPlacement, ExerciseOptions, ExerciseReport};
+use scsiport::machine::Machine;
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// What `scsiport trace` does.
+pub struct TraceOptions {
+    pub out: Option<PathBuf>,
+    pub svg: Option<PathBuf>,
+    pub size: u64,
+    pub block: usize,
+    pub channel: u8,
+    pub passthrough: bool,
+    pub placement: BufferPlacement,
+    pub workers: usize,
+    pub seed: u64,
+    /// Most events kept.
+    pub limit: usize,
+    pub svg_width: u32,
+    pub svg_srb_lanes: usize,
+    /// Run the same workload with the trace off (to measure what recording costs).
+    pub off: bool,
+}
+
+/// What the command prints (as one JSON line with `--json`).
+#[derive(Serialize)]
+pub struct TraceSummary {
+    pub tracing: bool,
+    pub events: usize,
+    pub lanes: usize,
+    pub violations: u64,
+    pub verified: bool,
+    /// Seconds the workload took (the write and the read phase).
+    pub seconds: f64,
+    pub srbs: u64,
+    pub dma_ops: u64,
+}
+
+pub fn run(o: &TraceOptions) -> anyhow::Result<(TraceSummary, ExerciseReport)> {
+    let mut cfg = Config::default();
+    cfg.nbd.enabled = false;
+    cfg.iscsi.enabled = false;
+    let a = &mut cfg.adapters[0];
+    a.dma_channel = o.channel;
+    a.disks[0].backend = BackendKind::Ram;
+    a.disks[0].size = scsiport::size::ByteSize(o.size);
+    cfg.memory.size = scsiport::size::ByteSize(
+        ((o.block as u64 * o.workers.max(1) as u64 * 2 + (64 << 20)).next_power_of_two()).clamp(64 << 20, 4 << 30),
+    );
+    cfg.validate()?;
+    let trace = (!o.off).then(|| Trace::new(o.limit));
+    let machine = Machine::build_with_trace(&cfg, trace.clone())?;
+    let opts = ExerciseOptions {
+        block: o.block,
+        passthrough: o.passthrough,
+        placement: o.placement,
+        workers: o.workers,
+        seed: o.seed,
+        progress: false,
+    };
+    let report = scsiport::exercise::run(&machine, &opts);
+    machine.shutdown();
+    let report = report?;
+    let mut summary = TraceSummary {
+        tracing: trace.is_some(),
+        events: 0,
+        lanes: 0,
+        violations: report.violations,
+        verified: report.verified,
+        seconds: report.seconds,
+        srbs: report.srbs,
+        dma_ops: report.dma_ops,
+    };
+    if let Some(t) = &trace {
+        summary.events = t.len();
+        summary.lanes = t.timeline().lanes.len();
+        if let Some(path) = &o.out {
+            let file = std::fs::File::create(path).with_context(|| format!("--out {}", path.display()))?;
+            serde_json::to_writer(std::io::BufWriter::new(file), &t.to_chrome_json())
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        if let Some(path) = &o.svg {
+            let svg = t.to_svg(&SvgOptions { width: o.svg_width, max_srb_lanes: o.svg_srb_lanes });
+            std::fs::write(path, svg).with_context(|| format!("--svg {}", path.display()))?;
+        }
+    }
+    Ok((summary, report))
+}
