@@ -1,6 +1,7 @@
-//! The port driver's per-adapter state and its scheduler: LU queues, the deferred (DPC) work, the DMA transfer
-//! state, hardware service, timers and timeouts. One engine thread owns one adapter; every miniport routine runs on it,
-//! so `HwStartIo`, `HwInterrupt`, `HwDmaStarted` and timer routines are serialized as under the interrupt spinlock.
+//! The port driver's per-adapter state and its scheduler: LU queues, the deferred (DPC) work queue, SRB slots,
+//! completion. One engine thread owns one adapter; every miniport routine runs on it, so `HwStartIo`, `HwInterrupt`,
+//! `HwDmaStarted` and timer routines are serialized as under the interrupt spinlock. The DMA half of the deferred work
+//! is in `dma`, the checks of the DMA calls in `mapping`, timeouts, aborts and resets in `recovery`.
 
 use crate::bus::HbaHardware;
 use crate::config::{AccessRange, HwInitializationData, HwTimer, PortConfigurationInformation};
@@ -236,37 +237,21 @@ impl<E> Core<E> {
     // ---- bookkeeping helpers -------------------------------------------------------------------------------------
 
     /// Record a trace event. With no recorder this is one branch; `kind` is built by the caller, so callers whose
-    /// event needs work to build (a formatted string, a lookup) test `self.trace.is_some()` first.
+    /// event needs work to build (a formatted string, a lookup) test `self.tracing()` first.
     #[inline]
     pub fn event(&self, srb: Option<SrbId>, address: Option<LuAddress>, kind: EventKind) {
+        if !self.tracing() {
+            return;
+        }
         if let Some(t) = &self.trace {
             t.record(&self.name, self.channel.map(|c| c.number()), srb, address, kind);
         }
     }
 
-    /// A strict-mode refusal left an active SRB without the transfer it asked for: the card would wait for DMA that
-    /// never comes. Rather than let the request time out, the port aborts it now (the same path a timeout takes, with
-    /// a bus reset if the abort does not end it in time), so the SRB fails promptly and the channel is reclaimed.
-    pub fn abort_refused(&mut self, h: SrbHandle) {
-        if self.mode != VerifierMode::Strict {
-            return;
-        }
-        let now = Instant::now();
-        let abort_timeout = self.options.abort_timeout;
-        let Some(a) = self.active_mut(h) else { return };
-        if a.state != ActiveState::Started || a.abort_sent || a.internal {
-            return;
-        }
-        a.abort_sent = true;
-        a.failed_by_verifier = true;
-        let (id, address) = (a.id, a.srb.address());
-        let mut abort = Srb::execute_scsi(address, &[]);
-        abort.function = SrbFunction::ABORT_COMMAND;
-        abort.next_srb = Some(id);
-        abort.time_out_value = 0;
-        let lu = self.lus.entry(address).or_default();
-        lu.queue.push_front(Queued { srb: abort, id: SrbId(0), done: Box::new(|_| {}) });
-        self.pending_aborts.push((id, now + abort_timeout, address.path_id));
+    /// Whether events are recorded (false when the `no-trace` feature compiles the calls out).
+    #[inline]
+    pub fn tracing(&self) -> bool {
+        !cfg!(feature = "no-trace") && self.trace.is_some()
     }
 
     pub fn active(&self, h: SrbHandle) -> Option<&Active> {
@@ -495,29 +480,6 @@ impl<E> Core<E> {
         r
     }
 
-    /// Let the DMA controller serve the HBA's DREQ. Returns true when bytes moved.
-    fn service_dma(&mut self) -> bool {
-        let Some(ch) = self.channel else { return false };
-        if self.dma.mapped.is_none() || !self.hw.dreq() {
-            return false;
-        }
-        let hw = &mut self.hw;
-        let out = self.hal.with_dma(|dma, mem| dma.service(ch, mem, &mut **hw));
-        if out.bytes == 0 && !out.terminal_count {
-            return false;
-        }
-        self.stats.add_dma_bytes(out.bytes);
-        if self.trace.is_some() {
-            let id = self.dma.mapped.as_ref().map(|m| m.request.id);
-            self.event(id, None, EventKind::DmaService { bytes: out.bytes, terminal_count: out.terminal_count });
-            if out.terminal_count {
-                // At terminal count the 8237 masks the channel itself (no auto-initialize): 8237A datasheet, EOP.
-                self.event(id, None, EventKind::TerminalCount);
-            }
-        }
-        out.bytes > 0
-    }
-
     fn run_one_dpc(&mut self, ext: &mut E) -> bool {
         let Some(dpc) = self.dpcs.front() else { return false };
         match dpc {
@@ -538,175 +500,6 @@ impl<E> Core<E> {
             }
         }
         true
-    }
-
-    /// The deferred half of `ScsiPortIoMapTransfer`: get the channel, map through the HAL, program the 8237, then
-    /// call `HwDmaStarted` — unless an interrupt got in first and the miniport flushed (cancelled) the transfer.
-    fn dpc_map(&mut self, ext: &mut E) {
-        let Some(req) = self.dma.request.clone() else { return }; // cancelled by a flush
-        let Some(adapter) = self.adapter.as_ref() else { return };
-        if self.dma.grant.is_none() {
-            let inbox = self.inbox.clone();
-            let regs = adapter.number_of_map_registers();
-            match adapter.allocate_channel(
-                regs,
-                Box::new(move || {
-                    let _ = inbox.send(Msg::Granted);
-                }),
-            ) {
-                Ok(Some(g)) => self.dma.grant = Some(g),
-                Ok(None) => {
-                    self.stats.add_channel_wait();
-                    self.event(Some(req.id), None, EventKind::ChannelWait);
-                    self.dma.waiting_for_grant = true;
-                    self.dpcs.push_front(Dpc::Map);
-                    return;
-                }
-                Err(e) => {
-                    self.dma.request = None;
-                    self.fail_transfer(req.srb, format!("the HAL refused the adapter channel: {e}"));
-                    return;
-                }
-            }
-            self.event(Some(req.id), None, EventKind::ChannelGranted);
-        }
-        let adapter = self.adapter.as_ref().expect("checked above");
-        let grant = self.dma.grant.as_mut().expect("granted above");
-        match adapter.map_transfer(grant, &req.buffer, req.offset, req.length, req.direction) {
-            Ok(info) => {
-                self.dma.request = None;
-                self.stats.add_map(info.bounced, if info.bounced { req.length as u64 } else { 0 });
-                if self.trace.is_some() {
-                    let to_device = req.direction == hal::Direction::ToDevice;
-                    if info.bounced && to_device {
-                        self.event(Some(req.id), None, EventKind::BounceIn { bytes: req.length as u64 });
-                    }
-                    self.event(
-                        Some(req.id),
-                        None,
-                        EventKind::ChannelProgrammed {
-                            physical: info.programmed.0,
-                            length: req.length as u32,
-                            to_device,
-                            demand: self.config.demand_mode,
-                        },
-                    );
-                    self.event(
-                        Some(req.id),
-                        None,
-                        EventKind::Mapped {
-                            physical: info.programmed.0,
-                            length: req.length as u32,
-                            bounced: info.bounced,
-                        },
-                    );
-                }
-                self.dma.mapped = Some(Mapping { request: req.clone(), dma_started: false, bounced: info.bounced });
-            }
-            Err(e) => {
-                self.dma.request = None;
-                self.fail_transfer(req.srb, format!("the HAL could not map the transfer: {e}"));
-                return;
-            }
-        }
-        // The HBA may interrupt between the map and HwDmaStarted (DDK.md §1.2): an ISR that flushes here cancels it.
-        while self.hw.irq() {
-            let Some(isr) = self.init.hw_interrupt else { break };
-            self.event(None, None, EventKind::Interrupt);
-            self.call(ext, Routine::Interrupt, |e, ctx| {
-                isr(e, ctx);
-            });
-            if self.dma.mapped.is_none() {
-                self.event(Some(req.id), None, EventKind::MapCancelled);
-                return;
-            }
-            if self.hw.irq() {
-                break;
-            }
-        }
-        if let Some(started) = self.init.hw_dma_started {
-            if let Some(m) = self.dma.mapped.as_mut() {
-                m.dma_started = true;
-            }
-            self.event(Some(req.id), None, EventKind::DmaStarted);
-            self.call(ext, Routine::DmaStarted, started);
-        }
-    }
-
-    /// A transfer that could not be mapped: the SRB fails (the miniport is still told nothing, as the DDI returns
-    /// nothing; its timeout or its own error path ends the SRB).
-    fn fail_transfer(&mut self, h: SrbHandle, detail: String) {
-        let id = self.active(h).map(|a| a.id);
-        self.event(id, None, EventKind::Violation { rule: "hal-error", detail });
-        if let Some(a) = self.active_mut(h) {
-            a.failed_by_verifier = true;
-        }
-        self.abort_refused(h);
-    }
-
-    /// The deferred half of `ScsiPortFlushDma`.
-    fn dpc_flush(&mut self, m: Mapping) {
-        let moved = match (self.adapter.as_ref(), self.dma.grant.as_mut()) {
-            (Some(adapter), Some(grant)) => adapter
-                .flush_adapter_buffers(
-                    grant,
-                    &m.request.buffer,
-                    m.request.offset,
-                    m.request.length,
-                    m.request.direction,
-                )
-                .unwrap_or(0),
-            _ => 0,
-        };
-        self.stats.add_flush();
-        if self.trace.is_some() {
-            let id = Some(m.request.id);
-            // FlushAdapterBuffers masks the channel first, then copies the bounce data back (DESIGN.md, HAL adapter).
-            self.event(id, None, EventKind::ChannelMasked);
-            if m.bounced && m.request.direction == hal::Direction::FromDevice && moved > 0 {
-                self.event(id, None, EventKind::BounceOut { bytes: moved });
-            }
-            self.event(id, None, EventKind::Flushed { moved });
-        }
-        self.maybe_free_channel();
-    }
-
-    /// Free the channel and map registers once nothing is mapped or about to be (FreeAdapterChannel after the last
-    /// flush).
-    fn maybe_free_channel(&mut self) {
-        if self.dma.request.is_some() || self.dma.mapped.is_some() {
-            return;
-        }
-        if self.dpcs.iter().any(|d| matches!(d, Dpc::Map | Dpc::Flush(_))) {
-            return;
-        }
-        if let (Some(adapter), Some(grant)) = (self.adapter.as_ref(), self.dma.grant.take()) {
-            adapter.free_adapter_channel(grant);
-            self.event(None, None, EventKind::ChannelFreed);
-        }
-    }
-
-    /// Drop a mapping without copying anything back (recovery after a rule-5 violation, before a bus reset, or a
-    /// second map in warn mode): the channel is released, which masks it so no more bytes move, and the bounce data
-    /// of a device-to-memory transfer never reaches the caller's buffer.
-    pub fn abandon_transfer(&mut self, h: Option<SrbHandle>) {
-        let matches = |r: &MapRequest| h.is_none_or(|h| r.srb == h);
-        if self.dma.request.as_ref().is_some_and(matches) {
-            self.dma.request = None;
-        }
-        if self.dma.mapped.as_ref().is_some_and(|m| matches(&m.request)) {
-            self.drop_mapping();
-        }
-        self.maybe_free_channel();
-    }
-
-    /// Forget the current mapping and free the channel it holds (FreeAdapterChannel masks the channel).
-    pub fn drop_mapping(&mut self) {
-        self.dma.mapped = None;
-        if let (Some(adapter), Some(grant)) = (self.adapter.as_ref(), self.dma.grant.take()) {
-            adapter.free_adapter_channel(grant);
-            self.event(None, None, EventKind::ChannelFreed);
-        }
     }
 
     /// Return a completed SRB to its caller.
@@ -891,142 +684,6 @@ impl<E> Core<E> {
         self.event(Some(id), Some(address), EventKind::SrbStarted);
         let start_io = self.init.hw_start_io;
         self.call(ext, Routine::StartIo, |e, ctx| start_io(e, ctx, h));
-    }
-
-    // ---- timers, timeouts, resets --------------------------------------------------------------------------------
-
-    /// The earliest moment something is due.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        let mut d: Option<Instant> = None;
-        let mut take = |x: Option<Instant>| {
-            if let Some(x) = x {
-                d = Some(d.map_or(x, |y| y.min(x)));
-            }
-        };
-        take(self.timer.map(|(_, t)| t));
-        take(self.hw.next_deadline());
-        take(self.reset_hold_until);
-        for s in &self.slots {
-            if let Some(a) = &s.active {
-                if a.state == ActiveState::Started && !a.timed_out {
-                    take(a.deadline);
-                }
-            }
-        }
-        for (_, t, _) in &self.pending_aborts {
-            take(Some(*t));
-        }
-        d
-    }
-
-    fn run_timers(&mut self, ext: &mut E, now: Instant) -> bool {
-        if let Some((routine, at)) = self.timer {
-            if at <= now {
-                self.timer = None;
-                self.call(ext, Routine::Timer, routine);
-                return true;
-            }
-        }
-        // Request timeouts: abort first, then reset the bus if the abort does not finish the request in time.
-        let mut expired = Vec::new();
-        for (i, s) in self.slots.iter().enumerate() {
-            if let Some(a) = &s.active {
-                if a.state == ActiveState::Started
-                    && !a.timed_out
-                    && a.deadline.is_some_and(|d| d <= now)
-                    && !a.internal
-                {
-                    expired.push((SrbHandle { slot: i as u32, generation: s.generation }, a.id, a.srb.address()));
-                }
-            }
-        }
-        if !expired.is_empty() {
-            for (h, id, address) in expired {
-                self.stats.add_timeout();
-                self.event(Some(id), Some(address), EventKind::Timeout);
-                let already = match self.active_mut(h) {
-                    Some(a) => {
-                        a.timed_out = true;
-                        std::mem::replace(&mut a.abort_sent, true)
-                    }
-                    None => true,
-                };
-                if already {
-                    continue;
-                }
-                let mut abort = Srb::execute_scsi(address, &[]);
-                abort.function = SrbFunction::ABORT_COMMAND;
-                abort.next_srb = Some(id);
-                abort.time_out_value = 0;
-                let lu = self.lus.entry(address).or_default();
-                lu.queue.push_front(Queued { srb: abort, id: SrbId(0), done: Box::new(|_| {}) });
-                self.pending_aborts.push((id, now + self.options.abort_timeout, address.path_id));
-            }
-            return true;
-        }
-        if let Some(pos) = self.pending_aborts.iter().position(|(_, t, _)| *t <= now) {
-            let (_, _, path) = self.pending_aborts.remove(pos);
-            self.reset_bus_with(ext, path);
-            return true;
-        }
-        false
-    }
-
-    /// A reset asked for by a caller (SRB_FUNCTION_RESET_BUS, an iSCSI LUN/target reset).
-    pub fn reset_bus(&mut self, path_id: u8) {
-        self.pending_aborts.push((SrbId(u64::MAX), Instant::now(), path_id));
-    }
-
-    /// Call `HwResetBus`, then hold the queues for the reset hold time. SRBs the miniport left active on that bus are
-    /// completed by the port with `SRB_STATUS_BUS_RESET`.
-    fn reset_bus_with(&mut self, ext: &mut E, path_id: u8) {
-        self.pending_aborts.retain(|(_, _, p)| *p != path_id);
-        self.event(None, None, EventKind::BusReset { path_id });
-        self.stats.add_bus_reset();
-        let reset = self.init.hw_reset_bus;
-        self.call(ext, Routine::ResetBus, |e, ctx| reset(e, ctx, path_id));
-        // Rule 5: a bus reset ends the transfers on that bus, and the miniport's HwResetBus flushes the one it mapped.
-        let unflushed = self
-            .dma
-            .request
-            .as_ref()
-            .map(|r| r.srb)
-            .or(self.dma.mapped.as_ref().map(|m| m.request.srb))
-            .filter(|h| self.active(*h).is_some_and(|a| a.srb.path_id == path_id));
-        if let Some(h) = unflushed {
-            self.violation(
-                Rule::CompleteWithoutFlush,
-                Some(h),
-                format!(
-                    "HwResetBus({path_id}) returned with the SRB's transfer still mapped; the port drops the mapping \
-                     and completes the SRB with SRB_STATUS_BUS_RESET"
-                ),
-            );
-            self.abandon_transfer(Some(h));
-        }
-        let leftovers: Vec<SrbHandle> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                s.active
-                    .as_ref()
-                    .filter(|a| a.state == ActiveState::Started && a.srb.path_id == path_id)
-                    .map(|_| SrbHandle { slot: i as u32, generation: s.generation })
-            })
-            .collect();
-        for h in leftovers {
-            self.abandon_transfer(Some(h));
-            self.complete_srb(h, Some(SrbStatus::BUS_RESET));
-        }
-        self.ready = true;
-        self.reset_hold_until = Some(Instant::now() + self.options.reset_hold);
-    }
-
-    /// `ResetDetected`: the port handles the bus-reset delay.
-    pub fn reset_detected(&mut self) {
-        self.event(None, None, EventKind::BusReset { path_id: 0 });
-        self.reset_hold_until = Some(Instant::now() + self.options.reset_hold);
     }
 
     /// Drop everything at shutdown: queued SRBs complete with `REQUEST_FLUSHED`.

@@ -8,8 +8,10 @@
 pub mod bus;
 pub mod config;
 pub mod ddi;
+mod dma;
 mod engine;
 mod mapping;
+mod recovery;
 pub mod srb;
 pub mod stats;
 pub mod trace;

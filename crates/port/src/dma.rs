@@ -1,0 +1,202 @@
+//! The deferred (DPC) half of the system-DMA calls: get the adapter channel, map and program the 8237 through the
+//! HAL, call `HwDmaStarted`; let the controller serve the card's DREQ; flush; free the channel after the last flush;
+//! and drop a transfer the miniport never flushed (recovery after a violation or a reset).
+
+use crate::engine::{Core, Dpc, MapRequest, Mapping, Routine};
+use crate::srb::SrbHandle;
+use crate::trace::EventKind;
+use crate::Msg;
+
+impl<E> Core<E> {
+    /// Let the DMA controller serve the HBA's DREQ. Returns true when bytes moved.
+    pub(crate) fn service_dma(&mut self) -> bool {
+        let Some(ch) = self.channel else { return false };
+        if self.dma.mapped.is_none() || !self.hw.dreq() {
+            return false;
+        }
+        let hw = &mut self.hw;
+        let out = self.hal.with_dma(|dma, mem| dma.service(ch, mem, &mut **hw));
+        if out.bytes == 0 && !out.terminal_count {
+            return false;
+        }
+        self.stats.add_dma_bytes(out.bytes);
+        if self.tracing() {
+            let id = self.dma.mapped.as_ref().map(|m| m.request.id);
+            self.event(id, None, EventKind::DmaService { bytes: out.bytes, terminal_count: out.terminal_count });
+            if out.terminal_count {
+                // At terminal count the 8237 masks the channel itself (no auto-initialize): 8237A datasheet, EOP.
+                self.event(id, None, EventKind::TerminalCount);
+            }
+        }
+        out.bytes > 0
+    }
+
+    /// The deferred half of `ScsiPortIoMapTransfer`: get the channel, map through the HAL, program the 8237, then
+    /// call `HwDmaStarted` — unless an interrupt got in first and the miniport flushed (cancelled) the transfer.
+    pub(crate) fn dpc_map(&mut self, ext: &mut E) {
+        let Some(req) = self.dma.request.clone() else { return }; // cancelled by a flush
+        let Some(adapter) = self.adapter.as_ref() else { return };
+        if self.dma.grant.is_none() {
+            let inbox = self.inbox.clone();
+            let regs = adapter.number_of_map_registers();
+            match adapter.allocate_channel(
+                regs,
+                Box::new(move || {
+                    let _ = inbox.send(Msg::Granted);
+                }),
+            ) {
+                Ok(Some(g)) => self.dma.grant = Some(g),
+                Ok(None) => {
+                    self.stats.add_channel_wait();
+                    self.event(Some(req.id), None, EventKind::ChannelWait);
+                    self.dma.waiting_for_grant = true;
+                    self.dpcs.push_front(Dpc::Map);
+                    return;
+                }
+                Err(e) => {
+                    self.dma.request = None;
+                    self.fail_transfer(req.srb, format!("the HAL refused the adapter channel: {e}"));
+                    return;
+                }
+            }
+            self.event(Some(req.id), None, EventKind::ChannelGranted);
+        }
+        let adapter = self.adapter.as_ref().expect("checked above");
+        let grant = self.dma.grant.as_mut().expect("granted above");
+        match adapter.map_transfer(grant, &req.buffer, req.offset, req.length, req.direction) {
+            Ok(info) => {
+                self.dma.request = None;
+                self.stats.add_map(info.bounced, if info.bounced { req.length as u64 } else { 0 });
+                if self.tracing() {
+                    let to_device = req.direction == hal::Direction::ToDevice;
+                    if info.bounced && to_device {
+                        self.event(Some(req.id), None, EventKind::BounceIn { bytes: req.length as u64 });
+                    }
+                    self.event(
+                        Some(req.id),
+                        None,
+                        EventKind::ChannelProgrammed {
+                            physical: info.programmed.0,
+                            length: req.length as u32,
+                            to_device,
+                            demand: self.config.demand_mode,
+                        },
+                    );
+                    self.event(
+                        Some(req.id),
+                        None,
+                        EventKind::Mapped {
+                            physical: info.programmed.0,
+                            length: req.length as u32,
+                            bounced: info.bounced,
+                        },
+                    );
+                }
+                self.dma.mapped = Some(Mapping { request: req.clone(), dma_started: false, bounced: info.bounced });
+            }
+            Err(e) => {
+                self.dma.request = None;
+                self.fail_transfer(req.srb, format!("the HAL could not map the transfer: {e}"));
+                return;
+            }
+        }
+        // The HBA may interrupt between the map and HwDmaStarted (DDK.md §1.2): an ISR that flushes here cancels it.
+        while self.hw.irq() {
+            let Some(isr) = self.init.hw_interrupt else { break };
+            self.event(None, None, EventKind::Interrupt);
+            self.call(ext, Routine::Interrupt, |e, ctx| {
+                isr(e, ctx);
+            });
+            if self.dma.mapped.is_none() {
+                self.event(Some(req.id), None, EventKind::MapCancelled);
+                return;
+            }
+            if self.hw.irq() {
+                break;
+            }
+        }
+        if let Some(started) = self.init.hw_dma_started {
+            if let Some(m) = self.dma.mapped.as_mut() {
+                m.dma_started = true;
+            }
+            self.event(Some(req.id), None, EventKind::DmaStarted);
+            self.call(ext, Routine::DmaStarted, started);
+        }
+    }
+
+    /// A transfer that could not be mapped: the SRB fails (the miniport is still told nothing, as the DDI returns
+    /// nothing; its timeout or its own error path ends the SRB).
+    pub(crate) fn fail_transfer(&mut self, h: SrbHandle, detail: String) {
+        let id = self.active(h).map(|a| a.id);
+        self.event(id, None, EventKind::Violation { rule: "hal-error", detail });
+        if let Some(a) = self.active_mut(h) {
+            a.failed_by_verifier = true;
+        }
+        self.abort_refused(h);
+    }
+
+    /// The deferred half of `ScsiPortFlushDma`.
+    pub(crate) fn dpc_flush(&mut self, m: Mapping) {
+        let moved = match (self.adapter.as_ref(), self.dma.grant.as_mut()) {
+            (Some(adapter), Some(grant)) => adapter
+                .flush_adapter_buffers(
+                    grant,
+                    &m.request.buffer,
+                    m.request.offset,
+                    m.request.length,
+                    m.request.direction,
+                )
+                .unwrap_or(0),
+            _ => 0,
+        };
+        self.stats.add_flush();
+        if self.tracing() {
+            let id = Some(m.request.id);
+            // FlushAdapterBuffers masks the channel first, then copies the bounce data back (DESIGN.md, HAL adapter).
+            self.event(id, None, EventKind::ChannelMasked);
+            if m.bounced && m.request.direction == hal::Direction::FromDevice && moved > 0 {
+                self.event(id, None, EventKind::BounceOut { bytes: moved });
+            }
+            self.event(id, None, EventKind::Flushed { moved });
+        }
+        self.maybe_free_channel();
+    }
+
+    /// Free the channel and map registers once nothing is mapped or about to be (FreeAdapterChannel after the last
+    /// flush).
+    pub(crate) fn maybe_free_channel(&mut self) {
+        if self.dma.request.is_some() || self.dma.mapped.is_some() {
+            return;
+        }
+        if self.dpcs.iter().any(|d| matches!(d, Dpc::Map | Dpc::Flush(_))) {
+            return;
+        }
+        if let (Some(adapter), Some(grant)) = (self.adapter.as_ref(), self.dma.grant.take()) {
+            adapter.free_adapter_channel(grant);
+            self.event(None, None, EventKind::ChannelFreed);
+        }
+    }
+
+    /// Drop a mapping without copying anything back (recovery after a rule-5 violation, before a bus reset, or a
+    /// second map in warn mode): the channel is released, which masks it so no more bytes move, and the bounce data
+    /// of a device-to-memory transfer never reaches the caller's buffer.
+    pub fn abandon_transfer(&mut self, h: Option<SrbHandle>) {
+        let matches = |r: &MapRequest| h.is_none_or(|h| r.srb == h);
+        if self.dma.request.as_ref().is_some_and(matches) {
+            self.dma.request = None;
+        }
+        if self.dma.mapped.as_ref().is_some_and(|m| matches(&m.request)) {
+            self.drop_mapping();
+        }
+        self.maybe_free_channel();
+    }
+
+    /// Forget the current mapping and free the channel it holds (FreeAdapterChannel masks the channel).
+    pub fn drop_mapping(&mut self) {
+        self.dma.mapped = None;
+        if let (Some(adapter), Some(grant)) = (self.adapter.as_ref(), self.dma.grant.take()) {
+            adapter.free_adapter_channel(grant);
+            self.event(None, None, EventKind::ChannelFreed);
+        }
+    }
+}
