@@ -326,3 +326,54 @@ fn the_correct_test_miniport_reports_nothing() {
         rig.shutdown();
     }
 }
+
+/// A violation on one adapter does not keep the DMA channel it shares with another: the port drops the unflushed
+/// mapping and frees the channel, so the other adapter's transfers go on.
+#[test]
+fn a_violation_on_one_adapter_leaves_the_shared_channel_to_the_other() {
+    let mem = hal::SystemMemory::new(64 << 20).expect("memory");
+    let hal = hal::Hal::new(mem.clone(), hal::HalConfig::default()).expect("hal");
+    let on = |bug, io, name| {
+        Rig::on(mem.clone(), hal.clone(), bug, VerifierMode::Strict, Some(5), io, name, |_| {}).expect("starts")
+    };
+    let broken = on(Bug::CompleteWithoutFlush, 0x330, "broken");
+    let good = on(Bug::None, 0x230, "good");
+    // The broken adapter's SRB stalls on the card with its transfer mapped: the channel is its own meanwhile.
+    broken.knobs.lock().stall = true;
+    let buf = broken.alloc(8 << 10, Placement::Scattered { seed: 1 });
+    let (_, rx) = broken.submit(read_srb(LU0, &buf, 0, 8 << 10));
+    broken.wait_until("the broken adapter holds the channel", |r| r.counters.dma_started.load(Ordering::Relaxed) == 1);
+    let other = good.alloc(8 << 10, Placement::Scattered { seed: 2 });
+    let (_, good_rx) = good.submit(read_srb(LU0, &other, 0, 8 << 10));
+    good.wait_until("the good adapter waits for the channel", |r| r.handle.stats().channel_waits == 1);
+    // The card resumes; the broken miniport completes without flushing.
+    broken.knobs.lock().stall = false;
+    let srb = rx.recv_timeout(Duration::from_secs(20)).expect("the broken SRB comes back");
+    assert_eq!(srb.srb_status.status(), FAILED);
+    assert_eq!(broken.names(), vec!["complete-without-flush"]);
+    let srb = good_rx.recv_timeout(Duration::from_secs(20)).expect("the good adapter gets the channel");
+    assert_eq!(srb.srb_status.status(), OK);
+    assert_eq!(read_all(&other), good.disk.lock()[..8 << 10].to_vec());
+    assert!(good.names().is_empty());
+    good.assert_recovered(Placement::Scattered { seed: 3 });
+    broken.assert_recovered(Placement::Scattered { seed: 4 });
+    good.shutdown();
+    broken.shutdown();
+}
+
+/// A strict-mode violation fails only the SRB it concerns: a request for another logical unit queued behind it runs.
+#[test]
+fn a_violation_on_one_logical_unit_leaves_the_others_working() {
+    let rig = Rig::new(Bug::MapBeforeFlush, VerifierMode::Strict);
+    let a = rig.alloc(LEN, Placement::Any);
+    let b = rig.alloc(8 << 10, Placement::Any);
+    let (_, first) = rig.submit(read_srb(common::LU1, &a, AT, LEN));
+    let (_, second) = rig.submit(read_srb(LU0, &b, 0, 8 << 10));
+    let first = first.recv_timeout(Duration::from_secs(20)).expect("the LU 1 SRB comes back");
+    let second = second.recv_timeout(Duration::from_secs(20)).expect("the LU 0 SRB comes back");
+    assert_eq!(first.srb_status.status(), FAILED);
+    assert_eq!(second.srb_status.status(), OK);
+    assert_eq!(read_all(&b), rig.disk.lock()[..8 << 10].to_vec());
+    assert_eq!(rig.names(), vec!["map-before-flush"]);
+    rig.shutdown();
+}
