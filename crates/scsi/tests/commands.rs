@@ -736,3 +736,38 @@ fn sense_key_parse_agrees_with_rendering() {
     assert_eq!(Sense::parse(&s.to_fixed()).unwrap().code(), s.code());
     assert_eq!(o.status, ScsiStatus::CHECK_CONDITION);
 }
+
+#[test]
+fn d_sense_also_covers_sense_from_the_data_phase() {
+    let d = disk();
+    let p = vec![0, 0, 0, 0, 0x0A, 0x0A, 0x06, 0x10, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0];
+    good(&run_out(&d, &[0x15, 0x10, 0, 0, 16, 0], &p));
+    d.faults().set_medium_error(Some(scsi::LbaRange { start: 1, count: 1 }));
+    let o = run(&d, &read10(0, 2)).0;
+    assert_eq!(sense(&o), (3, 0x11, 0x00));
+    assert!(o.sense.unwrap().descriptor);
+}
+
+#[test]
+fn concurrent_writers_on_distinct_ranges_keep_their_data() {
+    let d = Arc::new(disk());
+    let hs: Vec<_> = (0..4u8)
+        .map(|t| {
+            let d = d.clone();
+            std::thread::spawn(move || {
+                let me = scsi::Nexus::new(u64::from(t));
+                for round in 0..20u8 {
+                    let lba = u32::from(t) * 2048 + u32::from(round) * 64;
+                    let data = pattern(64 * 512, t.wrapping_mul(16).wrapping_add(round));
+                    assert!(execute(&*d, me, &write10(lba, 64), &data, 0).0.is_good());
+                    let (o, back) = execute(&*d, me, &read10(lba, 64), &[], 64 * 512);
+                    assert!(o.is_good());
+                    assert_eq!(back, data);
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+}

@@ -253,3 +253,13 @@ fn aptpl_registrations_and_reservation_survive_restart() {
 fn aptpl_without_a_state_file_is_refused() {
     assert_eq!(sense(&prout(&disk(), A, 0, 0, 0, 0xA, true)), (5, 0x26, 0x00));
 }
+
+#[test]
+fn a_registration_that_cannot_be_persisted_is_not_made() {
+    let dir = tempfile::tempdir().unwrap();
+    // The state file's directory does not exist, so saving fails.
+    let file = dir.path().join("missing").join("pr.json");
+    let d = disk_with(DiskConfig { pr_state_file: Some(file), ..cfg() });
+    assert_eq!(sense(&prout(&d, A, 0, 0, 0, 0xA, true)), (5, 0x55, 0x04));
+    assert_eq!(u32::from_be_bytes(prin(&d, A, 0)[4..8].try_into().unwrap()), 0);
+}

@@ -5,6 +5,7 @@
 //! from the table in [`opcodes`].
 
 mod config;
+mod descriptor;
 mod inquiry;
 mod io;
 mod misc;
@@ -215,14 +216,11 @@ impl Disk {
 
 impl LogicalUnit for Disk {
     fn begin(&self, nexus: Nexus, cdb: &[u8]) -> Begin {
-        match self.begin_inner(nexus, cdb) {
-            Begin::Complete(mut o) => {
-                if let Some(s) = &mut o.sense {
-                    s.descriptor = self.inner.dsense.load(Ordering::Relaxed);
-                }
-                Begin::Complete(o)
-            }
-            other => other,
+        let begun = self.begin_inner(nexus, cdb);
+        if self.inner.dsense.load(Ordering::Relaxed) {
+            descriptor::wrap(begun)
+        } else {
+            begun
         }
     }
 

@@ -32,7 +32,7 @@ struct Holder {
     rtype: u8,
 }
 
-#[derive(Default, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 struct State {
     generation: u32,
     /// I_T nexus → reservation key.
@@ -269,6 +269,7 @@ fn pr_out_apply(inner: &Inner, n: Nexus, sa: u8, scope: u8, rtype: u8, list: &[u
     }
     let pr = &inner.pr;
     let mut s = pr.state.lock();
+    let before = s.clone();
     let mine = s.key(n);
     let mut notify: Vec<(u64, AscAscq)> = Vec::new();
     let outcome = match sa {
@@ -337,6 +338,8 @@ fn pr_out_apply(inner: &Inner, n: Nexus, sa: u8, scope: u8, rtype: u8, list: &[u
         _ => inner.check(Sense::invalid_field_in_cdb(1, Some(4))),
     };
     if outcome.is_good() && pr.persist(&s).is_err() {
+        // Nothing changes unless the persistent copy does too.
+        *s = before;
         pr.settle(&s);
         return inner
             .check(Sense::new(crate::sense::SenseKey::IllegalRequest, AscAscq::INSUFFICIENT_REGISTRATION_RESOURCES));
