@@ -71,6 +71,16 @@ impl Target {
     /// qualifier 011b, REQUEST SENSE returns 05/25/00 as data, everything else is
     /// CHECK CONDITION 05/25/00 (SPC-4 §4.6.2).
     pub fn begin(&self, nexus: Nexus, lun: u64, cdb: &[u8]) -> Begin {
+        self.begin_inner(nexus, lun, cdb, None)
+    }
+
+    /// [`Target::begin`] for a transport that knows the data-out length the initiator
+    /// will send (see [`LogicalUnit::begin_expecting`]).
+    pub fn begin_expecting(&self, nexus: Nexus, lun: u64, cdb: &[u8], data_out_len: u64) -> Begin {
+        self.begin_inner(nexus, lun, cdb, Some(data_out_len))
+    }
+
+    fn begin_inner(&self, nexus: Nexus, lun: u64, cdb: &[u8], data_out_len: Option<u64>) -> Begin {
         let op = cdb.first().copied();
         if op == Some(0xA0) {
             let luns = self.luns.read();
@@ -86,7 +96,10 @@ impl Target {
             };
         }
         if let Some(lu) = self.disk(lun) {
-            return lu.begin(nexus, cdb);
+            return match data_out_len {
+                Some(n) => lu.begin_expecting(nexus, cdb, n),
+                None => lu.begin(nexus, cdb),
+            };
         }
         match op {
             Some(0x12) if cdb.len() >= 6 && cdb[1] & 0x01 == 0 && cdb[2] == 0 => {

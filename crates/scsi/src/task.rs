@@ -96,6 +96,13 @@ pub trait DataOutTask: Send {
 /// A SCSI logical unit.
 pub trait LogicalUnit: Send + Sync {
     fn begin(&self, nexus: Nexus, cdb: &[u8]) -> Begin;
+    /// Like `begin`, for a transport that knows how many data-out bytes the initiator
+    /// will send (iSCSI's expected data transfer length). A logical unit may refuse a
+    /// command whose data-out length contradicts its CDB instead of acting on part of it.
+    fn begin_expecting(&self, nexus: Nexus, cdb: &[u8], data_out_len: u64) -> Begin {
+        let _ = data_out_len;
+        self.begin(nexus, cdb)
+    }
     /// LU / bus reset: unit attention 06/29/00 for all nexuses, SPC-2 reservations released.
     fn reset(&self);
     /// The I_T nexus is gone (logout, connection loss): its SPC-2 reservation is released

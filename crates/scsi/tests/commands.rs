@@ -424,6 +424,19 @@ fn compare_and_write_writes_only_on_match() {
 }
 
 #[test]
+fn compare_and_write_whose_data_out_length_contradicts_the_cdb_is_invalid() {
+    let d = disk();
+    // 256 blocks do not fit the one-byte field: the CDB says 0, the initiator sends 256.
+    let (o, _) = scsi::drive(d.begin_expecting(A, &caw(0, 0), 2 * 256 * 512), &[0; 2 * 256 * 512], 0);
+    assert_eq!(sense(&o), (5, 0x24, 0x00));
+    let mut buf = vec![0u8; 512];
+    buf.extend_from_slice(&[6; 512]);
+    let (o, _) = scsi::drive(d.begin_expecting(A, &caw(0, 1), 1024), &buf, 0);
+    good(&o);
+    assert_eq!(run(&d, &read10(0, 1)).1, vec![6; 512]);
+}
+
+#[test]
 fn compare_and_write_with_a_short_data_out_commits_nothing() {
     let d = disk();
     let mut buf = vec![0u8; 512];

@@ -13,6 +13,7 @@ mod mode;
 mod opcodes;
 mod pr;
 mod provisioning;
+mod rsoc;
 mod ua;
 
 pub use config::{ConfigError, DiskConfig};
@@ -177,7 +178,7 @@ impl Disk {
         self.inner.ua.clear(nexus, code);
     }
 
-    fn begin_inner(&self, nexus: Nexus, cdb: &[u8]) -> Begin {
+    fn begin_inner(&self, nexus: Nexus, cdb: &[u8], data_out_len: Option<u64>) -> Begin {
         let inner = &self.inner;
         let looked = opcodes::lookup(&inner.cfg, cdb);
         let class = match &looked {
@@ -210,18 +211,34 @@ impl Disk {
         if op.media && !inner.started.load(Ordering::Acquire) {
             return Begin::check(Sense::not_ready_init_required());
         }
+        if let (0x89, Some(len)) = (op.opcode, data_out_len) {
+            if len != 2 * u64::from(cdb[13]) * inner.block_size() {
+                return Begin::check(Sense::invalid_field_in_cdb(13, None));
+            }
+        }
         (op.run)(inner, nexus, cdb)
+    }
+}
+
+fn descriptor_if(inner: &Inner, begun: Begin) -> Begin {
+    if inner.dsense.load(Ordering::Relaxed) {
+        descriptor::wrap(begun)
+    } else {
+        begun
     }
 }
 
 impl LogicalUnit for Disk {
     fn begin(&self, nexus: Nexus, cdb: &[u8]) -> Begin {
-        let begun = self.begin_inner(nexus, cdb);
-        if self.inner.dsense.load(Ordering::Relaxed) {
-            descriptor::wrap(begun)
-        } else {
-            begun
-        }
+        descriptor_if(&self.inner, self.begin_inner(nexus, cdb, None))
+    }
+
+    /// COMPARE AND WRITE is all or nothing, so a data-out length other than the 2 × NUMBER
+    /// OF LOGICAL BLOCKS blocks its CDB asks for is INVALID FIELD IN CDB rather than a
+    /// compare of part of the data (the field is one byte: 256 blocks written as 0 must
+    /// not pass as "nothing to do").
+    fn begin_expecting(&self, nexus: Nexus, cdb: &[u8], data_out_len: u64) -> Begin {
+        descriptor_if(&self.inner, self.begin_inner(nexus, cdb, Some(data_out_len)))
     }
 
     fn reset(&self) {
