@@ -270,7 +270,7 @@ mod direct_tests {
             }
             Err(e) => panic!("{e}"),
         };
-        let mut pages = vec![Page([0x11; 4096]), Page([0x22; 4096])];
+        let mut pages = [Page([0x11; 4096]), Page([0x22; 4096])];
         // Aligned: goes through the O_DIRECT descriptor.
         b.write_at(8192, &pages[0].0).unwrap();
         // Unaligned: goes through the buffered one, over part of the same page.
