@@ -23,6 +23,60 @@ impl Default for SvgOptions {
 const LEFT: f64 = 190.0;
 const TOP: f64 = 34.0;
 const ROW: f64 = 18.0;
+/// Width of a cut-out stretch of idle time.
+const GAP_PX: f64 = 14.0;
+
+/// A time axis that leaves out idle stretches (longer than 1/40 of the trace) so the activity fills the picture.
+struct Axis {
+    /// (start, end, x of start) of each stretch of activity.
+    segments: Vec<(u64, u64, f64)>,
+    scale: f64,
+}
+
+impl Axis {
+    fn new(t: &Timeline, width: f64) -> Axis {
+        let mut points: Vec<(u64, u64)> = t.spans.iter().map(|s| (s.start_ns, s.end_ns.max(s.start_ns))).collect();
+        points.extend(t.marks.iter().map(|m| (m.t_ns, m.t_ns)));
+        points.sort_unstable();
+        let (first, last) = (points.first().map_or(0, |p| p.0), t.end_ns);
+        let threshold = last.saturating_sub(first) / 40;
+        let mut merged: Vec<(u64, u64)> = Vec::new();
+        for (a, b) in points {
+            match merged.last_mut() {
+                Some(m) if a <= m.1.saturating_add(threshold) => m.1 = m.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        if merged.is_empty() {
+            merged.push((0, 1));
+        }
+        // Every stretch gets at least 1/200 of the busy time, so a lone instant still has a visible place.
+        let busy: u64 = merged.iter().map(|(a, b)| b - a).sum::<u64>().max(1);
+        let floor = busy / 200 + 1;
+        let total: u64 = merged.iter().map(|(a, b)| (b - a).max(floor)).sum();
+        let room = (width - GAP_PX * (merged.len() - 1) as f64).max(width / 4.0);
+        let scale = room / total as f64;
+        let mut x = LEFT;
+        let segments = merged
+            .into_iter()
+            .map(|(a, b)| {
+                let seg = (a, b, x);
+                x += (b - a).max(floor) as f64 * scale + GAP_PX;
+                seg
+            })
+            .collect();
+        Axis { segments, scale }
+    }
+
+    fn x(&self, ns: u64) -> f64 {
+        let i = self.segments.partition_point(|s| s.0 <= ns);
+        match i.checked_sub(1).map(|k| self.segments[k]) {
+            None => self.segments.first().map_or(LEFT, |s| s.2),
+            Some((a, b, x0)) if ns <= b => x0 + (ns - a) as f64 * self.scale,
+            Some((a, b, x0)) => self.segments.get(i).map_or(x0 + (b - a) as f64 * self.scale, |s| s.2 - GAP_PX / 2.0),
+        }
+    }
+}
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -46,10 +100,10 @@ pub(super) fn render(t: &Timeline, o: &SvgOptions) -> String {
             rows - 1
         }));
     }
-    let t0 = t.spans.iter().map(|s| s.start_ns).chain(t.marks.iter().map(|m| m.t_ns)).min().unwrap_or(0);
-    let span_ns = t.end_ns.saturating_sub(t0).max(1) as f64;
     let w = f64::from(o.width.max(100));
-    let x = |ns: u64| LEFT + (ns.saturating_sub(t0) as f64 / span_ns) * w;
+    let axis = Axis::new(t, w);
+    let t0 = axis.segments.first().map_or(0, |s| s.0);
+    let x = |ns: u64| axis.x(ns);
     let y = |r: usize| TOP + r as f64 * ROW;
     let height = TOP + rows as f64 * ROW + 46.0;
     let total_w = LEFT + w + 20.0;
@@ -59,18 +113,34 @@ pub(super) fn render(t: &Timeline, o: &SvgOptions) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{total_w:.0}" height="{height:.0}" font-family="monospace" font-size="11">"#
     );
     let _ = writeln!(s, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##);
-    // Time axis: ten ticks, labelled in microseconds from the first event.
-    for i in 0..=10 {
-        let ns = t0 + (span_ns * f64::from(i) / 10.0) as u64;
-        let xx = x(ns);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{xx:.1}" y1="{:.1}" x2="{xx:.1}" y2="{:.1}" stroke="#e4e4e4"/><text x="{xx:.1}" y="{:.1}" text-anchor="middle" fill="#555">{:.0} µs</text>"##,
-            TOP - 6.0,
-            y(rows),
-            TOP - 10.0,
-            (ns - t0) as f64 / 1000.0
-        );
+    // Time axis: a label where each stretch of activity starts (microseconds from the first event), and a break mark
+    // where idle time was cut out.
+    let mut last_label = f64::NEG_INFINITY;
+    for (i, &(start, _, x0)) in axis.segments.iter().enumerate() {
+        if i > 0 {
+            let gx = x0 - GAP_PX / 2.0;
+            let _ = writeln!(
+                s,
+                r##"<path d="M{:.1},{:.1} l4,-8 M{:.1},{:.1} l4,-8" stroke="#999"/><line x1="{gx:.1}" y1="{:.1}" x2="{gx:.1}" y2="{:.1}" stroke="#ddd" stroke-dasharray="2,3"/>"##,
+                gx - 4.0,
+                TOP - 2.0,
+                gx,
+                TOP - 2.0,
+                TOP,
+                y(rows)
+            );
+        }
+        if x0 - last_label >= 70.0 {
+            last_label = x0;
+            let _ = writeln!(
+                s,
+                r##"<line x1="{x0:.1}" y1="{:.1}" x2="{x0:.1}" y2="{:.1}" stroke="#e4e4e4"/><text x="{x0:.1}" y="{:.1}" fill="#555">{:.0} µs</text>"##,
+                TOP - 6.0,
+                y(rows),
+                TOP - 10.0,
+                (start - t0) as f64 / 1000.0
+            );
+        }
     }
     for (i, lane) in t.lanes.iter().enumerate() {
         let Some(r) = row[i] else { continue };
