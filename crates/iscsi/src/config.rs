@@ -1,8 +1,13 @@
 //! Per-target configuration: identity, access control, authentication, and the limits
 //! the target offers in operational negotiation.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
+
+/// The default portal: loopback, the IANA iSCSI port (RFC 7143 §13.8 default port 3260).
+pub const DEFAULT_PORTAL: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 3260);
+/// The default target's iSCSI name.
+pub const DEFAULT_TARGET_NAME: &str = "iqn.2026-11.io.scsiport:default";
 
 /// CHAP credentials (RFC 7143 §12.1.3). `user`/`secret` authenticate the initiator;
 /// `mutual` is the target's own name and secret, used when the initiator asks the target

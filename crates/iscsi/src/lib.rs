@@ -15,7 +15,7 @@ pub mod pdu;
 pub mod text;
 
 pub use backend::{DataDirection, Residual, ScsiBackend, ScsiCommand, ScsiResponse, TaskAttr, TmfResponse};
-pub use config::{Chap, DigestPolicy, Limits, TargetConfig};
+pub use config::{Chap, DigestPolicy, Limits, TargetConfig, DEFAULT_PORTAL, DEFAULT_TARGET_NAME};
 mod conn;
 #[cfg(feature = "direct")]
 mod direct;
