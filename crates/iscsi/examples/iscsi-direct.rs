@@ -46,9 +46,9 @@ fn pair(s: &str) -> Option<(String, String)> {
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
-        listen: "127.0.0.1:3260".parse().map_err(|e| format!("{e}"))?,
+        listen: iscsi::DEFAULT_PORTAL,
         size: 1 << 30,
-        target: "iqn.2026-11.io.scsiport:default".to_owned(),
+        target: iscsi::DEFAULT_TARGET_NAME.to_owned(),
         chap: None,
         mutual: None,
         lun: 0,
