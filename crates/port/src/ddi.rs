@@ -331,6 +331,10 @@ impl<E> SrbAccess<'_, '_, E> {
     pub fn srb_status(&self) -> SrbStatus {
         self.srb().srb_status
     }
+    /// The requester's I_T nexus of a pass-through SRB (0: the adapter's own identity).
+    pub fn requester_nexus(&self) -> u64 {
+        self.srb().requester_nexus
+    }
     pub fn sense_info_buffer_length(&self) -> u8 {
         self.srb().sense_info_buffer_length
     }

@@ -53,7 +53,9 @@ impl<E> Core<E> {
             return false;
         };
         if length == 0 {
-            return !self.violation(Rule::MapEmptyRange, Some(srb), "ScsiPortIoMapTransfer with length 0".into());
+            // Nothing to program whatever the mode: the miniport's flush then pairs with this refusal.
+            self.violation(Rule::MapEmptyRange, Some(srb), "ScsiPortIoMapTransfer with length 0".into());
+            return false;
         }
         let end = logical_address.0.checked_add(length as u64);
         let outside = logical_address.0 < start || end.is_none_or(|e| e > start + dtl);

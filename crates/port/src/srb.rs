@@ -216,6 +216,10 @@ pub struct Srb {
     pub sense_info_buffer: [u8; SENSE_BUFFER_SIZE],
     /// For `ABORT_COMMAND`: the port-assigned id of the SRB to abort (`NextSrb`).
     pub next_srb: Option<SrbId>,
+    /// The I_T nexus of the application that sent a pass-through request (0: the adapter's own). An HBA with
+    /// application-dedicated support presents it on the bus as the initiator identity, so that reservations and unit
+    /// attentions are kept per requester, as each would be over its own initiator port.
+    pub requester_nexus: u64,
 }
 
 /// A port-assigned identity for a submitted SRB, stable for its lifetime (used by abort requests and the trace).
@@ -247,6 +251,7 @@ impl Srb {
             sense_info_buffer_length: SENSE_BUFFER_SIZE as u8,
             sense_info_buffer: [0; SENSE_BUFFER_SIZE],
             next_srb: None,
+            requester_nexus: 0,
         }
     }
 

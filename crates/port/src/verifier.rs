@@ -230,3 +230,38 @@ impl<'de> Deserialize<'de> for SrbId {
         Ok(SrbId(u64::deserialize(d)?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_names_are_unique_kebab_case_and_texts_are_sentences() {
+        let mut seen = std::collections::HashSet::new();
+        for r in Rule::ALL {
+            let n = r.name();
+            assert!(seen.insert(n), "{n} is used twice");
+            assert!(n.chars().all(|c| c.is_ascii_lowercase() || c == '-'), "{n} is not kebab-case");
+            assert!(!n.starts_with('-') && !n.ends_with('-') && !n.contains("--"), "{n}");
+            assert!(r.text().len() > 20, "{n} explains itself");
+        }
+    }
+
+    #[test]
+    fn the_message_names_rule_srb_and_what_happened() {
+        let v = Violation {
+            rule: Rule::CompleteWithoutFlush,
+            adapter: "scsi0".into(),
+            srb: Some(SrbId(7)),
+            address: Some(LuAddress { path_id: 0, target_id: 2, lun: 1 }),
+            tag: Some(0xFF),
+            opcode: Some(0x28),
+            detail: "completed while mapped".into(),
+        };
+        assert_eq!(
+            v.to_string(),
+            "scsi0: complete-without-flush [DDI rule 5: ScsiPortFlushDma must be called before the SRB is completed]; \
+             SRB #7 at 0:2:1 tag 0xff opcode 0x28; instead: completed while mapped"
+        );
+    }
+}

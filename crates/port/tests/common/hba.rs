@@ -11,6 +11,7 @@
 use parking_lot::Mutex;
 use port::{HbaHardware, IoWidth};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub const PORTS: u16 = 16;
 pub const CMD: u16 = 0;
@@ -185,5 +186,11 @@ impl HbaHardware for TestHba {
 
     fn irq(&self) -> bool {
         self.irq
+    }
+
+    /// While stalled mid-transfer the card checks every millisecond whether it may go on (so a test that lifts the
+    /// stall sees the transfer resume without another request waking the port).
+    fn next_deadline(&self) -> Option<Instant> {
+        (self.armed && self.go && self.knobs.lock().stall).then(|| Instant::now() + Duration::from_millis(1))
     }
 }
