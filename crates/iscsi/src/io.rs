@@ -101,8 +101,7 @@ impl<W: AsyncWrite + Unpin> PduWriter<W> {
         } else {
             let header_only = TargetPdu { bhs: pdu.bhs, data: Bytes::new(), stat_sn: pdu.stat_sn };
             header_only.encode_into(&mut self.buf, self.digests.header, false);
-            self.flush_buf().await?;
-            self.inner.write_all(&pdu.data).await?;
+            self.write_with(&pdu.data).await?;
             let pad = padded(pdu.data.len()) - pdu.data.len();
             self.buf.extend_from_slice(&[0u8; 3][..pad]);
             if self.digests.data {
@@ -113,6 +112,24 @@ impl<W: AsyncWrite + Unpin> PduWriter<W> {
         if self.buf.len() >= 256 * 1024 {
             self.flush_buf().await?;
         }
+        Ok(())
+    }
+
+    /// Writes the coalescing buffer and then `data` with vectored writes, so a large
+    /// Data-In usually costs one system call with its header instead of two.
+    async fn write_with(&mut self, data: &[u8]) -> std::io::Result<()> {
+        let (mut head, mut body) = (0usize, 0usize);
+        while head < self.buf.len() || body < data.len() {
+            let slices = [std::io::IoSlice::new(&self.buf[head..]), std::io::IoSlice::new(&data[body..])];
+            let n = self.inner.write_vectored(&slices).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            let from_head = n.min(self.buf.len() - head);
+            head += from_head;
+            body += n - from_head;
+        }
+        self.buf.clear();
         Ok(())
     }
 
