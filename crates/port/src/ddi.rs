@@ -127,6 +127,7 @@ impl<'a, E> PortContext<'a, E> {
     }
 
     /// The SRB behind a handle, if it is still the miniport's.
+    #[must_use = "looking an SRB up only to drop the access does nothing (and reports a violation if it is not active)"]
     pub fn srb(&mut self, h: SrbHandle) -> Option<SrbAccess<'_, 'a, E>> {
         match self.core.active(h) {
             Some(a) if a.state == ActiveState::Started => Some(SrbAccess { ctx: self, h }),
@@ -411,7 +412,9 @@ impl<E> SrbAccess<'_, '_, E> {
         false
     }
 
-    /// CPU read of the data buffer (MapBuffers only), at `offset` from `DataBuffer`.
+    /// CPU read of the data buffer (MapBuffers only), at `offset` from `DataBuffer`. False when refused or out of
+    /// range: `out` then holds nothing the SRB carried.
+    #[must_use = "`out` holds data only when this returns true"]
     pub fn read_data(&mut self, offset: usize, out: &mut [u8]) -> bool {
         if !self.data_allowed() {
             return false;
@@ -426,7 +429,9 @@ impl<E> SrbAccess<'_, '_, E> {
         }
     }
 
-    /// CPU write of the data buffer (MapBuffers only), at `offset` from `DataBuffer`.
+    /// CPU write of the data buffer (MapBuffers only), at `offset` from `DataBuffer`. False when refused or out of
+    /// range.
+    #[must_use = "the data reached the buffer only when this returns true"]
     pub fn write_data(&mut self, offset: usize, data: &[u8]) -> bool {
         if !self.data_allowed() {
             return false;

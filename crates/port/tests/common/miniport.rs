@@ -214,7 +214,7 @@ impl TestMiniport {
                 let lba = u32::from_be_bytes([cdb[2], cdb[3], cdb[4], cdb[5]]);
                 let mut probe = [0u8; 4];
                 if self.fire(Bug::ReadDataWithoutMapBuffers) {
-                    srb.read_data(0, &mut probe);
+                    let _ = srb.read_data(0, &mut probe);
                 }
                 if self.fire(Bug::RaiseTransferLength) {
                     srb.set_data_transfer_length(total + 512);
