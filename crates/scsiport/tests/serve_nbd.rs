@@ -187,6 +187,7 @@ fn fio_nbd_engine_with_crc32c_verification() {
             "--verify=crc32c",
             "--do_verify=1",
             "--verify_fatal=1",
+            "--verify_state_save=0",
             "--output-format=json",
         ],
     );

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# One run, same machine, same image size: scsiport serve against its peers.
+#   NBD  : qemu-nbd (raw file, --cache=writeback) vs scsiport (file-backed disk, through
+#          class driver -> port -> HBA model -> 8237 DMA model), fio nbd engine:
+#          1 MiB QD8 sequential read and write, 4 KiB QD32 random read and write.
+#   iSCSI: tgtd (raw file LUN 1) vs scsiport (pass-through SRBs, LUN 0), iscsi-perf:
+#          1 MiB reads with 8 in flight, 4 KiB random reads with 32 in flight.
+# Prints one table: workload, peer figure, scsiport figure, ratio (scsiport / peer).
+#
+# usage: bench/peers.sh            env: SIZE (default 1G), RUNTIME (s per workload, default 8),
+#                                       OUT (logs and raw JSON, default /tmp/scsiport-peers),
+#                                       CARGO_TARGET_DIR (where the release build goes)
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+size=${SIZE:-1G}
+runtime=${RUNTIME:-8}
+out=${OUT:-/tmp/scsiport-peers}
+qnbd_port=10910
+sp_nbd_port=10911
+tgt_port=3261
+tgt_ctl=7
+sp_iscsi_port=3262
+budget=$((runtime * 12 + 600)) # the whole run, release build excluded
+
+need() { # command package
+    command -v "$1" >/dev/null 2>&1 && return 0
+    echo "installing $2 (for $1)" >&2
+    if [ -z "${apt_updated:-}" ]; then apt-get update -qq >/dev/null; apt_updated=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
+need fio fio
+need qemu-nbd qemu-utils
+need tgtd tgt
+need iscsi-perf libiscsi-bin
+need python3 python3
+
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+echo "building scsiport (release) in $target_dir" >&2
+(cd "$root" && CARGO_TARGET_DIR="$target_dir" cargo build -q --release -j2 -p scsiport)
+bin="$target_dir/release/scsiport"
+
+rm -rf "$out"
+mkdir -p "$out"
+pids=()
+tgt_pid=""
+cleanup() {
+    if [ -n "$tgt_pid" ]; then
+        # tgtd ignores SIGTERM while it serves targets (PEERS.md).
+        tgtadm -C "$tgt_ctl" --op delete --mode system >/dev/null 2>&1 || true
+        kill -9 "$tgt_pid" 2>/dev/null || true
+    fi
+    pkill -P "$watchdog" 2>/dev/null || true
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}" $tgt_pid; do
+        for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    rm -f "$out"/*.img
+}
+trap cleanup EXIT
+trap 'exit 124' TERM INT
+watchdog=""
+# The whole run is bounded: a watchdog ends this script (and so its trap) if it hangs.
+( sleep "$budget"; echo "peers.sh: over ${budget}s, stopping" >&2; kill -TERM $$ ) 2>/dev/null &
+watchdog=$!
+pids+=("$watchdog")
+
+wait_port() {
+    for _ in $(seq 1 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listens on 127.0.0.1:$1" >&2
+    return 1
+}
+
+# The same random data in every image, written (and so in the page cache) before any
+# server starts: reads then move real data. On sparse images qemu-nbd answers reads of
+# holes with NBD_REPLY_TYPE_OFFSET_HOLE chunks (no payload) and every server's reads of
+# holes cost the kernel a page clear, which measures hole handling instead of the data path.
+echo "writing ${size} of random data into three images" >&2
+head -c "$size" /dev/urandom >"$out/qemu.img"
+cp "$out/qemu.img" "$out/scsiport.img"
+cp "$out/qemu.img" "$out/tgt.img"
+
+qemu-nbd -f raw -x default -b 127.0.0.1 -p "$qnbd_port" -t --cache=writeback "$out/qemu.img" >"$out/qemu-nbd.log" 2>&1 &
+pids+=($!)
+"$bin" serve --disk-path "$out/scsiport.img" --disk-size "${size}iB" \
+    --nbd-listen "127.0.0.1:$sp_nbd_port" --iscsi-listen "127.0.0.1:$sp_iscsi_port" >"$out/scsiport.log" 2>&1 &
+pids+=($!)
+tgtd -f -C "$tgt_ctl" --iscsi portal=127.0.0.1:$tgt_port >"$out/tgtd.log" 2>&1 &
+tgt_pid=$!
+wait_port "$qnbd_port"
+wait_port "$sp_nbd_port"
+wait_port "$sp_iscsi_port"
+wait_port "$tgt_port"
+tgtadm -C "$tgt_ctl" --lld iscsi --op new --mode target --tid 1 -T iqn.2026-11.io.peer:tgt
+tgtadm -C "$tgt_ctl" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$out/tgt.img"
+tgtadm -C "$tgt_ctl" --lld iscsi --op bind --mode target --tid 1 -I ALL
+
+# Each NBD workload runs against the peer and then scsiport back to back, so both see the
+# same machine state; nbd-fio.sh prints "LABEL workload MiB/s IOPS".
+RUNTIME=$runtime SIZE=$size LABEL=qemu-nbd FIO_JSON_DIR="$out/fio-qemu" \
+    "$here/nbd-fio.sh" "nbd://127.0.0.1:$qnbd_port/default" >"$out/nbd-qemu.txt"
+RUNTIME=$runtime SIZE=$size LABEL=scsiport FIO_JSON_DIR="$out/fio-scsiport" \
+    "$here/nbd-fio.sh" "nbd://127.0.0.1:$sp_nbd_port/default" >"$out/nbd-scsiport.txt"
+"$here/iscsi-perf.sh" --secs "$runtime" \
+    --ours-url "iscsi://127.0.0.1:$sp_iscsi_port/iqn.2026-11.io.scsiport:default/0" \
+    --peer-url "iscsi://127.0.0.1:$tgt_port/iqn.2026-11.io.peer:tgt/1" >"$out/iscsi.txt"
+
+python3 - "$out" <<'PY'
+import sys
+out = sys.argv[1]
+
+def nbd(path):
+    rows = {}
+    for line in open(path):
+        f = line.split()
+        if len(f) == 4 and f[0] in ("qemu-nbd", "scsiport") and f[2] != "MiB/s":
+            rows[f[1]] = (float(f[2]), float(f[3]))
+    return rows
+
+q, s = nbd(f"{out}/nbd-qemu.txt"), nbd(f"{out}/nbd-scsiport.txt")
+table = []
+for name in ("seq-read-1M-qd8", "seq-write-1M-qd8"):
+    table.append((f"NBD {name}", "MiB/s", "qemu-nbd", q[name][0], s[name][0]))
+for name in ("rand-read-4k-qd32", "rand-write-4k-qd32"):
+    table.append((f"NBD {name}", "IOPS", "qemu-nbd", q[name][1], s[name][1]))
+for line in open(f"{out}/iscsi.txt"):
+    f = line.split()
+    # iscsi-perf.sh: workload ours UNIT tgtd UNIT ratio
+    if len(f) == 6 and f[0] != "workload":
+        table.append((f"iSCSI {f[0]}", f[2], "tgtd", float(f[3]), float(f[1])))
+print(f"{'workload':<28} {'unit':<6} {'peer':<9} {'peer fig.':>11} {'scsiport':>11} {'ratio':>7}")
+for name, unit, peer, p, o in table:
+    ratio = o / p if p else float("nan")
+    print(f"{name:<28} {unit:<6} {peer:<9} {p:>11.1f} {o:>11.1f} {ratio:>6.2f}x")
+PY
