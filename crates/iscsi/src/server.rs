@@ -109,6 +109,8 @@ impl<B: ScsiBackend> IscsiServer<B> {
         writer.digests = Digests { header: login.params.header_digest, data: login.params.data_digest };
         let limits = login.target.and_then(|i| self.targets.get(i)).map(|t| t.limits.clone()).unwrap_or_default();
         let window = Arc::new(Window::new(login.initial_cmd_sn, limits.queue_depth));
+        // Never zero: a command waits for at most the whole budget, which must exist.
+        let budget = limits.connection_buffer_bytes.max(1);
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let writer_handle = tokio::spawn(writer_task(writer, rx, window.clone(), stat_sn));
         let backend = match login.target.and_then(|i| self.backends.get(i)) {
@@ -123,8 +125,8 @@ impl<B: ScsiBackend> IscsiServer<B> {
             tx: tx.clone(),
             window,
             running: Mutex::new(Default::default()),
-            budget: Arc::new(Semaphore::new(limits.connection_buffer_bytes as usize)),
-            budget_total: limits.connection_buffer_bytes.max(1),
+            budget: Arc::new(Semaphore::new(budget as usize)),
+            budget_total: budget,
             changed: Notify::new(),
             params: login.params.clone(),
             initiator: nexus_id(&key.initiator, &key.isid),
