@@ -80,6 +80,8 @@ pub struct Hba {
     settings: HbaSettings,
     bus: ScsiBus,
     nexus: Nexus,
+    /// The initiator identity loaded with `CMD_SET_IDENTITY` (0: the card's own).
+    identity: u64,
     control: u8,
     select: u8,
     cdb: Vec<u8>,
@@ -103,6 +105,7 @@ impl Hba {
             bus,
             // The initiator port identifier: the card's I/O base names the adapter, its SCSI ID the port on the bus.
             nexus: Nexus::new((u64::from(settings.io_base) << 8) | u64::from(regs::INITIATOR_ID)),
+            identity: 0,
             control: control::AUTOSENSE,
             select: 0,
             cdb: Vec::with_capacity(16),
@@ -127,9 +130,14 @@ impl Hba {
         self.counters
     }
 
-    /// The I_T nexus the card's commands carry.
+    /// The I_T nexus the card's commands carry: its own, or the identity loaded with `CMD_SET_IDENTITY` (kept apart
+    /// from every card's own by the top bit).
     pub fn nexus(&self) -> Nexus {
-        self.nexus
+        if self.identity == 0 {
+            self.nexus
+        } else {
+            Nexus::new(self.identity | 1 << 63)
+        }
     }
 
     fn status(&self) -> u8 {
@@ -232,6 +240,13 @@ impl Hba {
                 }
             }
             regs::CMD_CLEAR_CDB => self.cdb.clear(),
+            regs::CMD_SET_IDENTITY => match <[u8; 8]>::try_from(self.cdb.as_slice()) {
+                Ok(b) if self.phase == Phase::Idle => {
+                    self.identity = u64::from_be_bytes(b);
+                    self.cdb.clear();
+                }
+                _ => self.raise(int::ERROR),
+            },
             _ => self.raise(int::ERROR),
         }
     }
@@ -273,7 +288,7 @@ impl Hba {
             self.phase = Phase::Hung;
             return;
         }
-        let begin = device.begin(self.nexus, lun, cdb);
+        let begin = device.begin(self.nexus(), lun, cdb);
         let stall_at = device.dma_stall_after(lun);
         let (data, len) = match begin {
             Begin::Complete(outcome) => {
@@ -325,7 +340,7 @@ impl Hba {
         let target = self.select & 0x07;
         let Some(device) = self.bus.device(target).cloned() else { return Vec::new() };
         let cdb = [0x03, 0, 0, 0, regs::AUTOSENSE_LENGTH, 0];
-        match device.begin(self.nexus, lun, &cdb) {
+        match device.begin(self.nexus(), lun, &cdb) {
             Begin::DataIn { len, mut task } => {
                 let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0).min(usize::from(regs::AUTOSENSE_LENGTH))];
                 let ok = task.read(0, &mut buf).is_ok();

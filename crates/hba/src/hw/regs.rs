@@ -110,6 +110,9 @@ pub const CMD_CLEAR_INT: u8 = 0x05;
 pub const CMD_FINISH_DATA: u8 = 0x06;
 /// Empty the CDB FIFO.
 pub const CMD_CLEAR_CDB: u8 = 0x07;
+/// Take the 8 bytes in the CDB FIFO (big-endian) as the initiator identity for the following commands and empty the
+/// FIFO; 0 is the card's own identity. Any other FIFO length raises `ERROR`.
+pub const CMD_SET_IDENTITY: u8 = 0x08;
 
 /// The largest value of the 24-bit transfer counter.
 pub const XFER_MAX: u32 = 0x00FF_FFFF;

@@ -139,6 +139,7 @@ impl RefMiniport {
         let flags = srb.srb_flags();
         let buffer = srb.data_buffer();
         let total = srb.data_transfer_length();
+        let identity = srb.requester_nexus();
         let invalid = if address.path_id != 0 {
             Some(SrbStatus::INVALID_PATH_ID)
         } else if address.target_id > 7 {
@@ -157,6 +158,10 @@ impl RefMiniport {
             return;
         }
         ctx.write_port_uchar(self.port(regs::SELECT), address.target_id | (address.lun << 4));
+        // The requester's identity first: the card presents it on the bus for this command.
+        self.command(ctx, regs::CMD_CLEAR_CDB);
+        ctx.write_port_buffer_uchar(self.port(regs::CDB_FIFO), &identity.to_be_bytes());
+        self.command(ctx, regs::CMD_SET_IDENTITY);
         self.command(ctx, regs::CMD_CLEAR_CDB);
         ctx.write_port_buffer_uchar(self.port(regs::CDB_FIFO), &cdb);
         self.command(ctx, regs::CMD_START);

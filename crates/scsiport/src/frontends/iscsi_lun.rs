@@ -132,10 +132,12 @@ impl ScsiBackend for PassThroughLuns {
             timeout_secs: self.timeout_secs,
             tagged: cmd.attr != TaskAttr::Untagged,
         };
-        let srb = match self.adapter.pass_through_srb(&req) {
+        let mut srb = match self.adapter.pass_through_srb(&req) {
             Ok(s) => s,
             Err(_) => return check(0x05, 0x24, 0x00),
         };
+        // Each iSCSI I_T nexus reaches the disk as its own initiator identity (reservations, unit attentions).
+        srb.requester_nexus = cmd.initiator;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let id = self.adapter.submit(srb, move |s| {
             let _ = tx.send(s);
