@@ -190,6 +190,10 @@ impl DiskClass {
     pub fn size_bytes(&self) -> u64 {
         self.blocks * self.block_size as u64
     }
+    /// `TimeOutValue` (seconds) of the SRBs this disk sends; the port times them.
+    pub fn set_timeout(&mut self, secs: u32) {
+        self.timeout_secs = secs.max(1);
+    }
     pub fn limits(&self) -> Limits {
         self.limits
     }
