@@ -1,0 +1,42 @@
+//! `scsiport trace` writes a Chrome trace-event document and an SVG timeline of the workload it ran.
+
+use std::process::Command;
+
+#[test]
+fn trace_writes_chrome_json_and_an_svg_timeline() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let json = dir.path().join("trace.json");
+    let svg = dir.path().join("timeline.svg");
+    let out = Command::new(env!("CARGO_BIN_EXE_scsiport"))
+        .args(["trace", "--passthrough", "--size", "256KiB", "--block", "128KiB", "--json"])
+        .arg("--out")
+        .arg(&json)
+        .arg("--svg")
+        .arg(&svg)
+        .output()
+        .expect("scsiport runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON summary");
+    assert_eq!(summary["verified"], true);
+    assert_eq!(summary["violations"], 0);
+    assert_eq!(summary["srbs"], 4, "two 128 KiB pass-through writes and two reads");
+    assert_eq!(summary["dma_ops"], 8, "each moved in two DMA operations (64 KiB map limit)");
+
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("trace.json")).expect("valid JSON");
+    let events = doc["traceEvents"].as_array().expect("traceEvents");
+    let lanes: Vec<&str> = events
+        .iter()
+        .filter(|e| e["ph"] == "M" && e["name"] == "thread_name")
+        .filter_map(|e| e["args"]["name"].as_str())
+        .collect();
+    assert!(lanes.contains(&"DMA channel 5") && lanes.contains(&"scsi0 LU 0:0:0"), "{lanes:?}");
+    assert!(lanes.iter().filter(|l| l.contains("SRB #")).count() >= 4, "{lanes:?}");
+    let dma = events.iter().filter(|e| e["ph"] == "X" && e["cat"].as_str().is_some_and(|c| c.starts_with("dma")));
+    assert!(dma.count() >= 8, "each DMA operation is a span on the channel's lane");
+    let flushes = events.iter().filter(|e| e["ph"] == "i" && e["cat"] == "flush").count();
+    assert!(flushes >= 16, "each flush is marked on the channel and on the SRB: {flushes}");
+
+    let picture = std::fs::read_to_string(&svg).expect("timeline.svg");
+    assert!(picture.starts_with("<svg") && picture.contains("DMA channel 5") && picture.contains("flush"));
+}
