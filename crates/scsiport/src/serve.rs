@@ -77,7 +77,8 @@ async fn serve(cfg: Config, machine: Arc<Machine>) -> anyhow::Result<()> {
         let a = cfg.adapters.iter().find(|x| x.name == cfg.iscsi.adapter).context("iscsi.adapter")?;
         let handle = machine.adapter(&a.name).context("iscsi.adapter")?.clone();
         let disks: Vec<(u8, u8)> = a.disks.iter().map(|d| (d.target, d.lun)).collect();
-        let backend = Arc::new(PassThroughLuns::new(handle, machine.memory().clone(), &disks));
+        let block_sizes: Vec<(u8, u8, u32)> = a.disks.iter().map(|d| (d.target, d.lun, d.block_size)).collect();
+        let backend = Arc::new(PassThroughLuns::new(handle, machine.memory().clone(), &block_sizes));
         let mut tc = iscsi::TargetConfig::new(cfg.iscsi.target.clone(), cfg.iscsi.listen);
         if let (Some(u), Some(s)) = (&cfg.iscsi.chap_user, &cfg.iscsi.chap_secret) {
             let mutual = match (&cfg.iscsi.mutual_chap_user, &cfg.iscsi.mutual_chap_secret) {

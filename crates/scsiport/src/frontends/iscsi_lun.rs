@@ -15,6 +15,8 @@ pub struct PassThroughLuns {
     adapter: AdapterHandle,
     memory: Arc<SystemMemory>,
     luns: Vec<u64>,
+    /// Logical block size per LUN, to size READ/WRITE data from their CDBs.
+    block_sizes: HashMap<u64, u32>,
     /// Commands in flight by (initiator, task tag), for task management.
     tasks: Mutex<HashMap<(u64, u32), (SrbId, LuAddress)>>,
     budget: Arc<Semaphore>,
@@ -22,13 +24,15 @@ pub struct PassThroughLuns {
 }
 
 impl PassThroughLuns {
-    pub fn new(adapter: AdapterHandle, memory: Arc<SystemMemory>, disks: &[(u8, u8)]) -> Self {
-        let luns = disks.iter().map(|(t, l)| *t as u64 * 8 + *l as u64).collect();
+    pub fn new(adapter: AdapterHandle, memory: Arc<SystemMemory>, disks: &[(u8, u8, u32)]) -> Self {
+        let luns = disks.iter().map(|(t, l, _)| *t as u64 * 8 + *l as u64).collect();
+        let block_sizes = disks.iter().map(|(t, l, b)| (*t as u64 * 8 + *l as u64, *b)).collect();
         let pages = (memory.size() / PAGE_SIZE / 2) as usize;
         PassThroughLuns {
             adapter,
             memory,
             luns,
+            block_sizes,
             tasks: Mutex::new(HashMap::new()),
             budget: Arc::new(Semaphore::new(pages)),
             timeout_secs: 30,
@@ -59,6 +63,23 @@ impl PassThroughLuns {
     }
 }
 
+/// Bytes and direction of the data a READ/WRITE/WRITE AND VERIFY CDB asks for, from its transfer length.
+fn cdb_data(cdb: &[u8], block_size: u32) -> Option<(u64, DataDirection)> {
+    let be = |b: &[u8]| b.iter().fold(0u64, |a, x| (a << 8) | *x as u64);
+    let (blocks, dir) = match (*cdb.first()?, cdb.len()) {
+        (0x08, 6..) => ((if cdb[4] == 0 { 256 } else { cdb[4] as u64 }), DataDirection::In),
+        (0x0A, 6..) => ((if cdb[4] == 0 { 256 } else { cdb[4] as u64 }), DataDirection::Out),
+        (0x28, 10..) => (be(&cdb[7..9]), DataDirection::In),
+        (0x2A | 0x2E, 10..) => (be(&cdb[7..9]), DataDirection::Out),
+        (0xA8, 12..) => (be(&cdb[6..10]), DataDirection::In),
+        (0xAA | 0xAE, 12..) => (be(&cdb[6..10]), DataDirection::Out),
+        (0x88, 16..) => (be(&cdb[10..14]), DataDirection::In),
+        (0x8A | 0x8E, 16..) => (be(&cdb[10..14]), DataDirection::Out),
+        _ => return None,
+    };
+    Some((blocks * block_size as u64, dir))
+}
+
 fn check(key: u8, asc: u8, ascq: u8) -> ScsiResponse {
     ScsiResponse::check_condition(key, asc, ascq)
 }
@@ -83,7 +104,10 @@ impl ScsiBackend for PassThroughLuns {
             return check(0x05, 0x25, 0x00);
         }
         let address = Self::address(cmd.lun);
-        let len = cmd.expected_len as usize;
+        // What the command itself asks to move (RFC 7143 §11.4.5.1: residuals are against the expected length).
+        let wanted = self.block_sizes.get(&cmd.lun).and_then(|bs| cdb_data(&cmd.cdb, *bs));
+        let mismatched = wanted.is_some_and(|(_, dir)| cmd.direction != DataDirection::None && dir != cmd.direction);
+        let len = if mismatched { 0 } else { cmd.expected_len as usize };
         let pages = (len as u64).div_ceil(PAGE_SIZE) as u32;
         let _permit = match self.budget.clone().acquire_many_owned(pages.max(1)).await {
             Ok(p) => p,
@@ -160,8 +184,15 @@ impl ScsiBackend for PassThroughLuns {
             }
             _ => Bytes::new(),
         };
-        let residual =
-            if moved < len { iscsi::Residual::Underflow((len - moved) as u32) } else { iscsi::Residual::None };
+        let residual = match wanted {
+            // Data flagged the other way than the command moves it: nothing moved.
+            _ if mismatched => iscsi::Residual::Underflow(cmd.expected_len),
+            Some((want, _)) if want > cmd.expected_len as u64 => {
+                iscsi::Residual::Overflow(u32::try_from(want - cmd.expected_len as u64).unwrap_or(u32::MAX))
+            }
+            _ if moved < len => iscsi::Residual::Underflow((len - moved) as u32),
+            _ => iscsi::Residual::None,
+        };
         match srb.srb_status.status() {
             SrbStatus::SUCCESS | SrbStatus::DATA_OVERRUN => {
                 ScsiResponse { status: srb.scsi_status, sense: None, data_in, residual }
@@ -237,5 +268,22 @@ impl ScsiBackend for PassThroughLuns {
         });
         let _ = rx.await;
         TmfResponse::Complete
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_and_write_cdbs_give_their_data_length_and_direction() {
+        assert_eq!(cdb_data(&[0x28, 0, 0, 0, 0, 0, 0, 0, 2, 0], 512), Some((1024, DataDirection::In)));
+        assert_eq!(cdb_data(&[0x0A, 0, 0, 0, 0, 0], 4096), Some((256 * 4096, DataDirection::Out)));
+        let mut c16 = [0u8; 16];
+        c16[0] = 0x8A;
+        c16[13] = 3;
+        assert_eq!(cdb_data(&c16, 512), Some((1536, DataDirection::Out)));
+        assert_eq!(cdb_data(&[0x12, 0, 0, 0, 36, 0], 512), None);
+        assert_eq!(cdb_data(&[0x28, 0], 512), None, "a short CDB is not decoded");
     }
 }
