@@ -5,6 +5,7 @@
 use crate::engine::{Core, Dpc, MapRequest, Mapping, Routine};
 use crate::srb::SrbHandle;
 use crate::trace::EventKind;
+use crate::verifier::Rule;
 use crate::Msg;
 
 impl<E> Core<E> {
@@ -114,6 +115,17 @@ impl<E> Core<E> {
             if self.hw.irq() {
                 break;
             }
+        }
+        // Rule 4: HwDmaStarted is where the card's data phase starts. A card already asking for DMA here was started
+        // before the port programmed the channel (on a real PC its first requests would meet a masked channel).
+        if self.hw.dreq() {
+            self.violation(
+                Rule::DataPhaseBeforeDmaStarted,
+                Some(req.srb),
+                "the card asserted DREQ before HwDmaStarted was called: its data phase was started before the \
+                 channel was programmed"
+                    .into(),
+            );
         }
         if let Some(started) = self.init.hw_dma_started {
             if let Some(m) = self.dma.mapped.as_mut() {

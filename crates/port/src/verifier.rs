@@ -56,6 +56,8 @@ pub enum Rule {
     MapFromWrongRoutine,
     /// `HwInterrupt` keeps returning with the card's interrupt line asserted.
     InterruptNotDismissed,
+    /// Rule 4: the card asked for DMA before `HwDmaStarted` (its data phase started outside that routine).
+    DataPhaseBeforeDmaStarted,
 }
 
 impl Rule {
@@ -80,6 +82,7 @@ impl Rule {
             Rule::BadNextLuRequest => "bad-next-lu-request",
             Rule::MapFromWrongRoutine => "map-from-wrong-routine",
             Rule::InterruptNotDismissed => "interrupt-not-dismissed",
+            Rule::DataPhaseBeforeDmaStarted => "data-phase-before-dma-started",
         }
     }
 
@@ -104,6 +107,7 @@ impl Rule {
             Rule::BadNextLuRequest => "NextLuRequest names an existing logical unit of an adapter that queues per LU",
             Rule::MapFromWrongRoutine => "ScsiPortIoMapTransfer is called from HwScsiStartIo, HwScsiInterrupt or a timer routine",
             Rule::InterruptNotDismissed => "HwScsiInterrupt dismisses the card's interrupt before it returns",
+            Rule::DataPhaseBeforeDmaStarted => "the card's data phase starts in HwDmaStarted, once the port has programmed the channel, not before",
         }
     }
 
@@ -118,7 +122,7 @@ impl Rule {
             | Rule::MapExceedsMapRegisters
             | Rule::MapWithoutDirection => 2,
             Rule::MapBeforeFlush => 3,
-            Rule::MapFromWrongRoutine => 4,
+            Rule::MapFromWrongRoutine | Rule::DataPhaseBeforeDmaStarted => 4,
             Rule::CompleteWithoutFlush => 5,
             Rule::FlushWithoutMap => 6,
             Rule::SrbNotActive | Rule::CompletedTwice | Rule::SrbFieldNotWritable | Rule::DataBufferNotMapped => 7,
@@ -130,7 +134,7 @@ impl Rule {
     }
 
     /// Every rule, for reports and for tests that walk the catalog.
-    pub const ALL: [Rule; 18] = [
+    pub const ALL: [Rule; 19] = [
         Rule::NotSystemDma,
         Rule::MapInactiveSrb,
         Rule::MapEmptyRange,
@@ -149,6 +153,7 @@ impl Rule {
         Rule::BadNextLuRequest,
         Rule::MapFromWrongRoutine,
         Rule::InterruptNotDismissed,
+        Rule::DataPhaseBeforeDmaStarted,
     ];
 
     /// Rules whose breach is only reported (no operation is refused), whatever the mode.

@@ -175,6 +175,11 @@ fn rule4_map_from_dma_started() {
 }
 
 #[test]
+fn rule4_data_phase_started_before_dma_started() {
+    check(&case(Bug::StartDataPhaseEarly, "data-phase-before-dma-started", FAILED, OK));
+}
+
+#[test]
 fn rule5_complete_without_flush() {
     check(&case(Bug::CompleteWithoutFlush, "complete-without-flush", FAILED, OK));
 }

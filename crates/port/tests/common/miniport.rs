@@ -34,6 +34,8 @@ pub enum Bug {
     MapNoDataSrb,
     /// Maps the next segment ahead from `HwDmaStarted` (rule 4: maps come from HwStartIo, HwInterrupt or a timer).
     MapFromDmaStarted,
+    /// Starts the card's data phase before mapping instead of in `HwDmaStarted` (rule 4).
+    StartDataPhaseEarly,
     /// Maps the next segment without flushing the previous one (rule 3).
     MapBeforeFlush,
     /// Completes the SRB without `ScsiPortFlushDma` (rule 5).
@@ -140,6 +142,9 @@ impl TestMiniport {
         ctx.write_port_ulong(self.base + hba::POSITION, cur.position + cur.done);
         ctx.write_port_ulong(self.base + hba::COUNT, len);
         self.cmd(ctx, if cur.to_memory { hba::SETUP_IN } else { hba::SETUP_OUT });
+        if self.fire(Bug::StartDataPhaseEarly) {
+            self.cmd(ctx, hba::GO);
+        }
         let at = LogicalAddr(cur.buffer.0 + u64::from(cur.done));
         let map_len = if self.fire(Bug::MapEmptyRange) {
             0
