@@ -1,5 +1,29 @@
 //! The DMA-protocol verifier: every DDI call is checked against the rules of DESIGN.md ("The DDI rules"); a broken
 //! miniport is named, not silently tolerated.
+//!
+//! | DDI rule | names |
+//! |---|---|
+//! | 1 system DMA only | `ddi-not-system-dma` (and a system-DMA adapter without `HwDmaStarted` does not start) |
+//! | 2 the map request | `map-inactive-srb`, `map-empty-range`, `map-outside-srb-buffer`, `map-exceeds-map-registers`, `map-without-direction` |
+//! | 3 one map at a time | `map-before-flush` |
+//! | 4 `HwDmaStarted` | `map-from-wrong-routine`, `data-phase-before-dma-started` (the port itself never calls it re-entrantly or for a cancelled map) |
+//! | 5 flush before completion | `complete-without-flush` (by `RequestComplete`, `ScsiPortCompleteRequest`, abort, timeout, or a bus reset) |
+//! | 6 flush with nothing mapped | `flush-without-map` (advisory) |
+//! | 7 the SRB | `srb-not-active`, `srb-completed-twice`, `srb-field-not-writable`, `data-buffer-not-mapped` |
+//! | other | `dma-controller-access`, `io-outside-access-range`, `bad-next-lu-request`, `interrupt-not-dismissed` |
+//!
+//! What a mode does after a violation:
+//! - `strict`: the offending operation is refused and the SRB it concerns completes with `SRB_STATUS_INTERNAL_ERROR`.
+//!   A refused map leaves the card waiting for DMA that never comes, so the port aborts that SRB at once (the same
+//!   path a timeout takes, escalating to a bus reset); a transfer left mapped is dropped and its channel and map
+//!   registers freed. Violations that concern no SRB (port I/O, `NextLuRequest`) refuse the operation only.
+//! - `warn`: reported, and the port carries on as the original port driver would (an unflushed bounced read loses
+//!   its data, a DMA-controller port access reaches the controller).
+//! - `off`: nothing is checked or reported; what cannot be done at all (a map the HAL cannot make) is still not done.
+//!
+//! "Mapping with the wrong direction" has no separate check: `ScsiPortIoMapTransfer` takes no direction, the port
+//! takes it from `SrbFlags`, so a wrong direction is either unresolved (`map-without-direction`) or a rewrite of a
+//! specified direction (`srb-field-not-writable`).
 
 use crate::srb::{LuAddress, SrbId};
 use serde::{Deserialize, Serialize};
