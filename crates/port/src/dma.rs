@@ -109,7 +109,7 @@ impl<E> Core<E> {
                 isr(e, ctx);
             });
             if self.dma.mapped.is_none() {
-                self.event(Some(req.id), None, EventKind::MapCancelled);
+                // Cancelled by the ISR's flush (recorded there): HwDmaStarted is not called for it (rule 4).
                 return;
             }
             if self.hw.irq() {
@@ -136,8 +136,8 @@ impl<E> Core<E> {
         }
     }
 
-    /// A transfer that could not be mapped: the SRB fails (the miniport is still told nothing, as the DDI returns
-    /// nothing; its timeout or its own error path ends the SRB).
+    /// A transfer that could not be mapped: the SRB fails. The DDI returns nothing, so the miniport learns of it
+    /// only through the abort the port sends in strict mode (otherwise through its own timeout path).
     pub(crate) fn fail_transfer(&mut self, h: SrbHandle, detail: String) {
         let id = self.active(h).map(|a| a.id);
         self.event(id, None, EventKind::Violation { rule: "hal-error", detail });
