@@ -4,10 +4,14 @@
 #          class driver -> port -> HBA model -> 8237 DMA model), fio nbd engine:
 #          1 MiB QD8 sequential read and write, 4 KiB QD32 random read and write.
 #   iSCSI: tgtd (raw file LUN 1) vs scsiport (pass-through SRBs, LUN 0), iscsi-perf:
-#          1 MiB reads with 8 in flight, 4 KiB random reads with 32 in flight.
-# Prints one table: workload, peer figure, scsiport figure, ratio (scsiport / peer).
+#          1 MiB reads and writes with 8 in flight, 4 KiB random reads and writes with 32
+#          in flight (bench/iscsi-perf.sh).
+# Prints one table: workload, peer figure, scsiport figure, ratio (scsiport / peer). Peer and
+# scsiport alternate, ROUNDS times over, and each figure is the mean of its rounds: on a
+# shared 2-core machine a single pass swings by tens of percent.
 #
-# usage: bench/peers.sh            env: SIZE (default 1G), RUNTIME (s per workload, default 8),
+# usage: bench/peers.sh            env: SIZE (default 1G), RUNTIME (s per workload, default 6),
+#                                       ROUNDS (default 2),
 #                                       OUT (logs and raw JSON, default /tmp/scsiport-peers),
 #                                       CARGO_TARGET_DIR (where the release build goes)
 set -euo pipefail
@@ -15,14 +19,15 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 size=${SIZE:-1G}
-runtime=${RUNTIME:-8}
+runtime=${RUNTIME:-6}
+rounds=${ROUNDS:-2}
 out=${OUT:-/tmp/scsiport-peers}
 qnbd_port=10910
 sp_nbd_port=10911
 tgt_port=3261
 tgt_ctl=7
 sp_iscsi_port=3262
-budget=$((runtime * 12 + 600)) # the whole run, release build excluded
+budget=$((rounds * runtime * 30 + 600)) # the whole run, release build excluded
 
 need() { # command package
     command -v "$1" >/dev/null 2>&1 && return 0
@@ -101,39 +106,46 @@ tgtadm -C "$tgt_ctl" --lld iscsi --op new --mode target --tid 1 -T iqn.2026-11.i
 tgtadm -C "$tgt_ctl" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$out/tgt.img"
 tgtadm -C "$tgt_ctl" --lld iscsi --op bind --mode target --tid 1 -I ALL
 
-# Each NBD workload runs against the peer and then scsiport back to back, so both see the
-# same machine state; nbd-fio.sh prints "LABEL workload MiB/s IOPS".
-RUNTIME=$runtime SIZE=$size LABEL=qemu-nbd FIO_JSON_DIR="$out/fio-qemu" \
-    "$here/nbd-fio.sh" "nbd://127.0.0.1:$qnbd_port/default" >"$out/nbd-qemu.txt"
-RUNTIME=$runtime SIZE=$size LABEL=scsiport FIO_JSON_DIR="$out/fio-scsiport" \
-    "$here/nbd-fio.sh" "nbd://127.0.0.1:$sp_nbd_port/default" >"$out/nbd-scsiport.txt"
-"$here/iscsi-perf.sh" --secs "$runtime" \
-    --ours-url "iscsi://127.0.0.1:$sp_iscsi_port/iqn.2026-11.io.scsiport:default/0" \
-    --peer-url "iscsi://127.0.0.1:$tgt_port/iqn.2026-11.io.peer:tgt/1" >"$out/iscsi.txt"
+# nbd-fio.sh prints "LABEL workload MiB/s IOPS" for the four fio workloads; iscsi-perf.sh runs
+# each of its workloads against scsiport and then tgtd and prints both with the ratio.
+for r in $(seq 1 "$rounds"); do
+    echo "round $r of $rounds" >&2
+    RUNTIME=$runtime SIZE=$size LABEL=qemu-nbd FIO_JSON_DIR="$out/fio-qemu-$r" \
+        "$here/nbd-fio.sh" "nbd://127.0.0.1:$qnbd_port/default" >>"$out/nbd-qemu.txt"
+    RUNTIME=$runtime SIZE=$size LABEL=scsiport FIO_JSON_DIR="$out/fio-scsiport-$r" \
+        "$here/nbd-fio.sh" "nbd://127.0.0.1:$sp_nbd_port/default" >>"$out/nbd-scsiport.txt"
+    OUT="$out/iscsi-$r" "$here/iscsi-perf.sh" --secs "$runtime" \
+        --ours-url "iscsi://127.0.0.1:$sp_iscsi_port/iqn.2026-11.io.scsiport:default/0" \
+        --peer-url "iscsi://127.0.0.1:$tgt_port/iqn.2026-11.io.peer:tgt/1" >>"$out/iscsi.txt"
+done
 
-python3 - "$out" <<'PY'
+python3 - "$out" "$rounds" <<'PY'
 import sys
-out = sys.argv[1]
+from statistics import mean
+out, rounds = sys.argv[1], sys.argv[2]
 
 def nbd(path):
     rows = {}
     for line in open(path):
         f = line.split()
         if len(f) == 4 and f[0] in ("qemu-nbd", "scsiport") and f[2] != "MiB/s":
-            rows[f[1]] = (float(f[2]), float(f[3]))
+            rows.setdefault(f[1], []).append((float(f[2]), float(f[3])))
     return rows
 
 q, s = nbd(f"{out}/nbd-qemu.txt"), nbd(f"{out}/nbd-scsiport.txt")
 table = []
-for name in ("seq-read-1M-qd8", "seq-write-1M-qd8"):
-    table.append((f"NBD {name}", "MiB/s", "qemu-nbd", q[name][0], s[name][0]))
-for name in ("rand-read-4k-qd32", "rand-write-4k-qd32"):
-    table.append((f"NBD {name}", "IOPS", "qemu-nbd", q[name][1], s[name][1]))
+for name, col, unit in (("seq-read-1M-qd8", 0, "MiB/s"), ("seq-write-1M-qd8", 0, "MiB/s"),
+                        ("rand-read-4k-qd32", 1, "IOPS"), ("rand-write-4k-qd32", 1, "IOPS")):
+    table.append((f"NBD {name}", unit, "qemu-nbd", mean(r[col] for r in q[name]), mean(r[col] for r in s[name])))
+iscsi = {}
 for line in open(f"{out}/iscsi.txt"):
     f = line.split()
     # iscsi-perf.sh: workload ours UNIT tgtd UNIT ratio
     if len(f) == 6 and f[0] != "workload":
-        table.append((f"iSCSI {f[0]}", f[2], "tgtd", float(f[3]), float(f[1])))
+        iscsi.setdefault((f[0], f[2]), []).append((float(f[3]), float(f[1])))
+for (name, unit), v in iscsi.items():
+    table.append((f"iSCSI {name}", unit, "tgtd", mean(p for p, _ in v), mean(o for _, o in v)))
+print(f"mean of {rounds} alternating rounds")
 print(f"{'workload':<28} {'unit':<6} {'peer':<9} {'peer fig.':>11} {'scsiport':>11} {'ratio':>7}")
 for name, unit, peer, p, o in table:
     ratio = o / p if p else float("nan")

@@ -33,7 +33,8 @@ fn the_documented_example_parses_with_every_section() {
 #[test]
 fn serve_starts_on_the_documented_example() {
     let dir = tempfile::Builder::new().prefix("scsiport-doc-").tempdir().expect("temp dir");
-    let (nbd_port, iscsi_port) = (free_port(), free_port());
+    let nbd_port = free_port();
+    let iscsi_port = (0..100).map(|_| free_port()).find(|p| *p != nbd_port).expect("a second free port");
     let text = doc_example()
         .replace("./scsiport-data", dir.path().to_str().expect("utf-8 path"))
         .replace("127.0.0.1:10809", &format!("127.0.0.1:{nbd_port}"))
