@@ -259,14 +259,14 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 println!("{}", serde_json::to_string(&summary)?);
             } else {
                 println!(
-                    "{} {} bytes, {} SRBs, {} DMA operations in {:.3} s; {} events on {} lanes; violations {}",
+                    "{} {} bytes, {} SRBs, {} DMA operations in {:.3} s; {} events{}; violations {}",
                     if report.verified { "verified" } else { "MISMATCH" },
                     report.bytes,
                     summary.srbs,
                     summary.dma_ops,
                     summary.seconds,
                     summary.events,
-                    summary.lanes,
+                    summary.lanes.map_or(String::new(), |n| format!(" on {n} lanes")),
                     summary.violations
                 );
                 for (what, path) in [("Chrome trace", &out), ("SVG timeline", &svg)] {

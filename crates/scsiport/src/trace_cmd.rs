@@ -33,7 +33,8 @@ pub struct TraceOptions {
 pub struct TraceSummary {
     pub tracing: bool,
     pub events: usize,
-    pub lanes: usize,
+    /// Lanes of the timeline (only built when an output was asked for).
+    pub lanes: Option<usize>,
     pub violations: u64,
     pub verified: bool,
     /// Seconds the workload took (the write and the read phase).
@@ -70,7 +71,7 @@ pub fn run(o: &TraceOptions) -> anyhow::Result<(TraceSummary, ExerciseReport)> {
     let mut summary = TraceSummary {
         tracing: trace.is_some(),
         events: 0,
-        lanes: 0,
+        lanes: None,
         violations: report.violations,
         verified: report.verified,
         seconds: report.seconds,
@@ -79,15 +80,18 @@ pub fn run(o: &TraceOptions) -> anyhow::Result<(TraceSummary, ExerciseReport)> {
     };
     if let Some(t) = &trace {
         summary.events = t.len();
-        summary.lanes = t.timeline().lanes.len();
-        if let Some(path) = &o.out {
-            let file = std::fs::File::create(path).with_context(|| format!("--out {}", path.display()))?;
-            serde_json::to_writer(std::io::BufWriter::new(file), &t.to_chrome_json())
-                .with_context(|| format!("writing {}", path.display()))?;
-        }
-        if let Some(path) = &o.svg {
-            let svg = t.to_svg(&SvgOptions { width: o.svg_width, max_srb_lanes: o.svg_srb_lanes });
-            std::fs::write(path, svg).with_context(|| format!("--svg {}", path.display()))?;
+        if o.out.is_some() || o.svg.is_some() {
+            let timeline = t.timeline();
+            summary.lanes = Some(timeline.lanes.len());
+            if let Some(path) = &o.out {
+                let file = std::fs::File::create(path).with_context(|| format!("--out {}", path.display()))?;
+                serde_json::to_writer(std::io::BufWriter::new(file), &timeline.to_chrome_json())
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if let Some(path) = &o.svg {
+                let svg = timeline.to_svg(&SvgOptions { width: o.svg_width, max_srb_lanes: o.svg_srb_lanes });
+                std::fs::write(path, svg).with_context(|| format!("--svg {}", path.display()))?;
+            }
         }
     }
     Ok((summary, report))

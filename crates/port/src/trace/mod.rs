@@ -142,6 +142,18 @@ mod timeline;
 pub use svg::SvgOptions;
 pub use timeline::{Lane, Mark, MarkKind, Span, SpanKind, Timeline};
 
+impl Timeline {
+    /// The Chrome trace-event JSON document (opens in Perfetto and chrome://tracing).
+    pub fn to_chrome_json(&self) -> serde_json::Value {
+        chrome::document(self)
+    }
+
+    /// An SVG picture of the timeline.
+    pub fn to_svg(&self, options: &SvgOptions) -> String {
+        svg::render(self, options)
+    }
+}
+
 impl Trace {
     /// The events laid out as lanes (one per DMA channel, per logical unit, per SRB) of spans and marks.
     pub fn timeline(&self) -> Timeline {
