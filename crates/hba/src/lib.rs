@@ -8,7 +8,10 @@ pub mod hw;
 pub mod miniport;
 
 pub use hw::{BusDevice, Hba, HbaCounters, HbaSettings, ScsiBus};
-pub use miniport::{hw_initialization_data, MiniportConfig, RefMiniport, DEFAULT_MAX_TRANSFER};
+pub use miniport::{
+    hw_initialization_data, MiniportConfig, RefMiniport, DEFAULT_MAX_TRANSFER, IOCTL_NEXUS_LOSS, IOCTL_SIGNATURE,
+    SRB_IO_CONTROL_SIZE,
+};
 
 use hal::Hal;
 use port::{AdapterHandle, AdapterOptions, AdapterResources, PortError};

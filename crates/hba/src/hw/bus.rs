@@ -25,6 +25,8 @@ pub trait BusDevice: Send + Sync {
     fn take_bus_reset(&self) -> bool {
         false
     }
+    /// The initiator `nexus` is gone from the bus.
+    fn nexus_loss(&self, _nexus: Nexus) {}
 }
 
 impl BusDevice for scsi::Target {
@@ -34,6 +36,10 @@ impl BusDevice for scsi::Target {
 
     fn reset(&self) {
         scsi::Target::reset(self);
+    }
+
+    fn nexus_loss(&self, nexus: Nexus) {
+        scsi::Target::nexus_loss(self, nexus);
     }
 
     fn take_hang(&self, lun: u64, cdb: &[u8]) -> bool {

@@ -247,6 +247,16 @@ impl Hba {
                 }
                 _ => self.raise(int::ERROR),
             },
+            regs::CMD_DROP_IDENTITY => match <[u8; 8]>::try_from(self.cdb.as_slice()) {
+                Ok(b) => {
+                    let gone = Nexus::new(u64::from_be_bytes(b) | 1 << 63);
+                    for d in self.bus.devices() {
+                        d.nexus_loss(gone);
+                    }
+                    self.cdb.clear();
+                }
+                _ => self.raise(int::ERROR),
+            },
             _ => self.raise(int::ERROR),
         }
     }

@@ -113,6 +113,9 @@ pub const CMD_CLEAR_CDB: u8 = 0x07;
 /// Take the 8 bytes in the CDB FIFO (big-endian) as the initiator identity for the following commands and empty the
 /// FIFO; 0 is the card's own identity. Any other FIFO length raises `ERROR`.
 pub const CMD_SET_IDENTITY: u8 = 0x08;
+/// The identity in the CDB FIFO (8 bytes, big-endian) leaves the bus: every target is told that I_T nexus is gone
+/// (SPC-2 reservations it held are released). The FIFO is emptied; any other FIFO length raises `ERROR`.
+pub const CMD_DROP_IDENTITY: u8 = 0x09;
 
 /// The largest value of the 24-bit transfer counter.
 pub const XFER_MAX: u32 = 0x00FF_FFFF;

@@ -337,6 +337,43 @@ fn hw_find_adapter(
     FindAdapterStatus::Found
 }
 
+/// `SRB_IO_CONTROL` signature of the card's application-dedicated requests.
+pub const IOCTL_SIGNATURE: [u8; 8] = *b"RHSCSI  ";
+/// Control code: the requester whose I_T nexus is in the 8 data bytes (little-endian) is gone.
+pub const IOCTL_NEXUS_LOSS: u32 = 1;
+/// Size of the `SRB_IO_CONTROL` header (HeaderLength, Signature, Timeout, ControlCode, ReturnCode, Length).
+pub const SRB_IO_CONTROL_SIZE: usize = 28;
+
+impl RefMiniport {
+    /// `SRB_FUNCTION_IO_CONTROL` (DDK.md §1.12): the application-dedicated path. The buffer is an `SRB_IO_CONTROL`
+    /// header and its data, readable whatever MapBuffers says.
+    fn io_control(&mut self, ctx: &mut PortContext<'_, Self>, h: SrbHandle) {
+        let Some(mut srb) = ctx.srb(h) else { return };
+        let mut header = [0u8; SRB_IO_CONTROL_SIZE + 8];
+        let ok = srb.data_transfer_length() as usize >= header.len() && srb.read_data(0, &mut header);
+        let u32_at = |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+        let status = if !ok || header[4..12] != IOCTL_SIGNATURE {
+            SrbStatus::INVALID_REQUEST
+        } else if u32_at(16) == IOCTL_NEXUS_LOSS && u32_at(24) >= 8 {
+            let mut id = [0u8; 8];
+            id.copy_from_slice(&header[SRB_IO_CONTROL_SIZE..]);
+            let identity = u64::from_le_bytes(id);
+            drop(srb);
+            // The FIFO may hold a CDB being assembled only inside start_command, which is not running now.
+            self.command(ctx, regs::CMD_CLEAR_CDB);
+            ctx.write_port_buffer_uchar(self.port(regs::CDB_FIFO), &identity.to_be_bytes());
+            self.command(ctx, regs::CMD_DROP_IDENTITY);
+            let Some(s) = ctx.srb(h) else { return };
+            srb = s;
+            SrbStatus::SUCCESS
+        } else {
+            SrbStatus::INVALID_REQUEST
+        };
+        srb.set_srb_status(status);
+        srb.complete();
+    }
+}
+
 fn hw_initialize(ext: &mut RefMiniport, ctx: &mut PortContext<'_, RefMiniport>) -> bool {
     ctx.write_port_uchar(ext.port(regs::CONTROL), regs::control::INT_ENABLE | regs::control::AUTOSENSE);
     ext.command(ctx, regs::CMD_CLEAR_INT);
@@ -351,6 +388,7 @@ fn hw_start_io(ext: &mut RefMiniport, ctx: &mut PortContext<'_, RefMiniport>, h:
             ext.start_waiting(ctx);
         }
         SrbFunction::ABORT_COMMAND => ext.abort(ctx, h),
+        SrbFunction::IO_CONTROL => ext.io_control(ctx, h),
         SrbFunction::RESET_BUS => {
             let path = ctx.srb(h).map_or(0, |s| s.address().path_id);
             ext.command(ctx, regs::CMD_BUS_RESET);

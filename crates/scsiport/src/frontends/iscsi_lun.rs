@@ -253,6 +253,32 @@ impl ScsiBackend for PassThroughLuns {
         TmfResponse::Complete
     }
 
+    async fn nexus_loss(&self, initiator: u64) {
+        // The HBA's application-dedicated request: that requester's identity leaves the bus, and the targets release
+        // what its I_T nexus held (SPC-2 reservations).
+        let Some(&first) = self.luns.first() else { return };
+        let mut payload = vec![0u8; hba::SRB_IO_CONTROL_SIZE + 8];
+        payload[0..4].copy_from_slice(&(hba::SRB_IO_CONTROL_SIZE as u32).to_le_bytes());
+        payload[4..12].copy_from_slice(&hba::IOCTL_SIGNATURE);
+        payload[12..16].copy_from_slice(&10u32.to_le_bytes());
+        payload[16..20].copy_from_slice(&hba::IOCTL_NEXUS_LOSS.to_le_bytes());
+        payload[24..28].copy_from_slice(&8u32.to_le_bytes());
+        payload[28..36].copy_from_slice(&initiator.to_le_bytes());
+        let Ok(buf) = self.memory.alloc(payload.len(), Placement::Any) else { return };
+        if buf.write(0, &payload).is_err() {
+            return;
+        }
+        let mut srb = Srb::execute_scsi(Self::address(first), &[]).with_data(
+            &buf,
+            0,
+            payload.len() as u32,
+            port::SrbFlags::DATA_OUT,
+        );
+        srb.function = SrbFunction::IO_CONTROL;
+        srb.time_out_value = 10;
+        self.submit(srb).await;
+    }
+
     async fn lun_reset(&self, lun: u64) -> TmfResponse {
         if !self.luns.contains(&lun) {
             return TmfResponse::NoLun;
