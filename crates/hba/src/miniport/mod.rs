@@ -348,29 +348,28 @@ impl RefMiniport {
     /// `SRB_FUNCTION_IO_CONTROL` (DDK.md §1.12): the application-dedicated path. The buffer is an `SRB_IO_CONTROL`
     /// header and its data, readable whatever MapBuffers says.
     fn io_control(&mut self, ctx: &mut PortContext<'_, Self>, h: SrbHandle) {
-        let Some(mut srb) = ctx.srb(h) else { return };
         let mut header = [0u8; SRB_IO_CONTROL_SIZE + 8];
-        let ok = srb.data_transfer_length() as usize >= header.len() && srb.read_data(0, &mut header);
+        let ok = match ctx.srb(h) {
+            Some(mut srb) => srb.data_transfer_length() as usize >= header.len() && srb.read_data(0, &mut header),
+            None => return,
+        };
         let u32_at = |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
-        let status = if !ok || header[4..12] != IOCTL_SIGNATURE {
-            SrbStatus::INVALID_REQUEST
-        } else if u32_at(16) == IOCTL_NEXUS_LOSS && u32_at(24) >= 8 {
+        let nexus_loss = ok && header[4..12] == IOCTL_SIGNATURE && u32_at(16) == IOCTL_NEXUS_LOSS && u32_at(24) >= 8;
+        let status = if nexus_loss {
             let mut id = [0u8; 8];
             id.copy_from_slice(&header[SRB_IO_CONTROL_SIZE..]);
-            let identity = u64::from_le_bytes(id);
-            drop(srb);
-            // The FIFO may hold a CDB being assembled only inside start_command, which is not running now.
+            // The FIFO holds a CDB only inside start_command, which is not running now.
             self.command(ctx, regs::CMD_CLEAR_CDB);
-            ctx.write_port_buffer_uchar(self.port(regs::CDB_FIFO), &identity.to_be_bytes());
+            ctx.write_port_buffer_uchar(self.port(regs::CDB_FIFO), &u64::from_le_bytes(id).to_be_bytes());
             self.command(ctx, regs::CMD_DROP_IDENTITY);
-            let Some(s) = ctx.srb(h) else { return };
-            srb = s;
             SrbStatus::SUCCESS
         } else {
             SrbStatus::INVALID_REQUEST
         };
-        srb.set_srb_status(status);
-        srb.complete();
+        if let Some(mut srb) = ctx.srb(h) {
+            srb.set_srb_status(status);
+            srb.complete();
+        }
     }
 }
 
