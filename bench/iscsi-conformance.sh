@@ -4,8 +4,8 @@
 # (a skipped test is not a pass) and the tests tgtd passes that we fail.
 #
 # Usage: bench/iscsi-conformance.sh [--ours-cmd CMD] [--ours-url URL] [--size 1G]
-#   --ours-cmd  command that starts our target in the foreground (default: the
-#               iscsi-direct example on 127.0.0.1:13262, built here)
+#   --ours-cmd  command that starts our target in the foreground (default: `scsiport serve`
+#               with a RAM disk, iSCSI only, on 127.0.0.1:13262, built here)
 #   --ours-url  URL of our LUN (default: iscsi://127.0.0.1:$OUR_PORT/iqn.2026-11.io.scsiport:default/0)
 # Ports: OUR_PORT (13262), TGT_PORT (13261), TGT_CTL (tgtd control port, 17).
 # Everything listens on 127.0.0.1 only; logs go to $OUT (default /tmp/iscsi-conformance).
@@ -38,9 +38,10 @@ done
 mkdir -p "$out"
 
 if [ -z "$ours_cmd" ]; then
-    target_dir="${CARGO_TARGET_DIR:-/work/target-iscsi}"
-    (cd "$root" && CARGO_TARGET_DIR="$target_dir" cargo build -q --release -p iscsi --example iscsi-direct)
-    ours_cmd="$target_dir/release/examples/iscsi-direct --listen 127.0.0.1:${our_port} --size ${size}iB"
+    # The whole stack: every command a pass-through SRB through the port, the miniport, the HBA and the 8237.
+    target_dir="${CARGO_TARGET_DIR:-$root/target}"
+    (cd "$root" && CARGO_TARGET_DIR="$target_dir" cargo build -q --release -p scsiport)
+    ours_cmd="$target_dir/release/scsiport serve --ram --disk-size ${size}iB --no-nbd --iscsi-listen 127.0.0.1:${our_port}"
 fi
 
 ours_pid=""

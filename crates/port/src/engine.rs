@@ -409,6 +409,12 @@ impl<E> Core<E> {
     pub fn run(&mut self, ext: &mut E) {
         let mut storm = 0u32;
         loop {
+            // Return finished SRBs as soon as they are finished, so callers overlap with the next ones.
+            if !self.done.is_empty() {
+                for (srb, done) in std::mem::take(&mut self.done) {
+                    done(srb);
+                }
+            }
             let now = Instant::now();
             if self.hw.next_deadline().is_some_and(|d| d <= now) {
                 self.hw.advance(now);
