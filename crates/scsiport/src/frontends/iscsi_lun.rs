@@ -109,7 +109,7 @@ impl ScsiBackend for PassThroughLuns {
         let mismatched = wanted.is_some_and(|(_, dir)| cmd.direction != DataDirection::None && dir != cmd.direction);
         let len = if mismatched { 0 } else { cmd.expected_len as usize };
         let pages = (len as u64).div_ceil(PAGE_SIZE) as u32;
-        let _permit = match self.budget.clone().acquire_many_owned(pages.max(1)).await {
+        let permit = match self.budget.clone().acquire_many_owned(pages.max(1)).await {
             Ok(p) => p,
             Err(_) => {
                 return ScsiResponse {
@@ -174,14 +174,11 @@ impl ScsiBackend for PassThroughLuns {
             self.release_queue(address).await;
         }
         let moved = (srb.data_transfer_length as usize).min(len);
-        let data_in = match (&buffer, direction) {
-            (Some(b), port::DataDirection::In) => {
-                let mut v = vec![0u8; moved];
-                if b.read(0, &mut v).is_err() {
-                    return check(0x04, 0x44, 0x00);
-                }
-                Bytes::from(v)
-            }
+        let data_in = match (buffer, direction) {
+            (Some(b), port::DataDirection::In) => match super::sysmem_bytes(b, moved, permit) {
+                Ok(bytes) => bytes,
+                Err(_) => return check(0x04, 0x44, 0x00),
+            },
             _ => Bytes::new(),
         };
         let residual = match wanted {

@@ -2,3 +2,51 @@
 
 pub mod iscsi_lun;
 pub mod nbd_disk;
+
+use bytes::{Bytes, BytesMut};
+use hal::{Buffer, HalError};
+
+/// The first `len` bytes of a buffer whose transfer has finished, as `Bytes`: straight from the modelled system
+/// memory when they are one physical run (first-fit allocation almost always gives one), else copied. `guard` (a
+/// budget permit) lives as long as the bytes.
+pub(crate) fn sysmem_bytes<G: Send + Sync + 'static>(buf: Buffer, len: usize, guard: G) -> Result<Bytes, HalError> {
+    let mut runs = 0;
+    let mut first: Option<(*const u8, usize)> = None;
+    buf.with_slices(0, len, |_, s| {
+        runs += 1;
+        first.get_or_insert((s.as_ptr(), s.len()));
+    })?;
+    match first {
+        Some((ptr, n)) if runs == 1 && n == len => {
+            Ok(Bytes::from_owner(SystemMemoryBytes { ptr, len: n, _buffer: buf, _guard: guard }))
+        }
+        _ => {
+            let mut out = BytesMut::with_capacity(len);
+            buf.with_slices(0, len, |_, s| out.extend_from_slice(s))?;
+            Ok(out.freeze())
+        }
+    }
+}
+
+/// Bytes that live in the modelled system memory: they keep the pages (and the guard) until dropped.
+struct SystemMemoryBytes<G> {
+    ptr: *const u8,
+    len: usize,
+    _buffer: Buffer,
+    _guard: G,
+}
+
+// SAFETY: the pointer is into the SystemMemory allocation that `_buffer` keeps alive; once the transfer completed, no
+// DMA targets these pages and nothing else writes them until the buffer is dropped (hal memory ownership rule), so
+// shared read-only access from any thread is sound.
+unsafe impl<G: Send> Send for SystemMemoryBytes<G> {}
+// SAFETY: as above; the bytes are only read.
+unsafe impl<G: Sync> Sync for SystemMemoryBytes<G> {}
+
+impl<G> AsRef<[u8]> for SystemMemoryBytes<G> {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `ptr` and `len` came from the one run `Buffer::with_slices` handed out for this buffer, which stays
+        // alive (and unwritten) as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}

@@ -1,6 +1,6 @@
 //! An NBD export over the disk class driver: every request is split to the HBA's limits and moved by the DMA model.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use class::{ClassError, DiskClass};
 use hal::{Buffer, Placement, PAGE_SIZE};
 use nbd::{Capabilities, DeviceError, Extent};
@@ -45,30 +45,6 @@ impl ClassDisk {
     }
 }
 
-/// A read reply that lives in the modelled system memory: it keeps the pages (and their share of the in-flight
-/// budget) until the reply has been sent.
-struct SystemMemoryBytes {
-    ptr: *const u8,
-    len: usize,
-    _buffer: Buffer,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-}
-
-// SAFETY: the pointer is into the SystemMemory allocation that `_buffer` keeps alive; once the read completed, no
-// DMA targets these pages and nothing else writes them until the buffer is dropped (hal memory ownership rule), so
-// shared read-only access from any thread is sound.
-unsafe impl Send for SystemMemoryBytes {}
-// SAFETY: as above; the bytes are only read.
-unsafe impl Sync for SystemMemoryBytes {}
-
-impl AsRef<[u8]> for SystemMemoryBytes {
-    fn as_ref(&self) -> &[u8] {
-        // SAFETY: `ptr` and `len` came from one run `Buffer::with_slices` handed out for this buffer, which stays
-        // alive (and unwritten) as long as `self`.
-        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
-    }
-}
-
 /// A class-driver failure as an NBD error.
 fn nbd_error(e: ClassError) -> DeviceError {
     match e {
@@ -106,26 +82,8 @@ impl nbd::BlockDevice for ClassDisk {
     async fn read(&self, offset: u64, len: u32) -> Result<Bytes, DeviceError> {
         let (permit, buf) = self.buffer(len as usize).await?;
         self.disk.read_async(self.lba(offset), &buf, 0, len as usize).await.map_err(nbd_error)?;
-        // The DMA engine has finished with the pages: the reply goes out from system memory itself when the
-        // buffer is one physical run (first-fit allocation almost always gives one), else from a copy.
-        let mut runs = 0;
-        let mut first: Option<(*const u8, usize)> = None;
-        buf.with_slices(0, len as usize, |_, s| {
-            runs += 1;
-            first.get_or_insert((s.as_ptr(), s.len()));
-        })
-        .map_err(|e| DeviceError::Io(e.to_string()))?;
-        match first {
-            Some((ptr, n)) if runs == 1 && n == len as usize => {
-                Ok(Bytes::from_owner(SystemMemoryBytes { ptr, len: n, _buffer: buf, _permit: permit }))
-            }
-            _ => {
-                let mut out = BytesMut::with_capacity(len as usize);
-                buf.with_slices(0, len as usize, |_, s| out.extend_from_slice(s))
-                    .map_err(|e| DeviceError::Io(e.to_string()))?;
-                Ok(out.freeze())
-            }
-        }
+        // The DMA engine has finished with the pages: the reply goes out from system memory itself.
+        super::sysmem_bytes(buf, len as usize, permit).map_err(|e| DeviceError::Io(e.to_string()))
     }
 
     async fn write(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), DeviceError> {
