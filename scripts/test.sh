@@ -32,6 +32,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 fi
 
+# An iSCSI-capable qemu-img without replacing the machine's qemu-utils: Debian's qemu-utils and qemu-block-extra of
+# one version, unpacked (not installed) under target/qemu-iscsi for the qemu-img iscsi:// test.
+qdir="$PWD/target/qemu-iscsi"
+if [ ! -f "$qdir/root/usr/lib/x86_64-linux-gnu/qemu/block-iscsi.so" ]; then
+  fetch_qemu() {
+    ver=$(apt-cache policy qemu-block-extra | awk '/Candidate:/ {print $2}')
+    [ -n "$ver" ] && [ "$ver" != "(none)" ] || return 1
+    rm -rf "$qdir" && mkdir -p "$qdir" && chmod 777 "$qdir"
+    (cd "$qdir" && apt-get download -q "qemu-utils=$ver" "qemu-block-extra=$ver" >/dev/null 2>&1) || return 1
+    for deb in "$qdir"/*.deb; do dpkg -x "$deb" "$qdir/root"; done
+  }
+  fetch_qemu || { apt-get update -qq && fetch_qemu; } || echo "could not unpack an iSCSI-capable qemu-img"
+fi
+export SCSIPORT_QEMU_ISCSI="$qdir"
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings
 # Release mode: the data-path tests move hundreds of MiB through the DMA model.
