@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ fn qemu_iscsi_root() -> Option<PathBuf> {
     None
 }
 
-fn qemu_img(root: &PathBuf, args: &[&str]) -> std::process::Output {
+fn qemu_img(root: &Path, args: &[&str]) -> std::process::Output {
     let mut child = Command::new(root.join("usr/bin/qemu-img"))
         .env("QEMU_MODULE_DIR", root.join("usr/lib/x86_64-linux-gnu/qemu"))
         .args(args)
