@@ -88,6 +88,8 @@ pub(crate) struct LuState {
     pub active: u32,
     /// `NextLuRequest` received: the miniport takes another request for this LU.
     pub lu_ready: bool,
+    /// An SRB the miniport deferred with `SRB_STATUS_BUSY` waits at the head of the queue until then.
+    pub busy_until: Option<Instant>,
 }
 
 /// A transfer the miniport asked for with `ScsiPortIoMapTransfer`, not yet programmed.
@@ -127,6 +129,11 @@ pub(crate) struct DmaState {
     /// (rule 5 pairs every map with one flush) instead of being reported as a flush with nothing mapped.
     pub refused: Option<SrbHandle>,
 }
+
+/// How long an SRB deferred with `SRB_STATUS_BUSY` waits before the port resubmits it.
+pub const BUSY_RETRY_DELAY: Duration = Duration::from_millis(10);
+/// How many times the port resubmits one deferred SRB before it returns it to its caller as BUSY.
+pub const BUSY_RESUBMIT_LIMIT: u32 = 100;
 
 /// Options the machine builder sets per adapter.
 #[derive(Clone)]
@@ -181,6 +188,8 @@ pub(crate) struct Core<E> {
     pub next_tag: u8,
     /// Aborts the port sent after a timeout: victim → deadline for the abort.
     pub pending_aborts: Vec<(SrbId, Instant, u8)>,
+    /// How often each SRB was deferred with `SRB_STATUS_BUSY` and resubmitted.
+    pub busy_resubmits: std::collections::HashMap<SrbId, u32>,
     /// The card's interrupt line stayed asserted even across a bus reset: the port no longer calls `HwInterrupt`.
     pub irq_masked: bool,
 }
@@ -230,6 +239,7 @@ impl<E> Core<E> {
             inbox,
             next_tag: 1,
             pending_aborts: Vec::new(),
+            busy_resubmits: std::collections::HashMap::new(),
             irq_masked: false,
         }
     }
@@ -514,6 +524,10 @@ impl<E> Core<E> {
         if self.dma.refused == Some(h) {
             self.dma.refused = None;
         }
+        if self.resubmit_if_busy(&mut a) {
+            return;
+        }
+        self.busy_resubmits.remove(&a.id);
         let address = a.srb.address();
         // A strict-mode violation decides the status even when the SRB then timed out waiting for a refused map.
         if a.failed_by_verifier && self.mode == VerifierMode::Strict {
@@ -561,6 +575,43 @@ impl<E> Core<E> {
             self.deliver(a.srb, done);
         }
         self.maybe_free_channel();
+    }
+
+    /// "Return from HwScsiStartIo" (DDK.md §1.5): a miniport defers an SRB it cannot take now by completing it with
+    /// `SRB_STATUS_BUSY`, and the port resubmits it later. It goes back to the head of its LU queue and waits
+    /// [`BUSY_RETRY_DELAY`]; after [`BUSY_RESUBMIT_LIMIT`] deferrals it returns to its caller as BUSY.
+    fn resubmit_if_busy(&mut self, a: &mut Active) -> bool {
+        let busy = a.srb.srb_status.status() == SrbStatus::BUSY
+            && a.srb.function == SrbFunction::EXECUTE_SCSI
+            && !a.internal
+            && !a.timed_out
+            && !(a.failed_by_verifier && self.mode == VerifierMode::Strict);
+        if !busy {
+            return false;
+        }
+        let count = self.busy_resubmits.entry(a.id).or_insert(0);
+        if *count >= BUSY_RESUBMIT_LIMIT {
+            return false;
+        }
+        *count += 1;
+        let Some(done) = a.done.take() else { return false };
+        let mut srb = a.srb.clone();
+        srb.srb_status = SrbStatus::PENDING;
+        srb.scsi_status = 0;
+        srb.srb_flags.remove(SrbFlags::IS_ACTIVE);
+        srb.data_transfer_length = a.original_length;
+        let address = srb.address();
+        self.event(
+            Some(a.id),
+            Some(address),
+            EventKind::SrbQueued { opcode: srb.cdb[0], length: srb.data_transfer_length },
+        );
+        let lu = self.lus.entry(address).or_default();
+        lu.active = lu.active.saturating_sub(1);
+        lu.busy_until = Some(Instant::now() + BUSY_RETRY_DELAY);
+        lu.queue.push_front(Queued { srb, id: a.id, done });
+        self.maybe_free_channel();
+        true
     }
 
     /// Mark an SRB completed by the miniport (from RequestComplete or ScsiPortCompleteRequest).
@@ -639,6 +690,10 @@ impl<E> Core<E> {
             if lu.frozen && !bypass {
                 continue;
             }
+            if lu.busy_until.is_some_and(|t| Instant::now() < t) && !front.is_port_abort() {
+                continue;
+            }
+            lu.busy_until = None;
             let tagged = front.srb.srb_flags.contains(SrbFlags::QUEUE_ACTION_ENABLE);
             if lu.active > 0 && !(multiple && tagged && lu.lu_ready) && front.srb.function != SrbFunction::ABORT_COMMAND
             {

@@ -23,7 +23,7 @@ pub use config::{
     HwInitializationData, HwTimer, InterfaceType, PortConfigurationInformation,
 };
 pub use ddi::{Notification, PortContext, SrbAccess};
-pub use engine::AdapterOptions;
+pub use engine::{AdapterOptions, BUSY_RESUBMIT_LIMIT, BUSY_RETRY_DELAY};
 pub use srb::{
     queue_action, scsi_status, Completion, LuAddress, Srb, SrbFlags, SrbFunction, SrbHandle, SrbId, SrbStatus,
     SENSE_BUFFER_SIZE, SP_UNINITIALIZED_VALUE, SP_UNTAGGED,

@@ -54,6 +54,11 @@ impl<E> Core<E> {
         for (_, t, _) in &self.pending_aborts {
             take(Some(*t));
         }
+        for lu in self.lus.values() {
+            if !lu.queue.is_empty() {
+                take(lu.busy_until);
+            }
+        }
         d
     }
 
