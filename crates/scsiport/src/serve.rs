@@ -5,6 +5,7 @@ use crate::frontends::{iscsi_lun::PassThroughLuns, nbd_disk::ClassDisk};
 use crate::machine::Machine;
 use anyhow::Context;
 use std::sync::Arc;
+use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 /// Run until a signal; returns after a graceful drain.
@@ -106,18 +107,19 @@ async fn serve(cfg: Config, machine: Arc<Machine>) -> anyhow::Result<()> {
         });
         tasks.spawn(async move { server.serve(listener, rx).await.context("iSCSI server") });
     }
+    // The handlers are in place before "ready" is printed: a signal right after it must not take the default action.
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     println!("ready; stop with Ctrl-C or SIGTERM");
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-        Some(r) = tasks.join_next() => {
-            // A front end stopped by itself: that is an error worth reporting.
-            shutdown.cancel();
-            r.context("front end task")??;
+            _ = int.recv() => {}
+    _ = term.recv() => {}
+            Some(r) = tasks.join_next() => {
+                // A front end stopped by itself: that is an error worth reporting.
+                shutdown.cancel();
+                r.context("front end task")??;
+            }
         }
-    }
     println!("stopping: no new connections, draining requests in flight");
     shutdown.cancel();
     while let Some(r) = tasks.join_next().await {
