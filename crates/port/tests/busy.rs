@@ -1,38 +1,12 @@
 //! "Return from HwScsiStartIo" (DDK.md §1.5): a miniport defers an SRB with `SRB_STATUS_BUSY` (RequestComplete and
 //! NextRequest) and the port resubmits it later; the caller sees only the final outcome.
 
-use hal::{Hal, HalConfig, SystemMemory};
-use port::{
-    AdapterOptions, AdapterResources, FindAdapterStatus, HbaHardware, HwInitializationData, InterfaceType, IoWidth,
-    LuAddress, Notification, PortConfigurationInformation, PortContext, Srb, SrbHandle, SrbStatus,
-};
+mod pio;
+
+use port::{LuAddress, Notification, PortContext, Srb, SrbHandle, SrbStatus};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-
-struct Quiet;
-
-impl hal::DmaDevice for Quiet {
-    fn dreq(&self) -> bool {
-        false
-    }
-    fn dma_write(&mut self, _: &[u8]) -> usize {
-        0
-    }
-    fn dma_read(&mut self, _: &mut [u8]) -> usize {
-        0
-    }
-}
-
-impl HbaHardware for Quiet {
-    fn io_read(&mut self, _: u16, _: IoWidth) -> u32 {
-        0
-    }
-    fn io_write(&mut self, _: u16, _: IoWidth, _: u32) {}
-    fn irq(&self) -> bool {
-        false
-    }
-}
 
 /// Defers the first `busy` SRBs it is given, completes the rest.
 struct Ext {
@@ -56,42 +30,9 @@ fn start_io(e: &mut Ext, ctx: &mut PortContext<'_, Ext>, h: SrbHandle) -> bool {
     true
 }
 
-fn find(_: &mut Ext, _: &mut PortContext<'_, Ext>, c: &mut PortConfigurationInformation) -> FindAdapterStatus {
-    c.dma_channel = port::SP_UNINITIALIZED_VALUE;
-    FindAdapterStatus::Found
-}
-
-fn init(_: &mut Ext, _: &mut PortContext<'_, Ext>) -> bool {
-    true
-}
-
-fn reset(_: &mut Ext, _: &mut PortContext<'_, Ext>, _: u8) -> bool {
-    true
-}
-
 fn adapter(busy: u32) -> (port::AdapterHandle, Arc<AtomicU32>) {
-    let mem = SystemMemory::new(32 << 20).unwrap();
-    let hal = Hal::new(mem, HalConfig { map_register_pages: 64 }).unwrap();
     let starts = Arc::new(AtomicU32::new(0));
-    let init_data = HwInitializationData {
-        adapter_interface_type: InterfaceType::Isa,
-        hw_initialize: init,
-        hw_start_io: start_io,
-        hw_interrupt: None,
-        hw_find_adapter: find,
-        hw_reset_bus: reset,
-        hw_dma_started: None,
-        hw_adapter_control: None,
-        map_buffers: false,
-        need_physical_addresses: false,
-        tagged_queuing: false,
-        auto_request_sense: false,
-        multiple_request_per_lu: false,
-    };
-    let res = AdapterResources { io_base: 0x340, io_length: 16, interrupt_level: 10, dma_channel: None };
-    let ext = Ext { busy, starts: starts.clone() };
-    let h = port::AdapterHandle::start(hal, init_data, ext, Box::new(Quiet), res, AdapterOptions::default()).unwrap();
-    (h, starts)
+    (pio::start(Ext { busy, starts: starts.clone() }, start_io, false), starts)
 }
 
 fn tur() -> Srb {

@@ -2,38 +2,12 @@
 //! port start another tagged SRB for an LU whose earlier SRBs are still active, each with its own queue tag; without
 //! it the port keeps one SRB per LU (DDK.md §1.4).
 
-use hal::{Hal, HalConfig, SystemMemory};
+mod pio;
+
 use parking_lot::Mutex;
-use port::{
-    AdapterOptions, AdapterResources, FindAdapterStatus, HbaHardware, HwInitializationData, InterfaceType, IoWidth,
-    LuAddress, Notification, PortConfigurationInformation, PortContext, Srb, SrbFlags, SrbHandle, SrbStatus,
-};
+use port::{LuAddress, Notification, PortContext, Srb, SrbFlags, SrbHandle, SrbStatus};
 use std::sync::Arc;
 use std::time::Duration;
-
-struct Quiet;
-
-impl hal::DmaDevice for Quiet {
-    fn dreq(&self) -> bool {
-        false
-    }
-    fn dma_write(&mut self, _: &[u8]) -> usize {
-        0
-    }
-    fn dma_read(&mut self, _: &mut [u8]) -> usize {
-        0
-    }
-}
-
-impl HbaHardware for Quiet {
-    fn io_read(&mut self, _: u16, _: IoWidth) -> u32 {
-        0
-    }
-    fn io_write(&mut self, _: u16, _: IoWidth, _: u32) {}
-    fn irq(&self) -> bool {
-        false
-    }
-}
 
 /// Queue tags of the SRBs the miniport held, and how many were active at once at most.
 type Seen = Arc<Mutex<(Vec<u8>, usize)>>;
@@ -77,45 +51,9 @@ fn start_io(e: &mut Ext, ctx: &mut PortContext<'_, Ext>, h: SrbHandle) -> bool {
     true
 }
 
-fn find(e: &mut Ext, _: &mut PortContext<'_, Ext>, c: &mut PortConfigurationInformation) -> FindAdapterStatus {
-    c.dma_channel = port::SP_UNINITIALIZED_VALUE;
-    c.tagged_queuing = e.queued;
-    c.multiple_request_per_lu = e.queued;
-    c.auto_request_sense = true;
-    FindAdapterStatus::Found
-}
-
-fn init(_: &mut Ext, _: &mut PortContext<'_, Ext>) -> bool {
-    true
-}
-
-fn reset(_: &mut Ext, _: &mut PortContext<'_, Ext>, _: u8) -> bool {
-    true
-}
-
 fn adapter(queued: bool, batch: usize) -> (port::AdapterHandle, Seen) {
-    let mem = SystemMemory::new(32 << 20).unwrap();
-    let hal = Hal::new(mem, HalConfig { map_register_pages: 64 }).unwrap();
     let seen: Seen = Arc::new(Mutex::new((Vec::new(), 0)));
-    let init_data = HwInitializationData {
-        adapter_interface_type: InterfaceType::Isa,
-        hw_initialize: init,
-        hw_start_io: start_io,
-        hw_interrupt: None,
-        hw_find_adapter: find,
-        hw_reset_bus: reset,
-        hw_dma_started: None,
-        hw_adapter_control: None,
-        map_buffers: false,
-        need_physical_addresses: false,
-        tagged_queuing: queued,
-        auto_request_sense: true,
-        multiple_request_per_lu: queued,
-    };
-    let res = AdapterResources { io_base: 0x340, io_length: 16, interrupt_level: 10, dma_channel: None };
-    let ext = Ext { batch, queued, held: Vec::new(), seen: seen.clone() };
-    let h = port::AdapterHandle::start(hal, init_data, ext, Box::new(Quiet), res, AdapterOptions::default()).unwrap();
-    (h, seen)
+    (pio::start(Ext { batch, queued, held: Vec::new(), seen: seen.clone() }, start_io, queued), seen)
 }
 
 fn run_four(h: &port::AdapterHandle) -> Vec<Srb> {

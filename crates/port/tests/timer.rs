@@ -2,39 +2,12 @@
 //! the pending one, an interval of 0 cancels it, and the routine runs on the engine thread (serialized with
 //! `HwInterrupt`). Driven by a PIO miniport whose SRBs say what to do with the timer.
 
-use hal::{Hal, HalConfig, SystemMemory};
-use port::{
-    AdapterOptions, AdapterResources, FindAdapterStatus, HbaHardware, HwInitializationData, InterfaceType, IoWidth,
-    LuAddress, Notification, PortConfigurationInformation, PortContext, Srb, SrbHandle, SrbStatus,
-};
+mod pio;
+
+use port::{LuAddress, Notification, PortContext, Srb, SrbHandle, SrbStatus};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// A card with nothing but ports: no DMA, no interrupts.
-struct Quiet;
-
-impl hal::DmaDevice for Quiet {
-    fn dreq(&self) -> bool {
-        false
-    }
-    fn dma_write(&mut self, _: &[u8]) -> usize {
-        0
-    }
-    fn dma_read(&mut self, _: &mut [u8]) -> usize {
-        0
-    }
-}
-
-impl HbaHardware for Quiet {
-    fn io_read(&mut self, _: u16, _: IoWidth) -> u32 {
-        0
-    }
-    fn io_write(&mut self, _: u16, _: IoWidth, _: u32) {}
-    fn irq(&self) -> bool {
-        false
-    }
-}
 
 #[derive(Default)]
 struct Counters {
@@ -76,49 +49,9 @@ fn start_io(_: &mut Ext, ctx: &mut PortContext<'_, Ext>, h: SrbHandle) -> bool {
     true
 }
 
-fn find(_: &mut Ext, _: &mut PortContext<'_, Ext>, c: &mut PortConfigurationInformation) -> FindAdapterStatus {
-    c.dma_channel = port::SP_UNINITIALIZED_VALUE;
-    FindAdapterStatus::Found
-}
-
-fn init(_: &mut Ext, _: &mut PortContext<'_, Ext>) -> bool {
-    true
-}
-
-fn reset(_: &mut Ext, _: &mut PortContext<'_, Ext>, _: u8) -> bool {
-    true
-}
-
 fn adapter() -> (port::AdapterHandle, Arc<Counters>) {
-    let mem = SystemMemory::new(32 << 20).unwrap();
-    let hal = Hal::new(mem, HalConfig { map_register_pages: 64 }).unwrap();
     let counters = Arc::new(Counters::default());
-    let init_data = HwInitializationData {
-        adapter_interface_type: InterfaceType::Isa,
-        hw_initialize: init,
-        hw_start_io: start_io,
-        hw_interrupt: None,
-        hw_find_adapter: find,
-        hw_reset_bus: reset,
-        hw_dma_started: None,
-        hw_adapter_control: None,
-        map_buffers: false,
-        need_physical_addresses: false,
-        tagged_queuing: false,
-        auto_request_sense: false,
-        multiple_request_per_lu: false,
-    };
-    let res = AdapterResources { io_base: 0x340, io_length: 16, interrupt_level: 10, dma_channel: None };
-    let h = port::AdapterHandle::start(
-        hal,
-        init_data,
-        Ext { counters: counters.clone() },
-        Box::new(Quiet),
-        res,
-        AdapterOptions::default(),
-    )
-    .unwrap();
-    (h, counters)
+    (pio::start(Ext { counters: counters.clone() }, start_io, false), counters)
 }
 
 fn send(h: &port::AdapterHandle, op: u8) {
