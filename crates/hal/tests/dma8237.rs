@@ -1,51 +1,12 @@
 //! Register-level behaviour of the 8237A pair, driven through its I/O ports.
 
+mod common;
+
 use std::sync::Arc;
 
 use hal::{DmaChannel, DmaController, DmaDevice, DmaMode, PhysAddr, SystemMemory, TransferType};
 
-/// A device with a byte stream to supply and a sink for what it takes; it handles at
-/// most `budget` bytes before dropping DREQ.
-#[derive(Default)]
-struct Dev {
-    source: Vec<u8>,
-    pos: usize,
-    sink: Vec<u8>,
-    budget: usize,
-    eop: u32,
-}
-
-impl Dev {
-    fn supplying(source: Vec<u8>) -> Self {
-        let budget = source.len();
-        Self { source, budget, ..Self::default() }
-    }
-    fn taking(budget: usize) -> Self {
-        Self { budget, ..Self::default() }
-    }
-}
-
-impl DmaDevice for Dev {
-    fn dreq(&self) -> bool {
-        self.budget > 0
-    }
-    fn dma_write(&mut self, data: &[u8]) -> usize {
-        let n = data.len().min(self.budget);
-        self.sink.extend_from_slice(&data[..n]);
-        self.budget -= n;
-        n
-    }
-    fn dma_read(&mut self, buf: &mut [u8]) -> usize {
-        let n = buf.len().min(self.budget).min(self.source.len() - self.pos);
-        buf[..n].copy_from_slice(&self.source[self.pos..self.pos + n]);
-        self.pos += n;
-        self.budget -= n;
-        n
-    }
-    fn terminal_count(&mut self) {
-        self.eop += 1;
-    }
-}
+use common::FakeDevice as Dev;
 
 struct Ports {
     addr: u16,
