@@ -9,7 +9,7 @@ pub mod cdb;
 pub mod sense;
 
 use hal::{Buffer, Placement, SystemMemory, PAGE_SIZE};
-use port::{scsi_status, AdapterHandle, LuAddress, Srb, SrbFlags, SrbFunction, SrbStatus};
+use port::{scsi_status, AdapterHandle, LuAddress, Srb, SrbFlags, SrbStatus};
 use sense::{key, SenseInfo};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -453,10 +453,8 @@ impl DiskClass {
 
     async fn release_queue(&self) {
         self.stats.queue_releases.fetch_add(1, Ordering::Relaxed);
-        let mut srb = Srb::execute_scsi(self.address, &[]);
-        srb.function = SrbFunction::RELEASE_QUEUE;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.adapter.submit(srb, move |s| {
+        self.adapter.release_queue(self.address, move |s| {
             let _ = tx.send(s);
         });
         let _ = rx.await;

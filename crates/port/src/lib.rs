@@ -278,6 +278,13 @@ impl AdapterHandle {
         self.submit(srb, done)
     }
 
+    /// Release a logical unit's frozen queue (`SRB_FUNCTION_RELEASE_QUEUE`), as the class driver's ReleaseQueue does.
+    pub fn release_queue(&self, address: LuAddress, done: impl FnOnce(Srb) + Send + 'static) -> SrbId {
+        let mut srb = Srb::execute_scsi(address, &[]);
+        srb.function = SrbFunction::RELEASE_QUEUE;
+        self.submit(srb, done)
+    }
+
     /// Reset a bus (`SRB_FUNCTION_RESET_BUS`).
     pub fn reset_bus(&self, path_id: u8, done: impl FnOnce(Srb) + Send + 'static) -> SrbId {
         let mut srb = Srb::execute_scsi(LuAddress { path_id, target_id: 0, lun: 0 }, &[]);

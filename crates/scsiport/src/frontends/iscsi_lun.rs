@@ -57,9 +57,11 @@ impl PassThroughLuns {
 
     /// The port froze the LU queue after an error: the pass-through caller releases it, as a class driver would.
     async fn release_queue(&self, address: LuAddress) {
-        let mut srb = Srb::execute_scsi(address, &[]);
-        srb.function = SrbFunction::RELEASE_QUEUE;
-        self.submit(srb).await;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.adapter.release_queue(address, move |s| {
+            let _ = tx.send(s);
+        });
+        let _ = rx.await;
     }
 }
 
@@ -214,22 +216,17 @@ impl ScsiBackend for PassThroughLuns {
         }
     }
 
-    async fn abort_task(&self, initiator: u64, lun: u64, tag: u32) -> TmfResponse {
+    async fn abort_task(&self, initiator: u64, _lun: u64, tag: u32) -> TmfResponse {
+        // Task tags are unique per I_T nexus, so the tag alone names the task (its LU is recorded with it).
         let found = self.tasks.lock().get(&(initiator, tag)).copied();
         let Some((id, address)) = found else { return TmfResponse::NoTask };
-        let _ = lun;
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.adapter.abort(id, address, move |s| {
             let _ = tx.send(s);
         });
-        match rx.await {
-            Ok(s)
-                if s.srb_status.status() == SrbStatus::SUCCESS || s.srb_status.status() == SrbStatus::ABORT_FAILED =>
-            {
-                TmfResponse::Complete
-            }
-            _ => TmfResponse::Complete,
-        }
+        // Whether the abort found the task running or it had just finished, the task is gone (RFC 7143 §11.5.1).
+        let _ = rx.await;
+        TmfResponse::Complete
     }
 
     async fn abort_task_set(&self, initiator: u64, lun: u64) -> TmfResponse {
