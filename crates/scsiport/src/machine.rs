@@ -137,9 +137,18 @@ impl Machine {
 
     /// Make every disk's data durable (at shutdown).
     pub fn flush_disks(&self) {
+        // One SYNCHRONIZE CACHE per disk; opening each through the class driver would first re-read its identity.
         for (a, t, l, _) in &self.disks {
-            if let Ok(d) = self.open_disk(a, *t, *l) {
-                let _ = d.flush();
+            if let Some(h) = self.adapter(a) {
+                let address = LuAddress { path_id: 0, target_id: *t, lun: *l };
+                // A first command on this nexus may meet the power-on unit attention: retry as the class driver would.
+                for _ in 0..=class::MAX_RETRIES {
+                    let mut srb = port::Srb::execute_scsi(address, &class::cdb::synchronize_cache10());
+                    srb.srb_flags.insert(port::SrbFlags::NO_QUEUE_FREEZE);
+                    if h.execute(srb).srb_status.is_success() {
+                        break;
+                    }
+                }
             }
         }
     }
