@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::device::{BlockDevice, DeviceError};
 use crate::handshake::{self, DataPolicy, Negotiation, Session, Step, BASE_ALLOCATION_ID};
 use crate::option::{parse_client_flags, parse_option_header};
+use crate::payload::{PayloadBuf, WritePayload};
 use crate::pool::BufferPool;
 use crate::proto::{self, cmd, Errno};
 use crate::reply::{self, Outgoing};
@@ -202,11 +203,23 @@ where
             }
         };
         let payload = match cmd {
-            Command::Write { length, .. } => match read_payload(&mut reader, &shared.pool, length).await {
-                Ok(p) => p,
-                Err(e) => break Err(e),
-            },
-            _ => Bytes::new(),
+            Command::Write { length, .. } if length > 0 => {
+                let dest = match device.payload_buffer(length).await {
+                    Ok(dest) => dest,
+                    Err(e) => {
+                        if let Err(e) = discard(&mut reader, length).await {
+                            break Err(e);
+                        }
+                        let _ = tx.send(device_error(&session, h.handle, &e).holding(budget));
+                        continue;
+                    }
+                };
+                match read_payload(&mut reader, &shared.pool, dest, length).await {
+                    Ok(p) => Some(p),
+                    Err(e) => break Err(e),
+                }
+            }
+            _ => None,
         };
         let device = device.clone();
         let tx = tx.clone();
@@ -313,11 +326,20 @@ async fn discard<R: AsyncRead + Unpin>(reader: &mut R, len: u32) -> io::Result<(
     }
 }
 
-/// Reads a write payload into a pooled buffer of exactly its size.
-async fn read_payload<R: AsyncRead + Unpin>(reader: &mut R, pool: &BufferPool, len: u32) -> io::Result<Bytes> {
-    let mut buf = pool.take(len as usize);
-    reader.read_exact(buf.as_mut()).await?;
-    Ok(buf.freeze())
+/// Reads a write payload into the device's destination, or into a pooled
+/// buffer when the device has none of the payload's size.
+async fn read_payload<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    pool: &BufferPool,
+    dest: Option<Box<dyn PayloadBuf>>,
+    len: u32,
+) -> io::Result<WritePayload> {
+    let mut payload = match dest.map(WritePayload::device) {
+        Some(p) if p.len() == len as usize => p,
+        _ => WritePayload::pooled(pool.take(len as usize)),
+    };
+    reader.read_exact(payload.destination()).await?;
+    Ok(payload)
 }
 
 fn error_reply(s: &Session, handle: u64, errno: Errno, message: &'static str) -> Outgoing {
@@ -355,7 +377,13 @@ async fn reads_as_zero<D: BlockDevice>(device: &D, offset: u64, length: u32) -> 
     }
 }
 
-async fn execute<D: BlockDevice>(device: &D, ctx: &Exec, h: RequestHeader, cmd: Command, payload: Bytes) -> Outgoing {
+async fn execute<D: BlockDevice>(
+    device: &D,
+    ctx: &Exec,
+    h: RequestHeader,
+    cmd: Command,
+    payload: Option<WritePayload>,
+) -> Outgoing {
     let s = &ctx.session;
     let handle = h.handle;
     let done = |r: Result<(), DeviceError>| match r {
@@ -382,7 +410,10 @@ async fn execute<D: BlockDevice>(device: &D, ctx: &Exec, h: RequestHeader, cmd: 
             Err(e) => device_error(s, handle, &e),
         },
         Command::Write { length: 0, .. } => success(handle),
-        Command::Write { offset, fua, .. } => done(device.write(offset, payload, fua).await),
+        Command::Write { offset, fua, .. } => match payload {
+            Some(p) => done(device.write_payload(offset, p, fua).await),
+            None => device_error(s, handle, &DeviceError::Io("write without its payload".into())),
+        },
         Command::Flush => done(device.flush().await),
         Command::Trim { length: 0, .. } => success(handle),
         Command::Trim { offset, length, fua } => done(device.trim(offset, u64::from(length), fua).await),

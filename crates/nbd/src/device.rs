@@ -5,6 +5,7 @@ use std::future::Future;
 
 use bytes::Bytes;
 
+use crate::payload::{PayloadBuf, WritePayload};
 use crate::proto::Errno;
 
 /// One run of a block-status answer (`base:allocation` context).
@@ -131,6 +132,30 @@ pub trait BlockDevice: Send + Sync + 'static {
     /// Writes `data` at `offset`; with `fua` the data is persistent when
     /// this returns.
     fn write(&self, offset: u64, data: Bytes, fua: bool) -> impl Future<Output = Result<(), DeviceError>> + Send;
+    /// A destination for the payload of a WRITE of `len` bytes (at least
+    /// one), which the server fills from the socket and then hands to
+    /// [`BlockDevice::write_payload`]: a device that has to move the data
+    /// into memory of its own anyway receives it there directly. `None`
+    /// (what this default gives) lets the server receive it into a pooled
+    /// buffer. An error is the WRITE's answer; its payload is then skipped.
+    fn payload_buffer(
+        &self,
+        len: u32,
+    ) -> impl Future<Output = Result<Option<Box<dyn PayloadBuf>>, DeviceError>> + Send {
+        let _ = len;
+        std::future::ready(Ok(None))
+    }
+    /// Writes a received payload at `offset`, as [`BlockDevice::write`];
+    /// the payload lies in a buffer from [`BlockDevice::payload_buffer`] or
+    /// in the server's own. The default passes it to `write` as bytes.
+    fn write_payload(
+        &self,
+        offset: u64,
+        payload: WritePayload,
+        fua: bool,
+    ) -> impl Future<Output = Result<(), DeviceError>> + Send {
+        self.write(offset, payload.into_bytes(), fua)
+    }
     /// Persists every write that has completed, on any connection.
     fn flush(&self) -> impl Future<Output = Result<(), DeviceError>> + Send;
     /// Discards the range (a hint; contents afterwards are unspecified).
