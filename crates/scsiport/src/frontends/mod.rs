@@ -50,3 +50,60 @@ impl<G> AsRef<[u8]> for SystemMemoryBytes<G> {
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }
+
+/// A write payload's destination in the modelled system memory: the DMA buffer the class driver then writes from,
+/// so the payload is received from the socket straight into the pages the DMA model reads. Only a buffer whose first
+/// `len` bytes are one physical run (first-fit allocation almost always gives one) is exposed as one slice.
+pub(crate) struct SystemMemoryPayload<G> {
+    ptr: *mut u8,
+    len: usize,
+    buffer: Buffer,
+    _guard: G,
+}
+
+// SAFETY: the pointer is into the SystemMemory allocation that `buffer` keeps alive. Until the buffer is handed to a
+// transfer, its owner (whoever holds this value) is the only party touching its pages (hal memory ownership rule);
+// during the transfer the owner only lends `buffer` out and does not use the slice.
+unsafe impl<G: Send> Send for SystemMemoryPayload<G> {}
+
+impl<G> SystemMemoryPayload<G> {
+    /// The first `len` bytes of `buf` as a payload destination, or `None` when they are not one physical run.
+    pub(crate) fn new(buf: Buffer, len: usize, guard: G) -> Option<Self> {
+        let mut runs = 0;
+        let mut first: Option<(*mut u8, usize)> = None;
+        buf.with_slices_mut(0, len, |_, s| {
+            runs += 1;
+            first.get_or_insert((s.as_mut_ptr(), s.len()));
+        })
+        .ok()?;
+        match first {
+            Some((ptr, n)) if runs == 1 && n == len => {
+                Some(SystemMemoryPayload { ptr, len, buffer: buf, _guard: guard })
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) fn buffer(&self) -> &Buffer {
+        &self.buffer
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl<G> AsRef<[u8]> for SystemMemoryPayload<G> {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `ptr` and `len` came from the one run `Buffer::with_slices_mut` handed out for this buffer, which
+        // stays alive as long as `self`; `&self` excludes a live mutable slice from `as_mut`.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl<G> AsMut<[u8]> for SystemMemoryPayload<G> {
+    fn as_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_ref`; `&mut self` makes this the only slice of the run.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}

@@ -3,9 +3,11 @@
 use bytes::Bytes;
 use class::{ClassError, DiskClass};
 use hal::{Buffer, Placement, PAGE_SIZE};
-use nbd::{Capabilities, DeviceError, Extent};
+use nbd::{Capabilities, DeviceError, Extent, PayloadBuf, WritePayload};
 use std::sync::Arc;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::SystemMemoryPayload;
 
 /// The largest request the export takes in one call.
 pub const MAX_REQUEST: u32 = 32 << 20;
@@ -24,7 +26,7 @@ impl ClassDisk {
         ClassDisk { disk, read_only, memory: Arc::new(Semaphore::new(pages)) }
     }
 
-    async fn buffer(&self, len: usize) -> Result<(tokio::sync::OwnedSemaphorePermit, Buffer), DeviceError> {
+    async fn buffer(&self, len: usize) -> Result<(OwnedSemaphorePermit, Buffer), DeviceError> {
         let pages = (len as u64).div_ceil(PAGE_SIZE) as u32;
         let permit = self
             .memory
@@ -44,6 +46,9 @@ impl ClassDisk {
         offset / self.disk.block_size() as u64
     }
 }
+
+/// A WRITE payload received straight into system memory; it holds its share of the memory budget until written.
+type Payload = SystemMemoryPayload<OwnedSemaphorePermit>;
 
 /// A class-driver failure as an NBD error.
 fn nbd_error(e: ClassError) -> DeviceError {
@@ -93,6 +98,24 @@ impl nbd::BlockDevice for ClassDisk {
         let (_permit, buf) = self.buffer(data.len()).await?;
         buf.write(0, &data).map_err(|e| DeviceError::Io(e.to_string()))?;
         self.disk.write_async(self.lba(offset), &buf, 0, data.len(), fua).await.map_err(nbd_error)
+    }
+
+    async fn payload_buffer(&self, len: u32) -> Result<Option<Box<dyn PayloadBuf>>, DeviceError> {
+        if self.read_only {
+            return Err(DeviceError::ReadOnly);
+        }
+        let (permit, buf) = self.buffer(len as usize).await?;
+        // Not one physical run: the server receives into its own buffer and `write` copies.
+        Ok(Payload::new(buf, len as usize, permit).map(|p| Box::new(p) as Box<dyn PayloadBuf>))
+    }
+
+    async fn write_payload(&self, offset: u64, payload: WritePayload, fua: bool) -> Result<(), DeviceError> {
+        if !payload.is::<Payload>() {
+            return self.write(offset, payload.into_bytes(), fua).await;
+        }
+        let p = payload.into_device_buffer::<Payload>().ok_or_else(|| DeviceError::Io("payload buffer lost".into()))?;
+        // The payload already lies in the DMA buffer: no copy before the transfer.
+        self.disk.write_async(self.lba(offset), p.buffer(), 0, p.len(), fua).await.map_err(nbd_error)
     }
 
     async fn flush(&self) -> Result<(), DeviceError> {
