@@ -110,6 +110,8 @@ pub struct DiskClass {
     timeout_secs: u32,
     vendor: String,
     product: String,
+    /// Send tagged SRBs (SIMPLE): the adapter queues per LU and the device reports CmdQue.
+    tagged: bool,
     stats: StatsCell,
 }
 
@@ -144,15 +146,20 @@ impl DiskClass {
             timeout_secs: 30,
             vendor: String::new(),
             product: String::new(),
+            tagged: false,
             stats: StatsCell::default(),
         };
         futures::executor::block_on(d.identify())?;
+        // Tagged requests only when both ends queue: the adapter (CommandQueueing in its STORAGE_ADAPTER_DESCRIPTOR)
+        // and the device (CmdQue in its standard INQUIRY data, SPC-4 §6.6.2).
+        d.tagged &= caps.tagged_queuing && caps.multiple_request_per_lu;
         Ok(d)
     }
 
     async fn identify(&mut self) -> Result<(), ClassError> {
         self.command(&cdb::test_unit_ready(), None, 0).await?;
         let inq = self.command(&cdb::inquiry(96), Some(SrbFlags::DATA_IN), 96).await?;
+        self.tagged = inq.get(7).is_some_and(|b| b & 0x02 != 0);
         if inq.len() >= 32 {
             self.vendor = String::from_utf8_lossy(&inq[8..16]).trim().to_string();
             self.product = String::from_utf8_lossy(&inq[16..32]).trim().to_string();
@@ -196,6 +203,10 @@ impl DiskClass {
     }
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+    /// Whether read and write SRBs go out tagged (SIMPLE).
+    pub fn tagged(&self) -> bool {
+        self.tagged
     }
     pub fn address(&self) -> LuAddress {
         self.address
@@ -358,6 +369,10 @@ impl DiskClass {
             let c = cdb::read_write(write, plba, (plen / bs) as u32, fua);
             let mut srb = Srb::execute_scsi(self.address, &c).with_data(buf, poff, plen as u32, direction);
             srb.time_out_value = self.timeout_secs;
+            if self.tagged {
+                srb.srb_flags.insert(SrbFlags::QUEUE_ACTION_ENABLE);
+                srb.queue_action = port::queue_action::SIMPLE_TAG;
+            }
             srb
         };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Srb)>();

@@ -7,10 +7,10 @@
 pub mod hw;
 pub mod miniport;
 
-pub use hw::{BusDevice, Hba, HbaCounters, HbaSettings, ScsiBus};
+pub use hw::{BusDevice, Hba, HbaCounters, HbaMonitor, HbaSettings, ScsiBus};
 pub use miniport::{
-    hw_initialization_data, MiniportConfig, RefMiniport, DEFAULT_MAX_TRANSFER, IOCTL_NEXUS_LOSS, IOCTL_SIGNATURE,
-    SRB_IO_CONTROL_SIZE,
+    hw_initialization_data, MiniportConfig, RefMiniport, DEFAULT_MAX_TRANSFER, DEFAULT_QUEUE_DEPTH, IOCTL_NEXUS_LOSS,
+    IOCTL_SIGNATURE, SRB_IO_CONTROL_SIZE,
 };
 
 use hal::Hal;
@@ -33,6 +33,8 @@ pub struct HbaConfig {
     pub demand_mode: bool,
     /// Offer application-dedicated support (pass-through SRBs of any size).
     pub application_dedicated: bool,
+    /// Tagged commands outstanding per logical unit; 1 turns tagged queuing off.
+    pub queue_depth: u8,
     /// The bus: target ID (0–6) and the target at that ID.
     pub targets: Vec<(u8, Arc<scsi::Target>)>,
 }
@@ -46,6 +48,7 @@ impl Default for HbaConfig {
             max_transfer: DEFAULT_MAX_TRANSFER,
             demand_mode: true,
             application_dedicated: true,
+            queue_depth: DEFAULT_QUEUE_DEPTH,
             targets: Vec::new(),
         }
     }
@@ -58,6 +61,7 @@ impl HbaConfig {
             max_transfer: self.max_transfer,
             demand_mode: self.demand_mode,
             application_dedicated: self.application_dedicated,
+            queue_depth: self.queue_depth,
         }
     }
 
@@ -78,6 +82,13 @@ impl HbaConfig {
                 "max_transfer {} is outside 4096..={} (whole pages within the 24-bit transfer counter)",
                 self.max_transfer,
                 hw::regs::XFER_MAX
+            )));
+        }
+        if self.queue_depth == 0 || usize::from(self.queue_depth) > hw::regs::TAG_SLOTS {
+            return Err(bad(format!(
+                "queue_depth {} is outside 1..={} (the card's table of disconnected commands)",
+                self.queue_depth,
+                hw::regs::TAG_SLOTS
             )));
         }
         if self.io_base.checked_add(hw::regs::PORT_COUNT).is_none() {

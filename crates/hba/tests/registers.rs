@@ -51,6 +51,28 @@ impl Card {
         }
         self.cmd(regs::CMD_START);
     }
+    /// Read `blocks` at `lba` through a whole data-in phase.
+    fn read_blocks(&mut self, lba: u32, blocks: u16) -> Vec<u8> {
+        let mut data = vec![0u8; usize::from(blocks) * BLOCK as usize];
+        self.start(0, 0, &read10(lba, blocks));
+        self.set_counter(data.len() as u32);
+        self.cmd(regs::CMD_START_DMA);
+        assert_eq!(self.hw.dma_read(&mut data), data.len());
+        assert_eq!(self.take_int(), int::COMMAND_COMPLETE);
+        assert_eq!(self.inp(regs::SCSI_STATUS), 0);
+        data
+    }
+    /// `START TAGGED` with queue tag message `message` and `tag`; `disconnect` grants the disconnect privilege.
+    fn start_tagged(&mut self, lun: u8, message: u8, tag: u8, disconnect: bool, cdb: &[u8]) {
+        let disc = if disconnect { regs::select::DISCONNECT } else { 0 };
+        self.out(regs::SELECT, (lun << 4) | disc);
+        self.out(regs::CDB_FIFO, message);
+        self.out(regs::CDB_FIFO, tag);
+        for &b in cdb {
+            self.out(regs::CDB_FIFO, b);
+        }
+        self.cmd(regs::CMD_START_TAGGED);
+    }
     fn take_int(&mut self) -> u8 {
         let c = self.inp(regs::INTCAUSE);
         self.cmd(regs::CMD_CLEAR_INT);
@@ -268,11 +290,13 @@ fn commands_in_the_wrong_state_raise_error() {
     assert_eq!(card.take_int(), int::ERROR, "START DMA with a zero counter");
     card.start(0, 0, &TEST_UNIT_READY);
     assert_eq!(card.take_int(), int::ERROR, "START while a command owns the bus");
-    for _ in 0..17 {
+    for _ in 0..=regs::CDB_FIFO_DEPTH {
         card.out(regs::CDB_FIFO, 0);
     }
     assert_eq!(card.take_int(), int::ERROR, "CDB FIFO overflow");
-    assert_eq!(card.inp(regs::CDB_FIFO), 16);
+    assert_eq!(usize::from(card.inp(regs::CDB_FIFO)), regs::CDB_FIFO_DEPTH);
+    card.cmd(regs::CMD_START);
+    assert_eq!(card.take_int(), int::ERROR, "START with more than 16 CDB bytes");
     card.cmd(0x7F);
     assert_eq!(card.take_int(), int::ERROR, "unknown command");
 }
@@ -358,4 +382,142 @@ fn wrong_direction_dma_moves_nothing() {
     card.cmd(regs::CMD_START_DMA);
     assert_eq!(card.hw.dma_write(&[0u8; 512]), 0, "a data-in phase takes no bytes from memory");
     assert_eq!(card.counter(), 512);
+}
+
+// ---- tagged queuing -------------------------------------------------------------------------------------------------
+
+const SIMPLE: u8 = regs::tag_message::SIMPLE;
+
+#[test]
+fn a_tagged_command_with_the_disconnect_privilege_frees_the_bus_and_reselects_later() {
+    let (t, _) = ram_target(64);
+    let mut card = Card::new(Some(t));
+    card.write_blocks(0, &pattern(4096, 1));
+    card.start_tagged(0, SIMPLE, 9, true, &read10(0, 8));
+    assert_eq!(card.inp(regs::STATUS) & status::BUSY, 0, "the target disconnected after the command phase");
+    assert!(!card.hw.irq(), "a disconnect raises no interrupt");
+    assert_eq!(card.hw.disconnected_commands(), 1);
+    // The bus is free: another command runs meanwhile.
+    card.start(0, 0, &TEST_UNIT_READY);
+    assert_eq!(card.take_int(), int::COMMAND_COMPLETE);
+    card.out(regs::SELECT, 0x55);
+    card.cmd(regs::CMD_RESELECT);
+    assert_eq!(card.take_int(), int::RESELECTED);
+    let st = card.inp(regs::STATUS);
+    assert_eq!(st & (status::BUSY | status::DATA_WAIT | status::TAGGED | status::DATA_IN), st & !status::INT_PENDING);
+    assert_eq!(card.inp(regs::TAG), 9);
+    assert_eq!(card.inp(regs::SELECT) & 0x77, 0x00, "SELECT names the reselecting target and LUN");
+    assert_eq!(card.hw.disconnected_commands(), 0);
+    card.set_counter(4096);
+    card.cmd(regs::CMD_START_DMA);
+    let mut buf = vec![0u8; 4096];
+    assert_eq!(card.hw.dma_read(&mut buf), 4096);
+    assert_eq!(buf, pattern(4096, 1));
+    assert_eq!(card.take_int(), int::COMMAND_COMPLETE);
+    assert_eq!(card.inp(regs::TAG), 9);
+    assert_eq!(card.hw.counters().reselections, 1);
+}
+
+#[test]
+fn without_the_disconnect_privilege_a_tagged_command_keeps_the_bus() {
+    let (t, _) = ram_target(64);
+    let mut card = Card::new(Some(t));
+    card.start_tagged(0, SIMPLE, 3, false, &read10(0, 1));
+    let st = card.inp(regs::STATUS);
+    assert_ne!(st & status::DATA_WAIT, 0);
+    assert_ne!(st & status::TAGGED, 0);
+    assert_eq!(card.inp(regs::TAG), 3);
+    assert_eq!(card.hw.disconnected_commands(), 0);
+    card.cmd(regs::CMD_RESELECT);
+    assert_eq!(card.take_int(), int::ERROR, "RESELECT while the bus is owned");
+}
+
+#[test]
+fn reselection_follows_task_set_order_head_of_queue_first() {
+    let (t, _) = ram_target(64);
+    let mut card = Card::new(Some(t));
+    for (tag, message) in
+        [(1, SIMPLE), (2, regs::tag_message::ORDERED), (3, regs::tag_message::HEAD_OF_QUEUE), (4, SIMPLE)]
+    {
+        card.start_tagged(0, message, tag, true, &TEST_UNIT_READY);
+    }
+    assert_eq!(card.hw.disconnected_commands(), 4);
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        card.cmd(regs::CMD_RESELECT);
+        assert_eq!(card.take_int(), int::COMMAND_COMPLETE, "a command without data reconnects for its status");
+        assert_eq!(card.inp(regs::STATUS) & status::TAGGED, status::TAGGED);
+        order.push(card.inp(regs::TAG));
+    }
+    assert_eq!(order, [3, 1, 2, 4]);
+    card.cmd(regs::CMD_RESELECT);
+    assert!(!card.hw.irq(), "nothing left to reselect");
+}
+
+#[test]
+fn start_tagged_refuses_a_tag_in_use_a_bad_message_and_a_full_table() {
+    let (t, _) = ram_target(64);
+    let mut card = Card::new(Some(t));
+    card.start_tagged(0, SIMPLE, 5, true, &TEST_UNIT_READY);
+    card.start_tagged(0, SIMPLE, 5, true, &TEST_UNIT_READY);
+    assert_eq!(card.take_int(), int::ERROR, "tag 5 of LUN 0 is in use");
+    card.start_tagged(1, SIMPLE, 5, true, &TEST_UNIT_READY);
+    assert!(!card.hw.irq(), "the same tag on another LUN is another nexus");
+    card.cmd(regs::CMD_CLEAR_CDB);
+    card.start_tagged(0, 0x07, 6, true, &TEST_UNIT_READY);
+    assert_eq!(card.take_int(), int::ERROR, "0x07 is not a queue tag message");
+    card.cmd(regs::CMD_CLEAR_CDB);
+    for tag in 10..(10 + regs::TAG_SLOTS as u8 - 2) {
+        card.start_tagged(0, SIMPLE, tag, true, &TEST_UNIT_READY);
+    }
+    assert_eq!(card.hw.disconnected_commands(), regs::TAG_SLOTS);
+    assert!(!card.hw.irq());
+    card.start_tagged(0, SIMPLE, 200, true, &TEST_UNIT_READY);
+    assert_eq!(card.take_int(), int::ERROR, "the table of disconnected commands is full");
+}
+
+#[test]
+fn abort_tag_drops_a_disconnected_command_and_bus_reset_drops_them_all() {
+    let (t, _) = ram_target(64);
+    let mut card = Card::new(Some(t));
+    card.write_blocks(1, &pattern(BLOCK as usize, 7));
+    card.start_tagged(0, SIMPLE, 1, true, &write10(0, 1));
+    card.start_tagged(0, SIMPLE, 2, true, &write10(1, 1));
+    card.out(regs::SELECT, 0);
+    card.out(regs::CDB_FIFO, 1);
+    card.cmd(regs::CMD_ABORT_TAG);
+    assert!(!card.hw.irq(), "ABORT TAG raises no interrupt");
+    assert_eq!(card.hw.disconnected_commands(), 1);
+    card.cmd(regs::CMD_RESELECT);
+    assert_eq!(card.take_int(), int::RESELECTED);
+    assert_eq!(card.inp(regs::TAG), 2, "tag 1 is gone from the task set");
+    // ABORT TAG of the command that owns the bus ends it as ABORT does.
+    card.out(regs::CDB_FIFO, 2);
+    card.cmd(regs::CMD_ABORT_TAG);
+    assert_eq!(card.inp(regs::STATUS) & status::BUSY, 0);
+    assert_eq!(card.read_blocks(1, 1), pattern(BLOCK as usize, 7), "the aborted write moved nothing");
+    card.start_tagged(0, SIMPLE, 3, true, &TEST_UNIT_READY);
+    card.start_tagged(0, SIMPLE, 4, true, &TEST_UNIT_READY);
+    card.cmd(regs::CMD_BUS_RESET);
+    assert_eq!(card.take_int(), int::BUS_RESET);
+    assert_eq!(card.hw.disconnected_commands(), 0, "a bus reset clears every task set");
+}
+
+#[test]
+fn a_hung_tagged_command_never_reselects_but_the_others_do() {
+    let (t, disk) = ram_target(64);
+    let mut card = Card::new(Some(t));
+    disk.faults().set_hang(1);
+    card.start_tagged(0, SIMPLE, 1, true, &TEST_UNIT_READY);
+    card.start_tagged(0, SIMPLE, 2, true, &TEST_UNIT_READY);
+    card.cmd(regs::CMD_RESELECT);
+    assert_eq!(card.take_int(), int::COMMAND_COMPLETE);
+    assert_eq!(card.inp(regs::TAG), 2);
+    card.cmd(regs::CMD_RESELECT);
+    assert!(!card.hw.irq(), "the hung command's target never reconnects");
+    assert_eq!(card.hw.disconnected_commands(), 1);
+    card.out(regs::SELECT, 0);
+    card.out(regs::CDB_FIFO, 1);
+    card.cmd(regs::CMD_ABORT_TAG);
+    assert_eq!(card.hw.disconnected_commands(), 0);
 }

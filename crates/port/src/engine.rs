@@ -429,9 +429,6 @@ impl<E> Core<E> {
             if self.hw.next_deadline().is_some_and(|d| d <= now) {
                 self.hw.advance(now);
             }
-            if self.service_dma() {
-                continue;
-            }
             if self.hw.irq() && !self.irq_masked {
                 if let Some(isr) = self.init.hw_interrupt {
                     storm += 1;
@@ -469,10 +466,15 @@ impl<E> Core<E> {
             if self.run_one_dpc(ext) {
                 continue;
             }
-            if self.run_timers(ext, now) {
+            // A miniport that asked for its next request gets it before the hardware moves on: on a real machine the
+            // DPC that processes NextRequest runs long before a DMA transfer ends.
+            if self.start_next(ext) {
                 continue;
             }
-            if self.start_next(ext) {
+            if self.service_dma() {
+                continue;
+            }
+            if self.run_timers(ext, now) {
                 continue;
             }
             break;
@@ -716,8 +718,7 @@ impl<E> Core<E> {
         srb.srb_status = SrbStatus::PENDING;
         srb.srb_flags.insert(SrbFlags::IS_ACTIVE);
         if srb.srb_flags.contains(SrbFlags::QUEUE_ACTION_ENABLE) && self.config.tagged_queuing {
-            srb.queue_tag = self.next_tag;
-            self.next_tag = if self.next_tag >= 0xFE { 1 } else { self.next_tag + 1 };
+            srb.queue_tag = self.allocate_tag();
         } else if srb.function == SrbFunction::EXECUTE_SCSI {
             srb.queue_tag = SP_UNTAGGED;
         }
@@ -745,6 +746,21 @@ impl<E> Core<E> {
         self.event(Some(id), Some(address), EventKind::SrbStarted);
         let start_io = self.init.hw_start_io;
         self.call(ext, Routine::StartIo, |e, ctx| start_io(e, ctx, h));
+    }
+
+    /// The next queue tag (1..=0xFE, round robin) that no active SRB holds: a command that stays outstanding while
+    /// the tags wrap around (a target that never answers) keeps its tag to itself.
+    fn allocate_tag(&mut self) -> u8 {
+        for _ in 0..0xFE {
+            let tag = self.next_tag;
+            self.next_tag = if self.next_tag >= 0xFE { 1 } else { self.next_tag + 1 };
+            let held = self.slots.iter().any(|s| s.active.as_ref().is_some_and(|a| a.srb.queue_tag == tag));
+            if !held {
+                return tag;
+            }
+        }
+        // Every tag is held: impossible while fewer than 254 SRBs are active, which the queue depths bound.
+        self.next_tag
     }
 
     /// Drop everything at shutdown: queued SRBs complete with `REQUEST_FLUSHED`.

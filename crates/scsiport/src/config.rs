@@ -51,6 +51,8 @@ pub struct AdapterConfig {
     pub max_transfer: ByteSize,
     pub demand_mode: bool,
     pub application_dedicated: bool,
+    /// Tagged commands the miniport keeps outstanding per logical unit (1: no tagged queuing).
+    pub queue_depth: u8,
     /// Verifier mode for this adapter (default: the global one).
     pub verifier: Option<port::VerifierMode>,
     #[serde(rename = "disk")]
@@ -151,6 +153,7 @@ impl Default for AdapterConfig {
             max_transfer: ByteSize(64 << 10),
             demand_mode: true,
             application_dedicated: true,
+            queue_depth: hba::DEFAULT_QUEUE_DEPTH,
             verifier: None,
             disks: vec![DiskConfig::default()],
         }
@@ -287,6 +290,16 @@ impl Config {
             bases.push((a.io_base, i));
             if a.irq > 15 {
                 return Err(err(f("irq"), format!("{} is not an ISA IRQ (0-15)", a.irq)));
+            }
+            if a.queue_depth == 0 || usize::from(a.queue_depth) > hba::hw::regs::TAG_SLOTS {
+                return Err(err(
+                    f("queue_depth"),
+                    format!(
+                        "{} is outside 1-{} (the card's table of disconnected commands)",
+                        a.queue_depth,
+                        hba::hw::regs::TAG_SLOTS
+                    ),
+                ));
             }
             let mt = a.max_transfer.0;
             let cap = if a.dma_channel >= 4 { 128 << 10 } else { 64 << 10 };

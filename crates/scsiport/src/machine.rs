@@ -83,6 +83,7 @@ impl Machine {
                 max_transfer: a.max_transfer.0 as u32,
                 demand_mode: a.demand_mode,
                 application_dedicated: a.application_dedicated,
+                queue_depth: a.queue_depth,
                 targets,
             };
             let options = AdapterOptions {

@@ -72,6 +72,9 @@ enum Command {
         /// Threads issuing requests.
         #[arg(long, default_value_t = 2)]
         workers: usize,
+        /// Tagged commands outstanding per logical unit (1: no tagged queuing).
+        #[arg(long, default_value_t = hba::DEFAULT_QUEUE_DEPTH)]
+        queue_depth: u8,
         #[arg(long, default_value_t = 0x5C51_9027)]
         seed: u64,
         /// Print one JSON object.
@@ -171,12 +174,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             scsiport::serve::run(cfg)?;
             Ok(0)
         }
-        Command::Exercise { size, block, channel, passthrough, placement, workers, seed, json } => {
+        Command::Exercise { size, block, channel, passthrough, placement, workers, queue_depth, seed, json } => {
             let mut cfg = Config::default();
             cfg.nbd.enabled = false;
             cfg.iscsi.enabled = false;
             let a = &mut cfg.adapters[0];
             a.dma_channel = channel;
+            a.queue_depth = queue_depth;
             a.disks[0].backend = BackendKind::Ram;
             a.disks[0].size = size;
             let blk = block.0 as usize;

@@ -131,3 +131,55 @@ fn requests_outside_the_disk_are_refused_before_any_srb() {
     assert_eq!(disk.adapter().stats().srbs_submitted, before.srbs_submitted);
     m.shutdown();
 }
+
+/// The most SRBs the port had handed to the miniport at once.
+fn peak_started(trace: &port::Trace) -> usize {
+    let (mut now, mut peak) = (0usize, 0usize);
+    for e in trace.events() {
+        match e.kind {
+            port::EventKind::SrbStarted => {
+                now += 1;
+                peak = peak.max(now);
+            }
+            port::EventKind::SrbCompleted { .. } => now = now.saturating_sub(1),
+            _ => {}
+        }
+    }
+    peak
+}
+
+#[test]
+fn class_requests_go_tagged_when_adapter_and_disk_both_queue() {
+    for (depth, tagged) in [(16u8, true), (1, false)] {
+        let mut cfg = Config::default();
+        cfg.nbd.enabled = false;
+        cfg.iscsi.enabled = false;
+        cfg.memory.size = ByteSize(64 << 20);
+        let a = &mut cfg.adapters[0];
+        a.queue_depth = depth;
+        a.disks[0].backend = BackendKind::Ram;
+        a.disks[0].size = ByteSize(16 << 20);
+        let trace = port::Trace::new(100_000);
+        let m = Machine::build_with_trace(&cfg, Some(trace.clone())).expect("machine builds");
+        let disk = m.open_first_disk().unwrap();
+        assert_eq!(disk.tagged(), tagged, "queue depth {depth}: the disk reports CmdQue");
+        let len = 2 << 20;
+        let buf = m.memory().alloc(len, Placement::Any).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(depth as u64);
+        let data = fill_random(&buf, len, &mut rng);
+        disk.write(0, &buf, 0, len, false).unwrap();
+        let back = m.memory().alloc(len, Placement::Any).unwrap();
+        disk.read(0, &back, 0, len).unwrap();
+        let mut got = vec![0u8; len];
+        back.read(0, &mut got).unwrap();
+        assert!(got == data, "queue depth {depth}: data differs");
+        let peak = peak_started(&trace);
+        if tagged {
+            assert!((2..=16).contains(&peak), "tagged SRBs of one request overlap up to the depth: peak {peak}");
+        } else {
+            assert_eq!(peak, 1, "untagged SRBs run one at a time per LU");
+        }
+        assert!(disk.adapter().violations().is_empty());
+        m.shutdown();
+    }
+}

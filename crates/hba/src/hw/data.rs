@@ -61,7 +61,7 @@ impl hal::DmaDevice for Hba {
         };
         match task.write(cmd.moved, &data[..n]) {
             Ok(()) => {
-                self.counters.bytes_out += n as u64;
+                super::HbaMonitor::add(&self.counters.0.bytes_out, n as u64);
                 self.advance_data(n);
                 n
             }
@@ -82,7 +82,7 @@ impl hal::DmaDevice for Hba {
         let Data::In(task) = &mut cmd.data else { return 0 };
         match task.read(cmd.moved, &mut buf[..n]) {
             Ok(()) => {
-                self.counters.bytes_in += n as u64;
+                super::HbaMonitor::add(&self.counters.0.bytes_in, n as u64);
                 self.advance_data(n);
                 n
             }

@@ -7,12 +7,15 @@
 mod bus;
 mod data;
 pub mod regs;
+mod tagged;
 
 pub use bus::{BusDevice, ScsiBus, MAX_LUN};
 
 use port::{HbaHardware, IoWidth};
 use regs::{control, flags, int, status};
 use scsi::{Begin, DataInTask, DataOutTask, Nexus, Outcome, ScsiStatus};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// How the card is jumpered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,7 +39,10 @@ enum Data {
 
 /// The command that owns the bus.
 struct Command {
+    target: u8,
     lun: u64,
+    /// The I_T nexus it arrived on (autosense asks on the same one).
+    nexus: Nexus,
     data: Data,
     /// Bytes the target wants to move in its data phase.
     len: u64,
@@ -73,6 +79,46 @@ pub struct HbaCounters {
     pub bytes_out: u64,
     pub bus_resets: u64,
     pub aborts: u64,
+    /// Disconnected commands whose target reselected the card.
+    pub reselections: u64,
+    /// The most commands the targets held disconnected at once.
+    pub peak_disconnected: u64,
+}
+
+/// The card's counters, readable by its owner after the card went to a port driver.
+#[derive(Default)]
+struct Cells {
+    commands: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    bus_resets: AtomicU64,
+    aborts: AtomicU64,
+    reselections: AtomicU64,
+    peak_disconnected: AtomicU64,
+}
+
+/// A handle on a card's counters.
+#[derive(Clone, Default)]
+pub struct HbaMonitor(Arc<Cells>);
+
+impl HbaMonitor {
+    pub fn counters(&self) -> HbaCounters {
+        let c = &*self.0;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        HbaCounters {
+            commands: get(&c.commands),
+            bytes_in: get(&c.bytes_in),
+            bytes_out: get(&c.bytes_out),
+            bus_resets: get(&c.bus_resets),
+            aborts: get(&c.aborts),
+            reselections: get(&c.reselections),
+            peak_disconnected: get(&c.peak_disconnected),
+        }
+    }
+
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 /// The card.
@@ -91,10 +137,17 @@ pub struct Hba {
     sense_pos: usize,
     flags: u8,
     intcause: u8,
-    last_command: u8,
+    /// `TAG`: the queue tag of the nexus that owns (or last took) the bus.
+    tag: u8,
+    /// The nexus that owns (or last took) the bus is an I_T_L_Q nexus.
+    tagged: bool,
+    /// Target, LUN and tag of that nexus.
+    owner: (u8, u64, Option<u8>),
     phase: Phase,
     cmd: Option<Command>,
-    counters: HbaCounters,
+    /// Tagged commands the targets took and disconnected from, oldest first (`docs/hba.md`, "Tagged queuing").
+    disconnected: std::collections::VecDeque<tagged::Disconnected>,
+    counters: HbaMonitor,
 }
 
 impl Hba {
@@ -115,10 +168,13 @@ impl Hba {
             sense_pos: 0,
             flags: 0,
             intcause: 0,
-            last_command: 0,
+            tag: 0,
+            tagged: false,
+            owner: (0, 0, None),
             phase: Phase::Idle,
             cmd: None,
-            counters: HbaCounters::default(),
+            disconnected: std::collections::VecDeque::new(),
+            counters: HbaMonitor::default(),
         }
     }
 
@@ -127,7 +183,12 @@ impl Hba {
     }
 
     pub fn counters(&self) -> HbaCounters {
-        self.counters
+        self.counters.counters()
+    }
+
+    /// A handle that keeps reading this card's counters after the card is handed to a port driver.
+    pub fn monitor(&self) -> HbaMonitor {
+        self.counters.clone()
     }
 
     /// The I_T nexus the card's commands carry: its own, or the identity loaded with `CMD_SET_IDENTITY` (kept apart
@@ -161,6 +222,9 @@ impl Hba {
         if self.sense_pos < self.sense.len() {
             s |= status::SENSE_VALID;
         }
+        if self.tagged {
+            s |= status::TAGGED;
+        }
         s
     }
 
@@ -171,7 +235,7 @@ impl Hba {
             regs::CONFIG => (self.settings.dma_channel & 0x07) | ((self.settings.irq & 0x0F) << 4),
             regs::STATUS => self.status(),
             regs::INTCAUSE => self.intcause,
-            regs::COMMAND => self.last_command,
+            regs::TAG => self.tag,
             regs::SELECT => self.select,
             regs::CDB_FIFO => self.cdb.len() as u8,
             regs::XFER0 => self.counter as u8,
@@ -196,9 +260,9 @@ impl Hba {
     fn write_reg(&mut self, offset: u16, value: u8) {
         match offset {
             regs::COMMAND => self.command(value),
-            regs::SELECT => self.select = value & 0x77,
+            regs::SELECT => self.select = value & 0xF7,
             regs::CDB_FIFO => {
-                if self.cdb.len() < 16 {
+                if self.cdb.len() < regs::CDB_FIFO_DEPTH {
                     self.cdb.push(value);
                 } else {
                     self.raise(int::ERROR);
@@ -218,9 +282,11 @@ impl Hba {
     }
 
     fn command(&mut self, code: u8) {
-        self.last_command = code;
         match code {
             regs::CMD_START => self.start_command(),
+            regs::CMD_START_TAGGED => self.start_tagged(),
+            regs::CMD_RESELECT => self.reselect(),
+            regs::CMD_ABORT_TAG => self.abort_tag(),
             regs::CMD_START_DMA => {
                 if self.phase == Phase::DataWait && self.counter > 0 {
                     self.phase = Phase::DataActive;
@@ -264,15 +330,39 @@ impl Hba {
     /// `START`: selection, command phase, and on to the data phase or the end of the command. The bus is modelled as
     /// instantaneous, so `STATUS` shows where the command went as soon as the write returns.
     fn start_command(&mut self) {
-        if self.phase != Phase::Idle || self.cdb.is_empty() {
+        if self.phase != Phase::Idle || self.cdb.is_empty() || self.cdb.len() > 16 {
             self.raise(int::ERROR);
             return;
         }
+        let (cdb, cdb_len) = self.take_cdb(0);
+        let lun = u64::from((self.select >> 4) & 0x07);
+        self.own(self.select & 0x07, lun, None);
+        let Some(device) = self.select_target() else { return };
+        if device.take_hang(lun, &cdb[..cdb_len]) {
+            self.phase = Phase::Hung;
+            return;
+        }
+        self.connect(&device, lun, self.nexus(), &cdb[..cdb_len]);
+    }
+
+    /// The CDB leaves the FIFO as the command phase sends it; the first `skip` bytes are messages.
+    fn take_cdb(&mut self, skip: usize) -> ([u8; 16], usize) {
+        let mut cdb = [0u8; 16];
+        let body = self.cdb.get(skip..).unwrap_or(&[]);
+        let len = body.len().min(16);
+        cdb[..len].copy_from_slice(&body[..len]);
+        self.cdb.clear();
+        (cdb, len)
+    }
+
+    /// Arbitration and selection of the target in `SELECT`: the previous command's results are cleared. `None` when
+    /// the command cannot go on (a device reset the bus instead, or nobody answered).
+    fn select_target(&mut self) -> Option<std::sync::Arc<dyn BusDevice>> {
         self.flags = 0;
         self.scsi_status = 0;
         self.sense.clear();
         self.sense_pos = 0;
-        self.counters.commands += 1;
+        HbaMonitor::add(&self.counters.0.commands, 1);
         // A device that asserts RST at arbitration resets the bus instead (the bus-reset fault).
         let mut reset_requested = false;
         for d in self.bus.devices() {
@@ -280,39 +370,34 @@ impl Hba {
         }
         if reset_requested {
             self.bus_reset();
-            return;
+            return None;
         }
-        // The CDB leaves the FIFO as the command phase sends it.
-        let mut cdb_buf = [0u8; 16];
-        let cdb_len = self.cdb.len();
-        cdb_buf[..cdb_len].copy_from_slice(&self.cdb);
-        self.cdb.clear();
-        let cdb = &cdb_buf[..cdb_len];
-        let target = self.select & 0x07;
-        let lun = u64::from((self.select >> 4) & 0x07);
-        let Some(device) = self.bus.device(target).cloned() else {
+        let device = self.bus.device(self.select & 0x07).cloned();
+        if device.is_none() {
             self.raise(int::SELECTION_TIMEOUT);
-            return;
-        };
-        if device.take_hang(lun, cdb) {
-            self.phase = Phase::Hung;
-            return;
         }
-        let begin = device.begin(self.nexus(), lun, cdb);
+        device
+    }
+
+    /// The target holds the bus for `cdb`: on to its data phase, or its status when it has none.
+    fn connect(&mut self, device: &std::sync::Arc<dyn BusDevice>, lun: u64, nexus: Nexus, cdb: &[u8]) -> bool {
+        let target = self.select & 0x07;
         let stall_at = device.dma_stall_after(lun);
-        let (data, len) = match begin {
+        let (data, len) = match device.begin(nexus, lun, cdb) {
             Begin::Complete(outcome) => {
-                self.complete(lun, outcome);
-                return;
+                self.complete(target, lun, nexus, outcome);
+                return false;
             }
             Begin::DataIn { len, task } => (Data::In(task), len),
             Begin::DataOut { len, task } => (Data::Out(task), len),
         };
-        self.cmd = Some(Command { lun, data, len, moved: 0, stall_at });
+        self.cmd = Some(Command { target, lun, nexus, data, len, moved: 0, stall_at });
         if len == 0 {
             self.end_data_phase(None);
+            false
         } else {
             self.phase = Phase::DataWait;
+            true
         }
     }
 
@@ -324,11 +409,11 @@ impl Hba {
             Data::In(task) => task.finish(cmd.moved),
             Data::Out(task) => task.finish(cmd.moved),
         };
-        self.complete(cmd.lun, failed.unwrap_or(outcome));
+        self.complete(cmd.target, cmd.lun, cmd.nexus, failed.unwrap_or(outcome));
     }
 
     /// Status phase: record the status byte, run autosense after CHECK CONDITION, raise `COMMAND_COMPLETE`.
-    fn complete(&mut self, lun: u64, outcome: Outcome) {
+    fn complete(&mut self, target: u8, lun: u64, nexus: Nexus, outcome: Outcome) {
         self.phase = Phase::Idle;
         self.scsi_status = outcome.status.0;
         if outcome.status == ScsiStatus::CHECK_CONDITION && self.control & control::AUTOSENSE != 0 {
@@ -336,7 +421,7 @@ impl Hba {
             // if it returned none, the card asks for it.
             let sense = match outcome.sense {
                 Some(s) => s.to_fixed(),
-                None => self.request_sense(lun),
+                None => self.request_sense(target, lun, nexus),
             };
             self.flags |= if sense.is_empty() { flags::AUTOSENSE_FAILED } else { flags::AUTOSENSE };
             self.sense = sense;
@@ -346,11 +431,10 @@ impl Hba {
     }
 
     /// The card's own REQUEST SENSE (SPC-4 §6.37), allocation length [`regs::AUTOSENSE_LENGTH`].
-    fn request_sense(&mut self, lun: u64) -> Vec<u8> {
-        let target = self.select & 0x07;
+    fn request_sense(&mut self, target: u8, lun: u64, nexus: Nexus) -> Vec<u8> {
         let Some(device) = self.bus.device(target).cloned() else { return Vec::new() };
         let cdb = [0x03, 0, 0, 0, regs::AUTOSENSE_LENGTH, 0];
-        match device.begin(self.nexus(), lun, &cdb) {
+        match device.begin(nexus, lun, &cdb) {
             Begin::DataIn { len, mut task } => {
                 let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0).min(usize::from(regs::AUTOSENSE_LENGTH))];
                 let ok = task.read(0, &mut buf).is_ok();
@@ -370,7 +454,7 @@ impl Hba {
     }
 
     fn abort(&mut self) {
-        self.counters.aborts += 1;
+        HbaMonitor::add(&self.counters.0.aborts, 1);
         if let Some(cmd) = self.cmd.take() {
             // The target's task ends with what moved; the outcome goes nowhere, as the command is gone.
             let _ = match cmd.data {
@@ -383,13 +467,16 @@ impl Hba {
     }
 
     fn bus_reset(&mut self) {
-        self.counters.bus_resets += 1;
+        HbaMonitor::add(&self.counters.0.bus_resets, 1);
         if let Some(cmd) = self.cmd.take() {
             let _ = match cmd.data {
                 Data::In(task) => task.finish(cmd.moved),
                 Data::Out(task) => task.finish(cmd.moved),
             };
         }
+        // Every task set is cleared: the disconnected commands are gone with the rest.
+        self.disconnected.clear();
+        self.tagged = false;
         for d in self.bus.devices() {
             d.reset();
         }

@@ -18,12 +18,18 @@ pub const CONFIG: u16 = 0x2;
 pub const STATUS: u16 = 0x3;
 /// `INTCAUSE` (read): why the interrupt line is asserted. Cleared by [`CMD_CLEAR_INT`].
 pub const INTCAUSE: u16 = 0x4;
-/// `COMMAND` (write): one of the `CMD_*` codes. Reads back the last command written.
+/// `COMMAND` (write): one of the `CMD_*` codes.
 pub const COMMAND: u16 = 0x5;
-/// `SELECT` (read/write): target ID in bits 0–2, LUN in bits 4–6.
+/// `TAG` (read, the same port as `COMMAND`): the queue tag of the nexus that owns the bus (valid while
+/// `STATUS.TAGGED`): after a reselection, the tag the target sent in its SIMPLE QUEUE TAG message.
+pub const TAG: u16 = 0x5;
+/// `SELECT` (read/write): target ID in bits 0–2, LUN in bits 4–6, bit 7 [`select::DISCONNECT`]. A reselection loads
+/// it with the reselecting target and LUN.
 pub const SELECT: u16 = 0x6;
-/// `CDB` (write): CDB FIFO, one byte per write, up to 16. Reads back the number of bytes queued.
+/// `CDB` (write): CDB FIFO, one byte per write, up to [`CDB_FIFO_DEPTH`]. Reads back the number of bytes queued.
 pub const CDB_FIFO: u16 = 0x7;
+/// Bytes the CDB FIFO holds: a 16-byte CDB behind the two bytes of a queue tag message.
+pub const CDB_FIFO_DEPTH: usize = 18;
 /// `XFER0..2` (read/write): 24-bit transfer counter, low, middle and high byte.
 pub const XFER0: u16 = 0x8;
 pub const XFER1: u16 = 0x9;
@@ -58,6 +64,23 @@ pub mod status {
     pub const DATA_OUT: u8 = 0x20;
     /// The sense FIFO holds autosense data.
     pub const SENSE_VALID: u8 = 0x40;
+    /// The nexus that owns the bus is tagged (I_T_L_Q): `TAG` holds its queue tag.
+    pub const TAGGED: u8 = 0x80;
+}
+
+/// `SELECT` bits besides the target ID and LUN.
+pub mod select {
+    /// The IDENTIFY message grants the target the privilege to disconnect (SPI-2 §16.3.1, DiscPriv): a tagged command
+    /// started with it is queued at the target, which frees the bus and reselects later.
+    pub const DISCONNECT: u8 = 0x80;
+}
+
+/// Queue tag message codes (SAM-5 task attributes as SPI-2 messages), the first byte of a `START TAGGED` FIFO. They are
+/// the values of the SRB's `QueueAction`.
+pub mod tag_message {
+    pub const SIMPLE: u8 = 0x20;
+    pub const HEAD_OF_QUEUE: u8 = 0x21;
+    pub const ORDERED: u8 = 0x22;
 }
 
 /// `INTCAUSE` bits.
@@ -73,6 +96,9 @@ pub mod int {
     pub const SELECTION_TIMEOUT: u8 = 0x08;
     /// A command arrived in a state that cannot take it (see `docs/hba.md`).
     pub const ERROR: u8 = 0x10;
+    /// A target reselected the card for a disconnected tagged command and is in its data phase: `SELECT` and `TAG`
+    /// name the command; the card waits for `START DMA` or `FINISH DATA`.
+    pub const RESELECTED: u8 = 0x20;
 }
 
 /// `FLAGS` bits (valid with `COMMAND_COMPLETE`).
@@ -116,9 +142,21 @@ pub const CMD_SET_IDENTITY: u8 = 0x08;
 /// The identity in the CDB FIFO (8 bytes, big-endian) leaves the bus: every target is told that I_T nexus is gone
 /// (SPC-2 reservations it held are released). The FIFO is emptied; any other FIFO length raises `ERROR`.
 pub const CMD_DROP_IDENTITY: u8 = 0x09;
+/// Select with a queue tag: the FIFO holds a queue tag message ([`tag_message`]), the tag, then the CDB. Without
+/// [`select::DISCONNECT`] the command runs as after `START`; with it the target queues the command, frees the bus and
+/// reselects later (on `RESELECT`).
+pub const CMD_START_TAGGED: u8 = 0x0A;
+/// Enable reselection: when the bus is free, the target of the oldest disconnected command (a HEAD OF QUEUE one
+/// first) reselects: `RESELECTED` for a data phase, `COMMAND_COMPLETE` for a command without one.
+pub const CMD_RESELECT: u8 = 0x0B;
+/// ABORT TASK for the tag in the FIFO (1 byte) on the target and LUN in `SELECT`: a disconnected command is dropped
+/// from the target's task set; the command that owns the bus is aborted as by `ABORT`. No interrupt.
+pub const CMD_ABORT_TAG: u8 = 0x0C;
 
 /// The largest value of the 24-bit transfer counter.
 pub const XFER_MAX: u32 = 0x00FF_FFFF;
+/// Disconnected tagged commands the card keeps track of (across all targets).
+pub const TAG_SLOTS: usize = 32;
 /// The adapter's own SCSI ID.
 pub const INITIATOR_ID: u8 = 7;
 /// Bytes of sense data the automatic REQUEST SENSE asks for.

@@ -18,7 +18,15 @@ pub(super) fn hw_interrupt(ext: &mut RefMiniport, ctx: &mut PortContext<'_, RefM
         ctx.notification(Notification::NextRequest);
         return true;
     }
+    if ext.reselecting && cause & (int::RESELECTED | int::COMMAND_COMPLETE) != 0 {
+        // A disconnected command's target reconnected: to its data phase, or straight to its status.
+        if ext.reconnect(ctx) && cause & int::RESELECTED != 0 {
+            ext.connected(ctx);
+        }
+    }
     if ext.current.is_none() {
+        ext.start_waiting(ctx);
+        ext.pay_owed(ctx);
         return true;
     }
     if cause & int::SELECTION_TIMEOUT != 0 {
@@ -31,6 +39,7 @@ pub(super) fn hw_interrupt(ext: &mut RefMiniport, ctx: &mut PortContext<'_, RefM
         ext.command(ctx, regs::CMD_ABORT);
         ext.finish_current(ctx, SrbStatus::PHASE_SEQUENCE_FAILURE);
     }
+    ext.pay_owed(ctx);
     true
 }
 

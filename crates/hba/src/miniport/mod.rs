@@ -1,19 +1,21 @@
 //! The reference miniport: drives the reference host adapter only through the port driver's DDI (port I/O,
-//! `ScsiPortIoMapTransfer`, `ScsiPortFlushDma`, notifications).
+//! `ScsiPortIoMapTransfer`, `ScsiPortFlushDma`, `ScsiPortGetSrb`, notifications).
 //!
-//! The card runs one command at a time. `HwStartIo` sends `NextRequest` at once, so that the port can hand over an
-//! `ABORT_COMMAND` (or a request for another logical unit) while a command runs; such requests wait in the device
-//! extension until the card is free. Each data SRB is walked in sub-ranges of at most `MaximumTransferLength`: a
-//! class-driver SRB is never larger, so it takes exactly one map; a pass-through SRB takes one map per sub-range, each
-//! flushed before the next is mapped and before the SRB completes (seed rule 7).
+//! One command owns the card's bus at a time; tagged commands may in addition wait disconnected in their targets' task
+//! sets ([`queue`]). `HwStartIo` sends `NextRequest` (or `NextLuRequest` for a tagged SRB while the logical unit's queue
+//! depth allows) at once, so that the port can hand over an `ABORT_COMMAND` or further SRBs while a command runs; SRBs
+//! the bus cannot take yet wait in the device extension. Each data SRB is walked in sub-ranges of at most
+//! `MaximumTransferLength`: a class-driver SRB is never larger, so it takes exactly one map; a pass-through SRB takes
+//! one map per sub-range, each flushed before the next is mapped and before the SRB completes (seed rule 7).
 
 mod isr;
+mod queue;
 
 use crate::hw::regs::{self, status};
 use hal::{DmaWidth, LogicalAddr};
 use port::{
-    FindAdapterStatus, HwInitializationData, InterfaceType, Notification, PortConfigurationInformation, PortContext,
-    SrbFlags, SrbFunction, SrbHandle, SrbStatus,
+    FindAdapterStatus, HwInitializationData, InterfaceType, LuAddress, Notification, PortConfigurationInformation,
+    PortContext, SrbFlags, SrbFunction, SrbHandle, SrbStatus,
 };
 use std::collections::VecDeque;
 
@@ -32,18 +34,38 @@ pub struct MiniportConfig {
     pub demand_mode: bool,
     /// Accept pass-through SRBs of any size (application-dedicated support).
     pub application_dedicated: bool,
+    /// Tagged commands outstanding per logical unit (`TaggedQueuing` and `MultipleRequestPerLu`); 1 or less turns
+    /// tagged queuing off. At most [`regs::TAG_SLOTS`].
+    pub queue_depth: u8,
 }
+
+/// Default tagged-queue depth per logical unit.
+pub const DEFAULT_QUEUE_DEPTH: u8 = 16;
 
 impl Default for MiniportConfig {
     fn default() -> Self {
-        MiniportConfig { max_transfer: DEFAULT_MAX_TRANSFER, demand_mode: true, application_dedicated: true }
+        MiniportConfig {
+            max_transfer: DEFAULT_MAX_TRANSFER,
+            demand_mode: true,
+            application_dedicated: true,
+            queue_depth: DEFAULT_QUEUE_DEPTH,
+        }
     }
 }
 
-/// The command the card is running.
+impl MiniportConfig {
+    fn tagged_queuing(&self) -> bool {
+        self.queue_depth > 1
+    }
+}
+
+/// An SRB's command at the card: owning the bus, or disconnected at its target.
 #[derive(Clone, Copy, Debug)]
 struct Current {
     srb: SrbHandle,
+    address: LuAddress,
+    /// The queue tag it was started with, for a tagged command.
+    tag: Option<u8>,
     buffer: LogicalAddr,
     /// `DataTransferLength` as submitted (0 for no data).
     total: u32,
@@ -60,20 +82,44 @@ struct Current {
     phase_error: bool,
 }
 
+/// An SRB the miniport holds until the card's bus can take it.
+#[derive(Clone, Copy, Debug)]
+struct Waiting {
+    srb: SrbHandle,
+    address: LuAddress,
+    tagged: bool,
+}
+
 /// The device extension.
 pub struct RefMiniport {
     config: MiniportConfig,
     base: u16,
     /// Sub-range size, fixed by `HwFindAdapter` from the configuration and the channel.
     segment: u32,
+    /// The command that owns the bus.
     current: Option<Current>,
-    waiting: VecDeque<SrbHandle>,
+    /// Tagged commands queued at their targets, waiting for a reselection.
+    disconnected: Vec<Current>,
+    /// `RESELECT` was issued and its interrupt has not been handled yet: the bus is taken.
+    reselecting: bool,
+    waiting: VecDeque<Waiting>,
+    /// Logical units whose `NextLuRequest` is held back until their queue depth allows another SRB.
+    owed: Vec<LuAddress>,
 }
 
 impl RefMiniport {
     pub fn new(config: MiniportConfig) -> Self {
         let segment = segment_size(config.max_transfer, 0);
-        RefMiniport { config, base: regs::DEFAULT_IO_BASE, segment, current: None, waiting: VecDeque::new() }
+        RefMiniport {
+            config,
+            base: regs::DEFAULT_IO_BASE,
+            segment,
+            current: None,
+            disconnected: Vec::new(),
+            reselecting: false,
+            waiting: VecDeque::new(),
+            owed: Vec::new(),
+        }
     }
 
     fn port(&self, offset: u16) -> u16 {
@@ -131,8 +177,11 @@ impl RefMiniport {
         ctx.io_map_transfer(srb, at, len);
     }
 
-    /// Select, send the CDB, start the command, and map its first sub-range before the card may move data.
-    fn start_command(&mut self, ctx: &mut PortContext<'_, Self>, h: SrbHandle) {
+    /// Select, send the CDB, start the command; once it owns the bus, map its first sub-range before the card may move
+    /// data. A tagged command is started with the disconnect privilege when other commands wait for the bus or are
+    /// already queued at their targets (so that it does not run ahead of them); it then waits for its reselection.
+    fn start_command(&mut self, ctx: &mut PortContext<'_, Self>, w: Waiting) {
+        let h = w.srb;
         let Some(srb) = ctx.srb(h) else { return };
         let address = srb.address();
         let cdb = srb.cdb();
@@ -140,6 +189,8 @@ impl RefMiniport {
         let buffer = srb.data_buffer();
         let total = srb.data_transfer_length();
         let identity = srb.requester_nexus();
+        let tag = w.tagged.then(|| srb.queue_tag());
+        let message = queue::tag_message(srb.queue_action());
         let invalid = if address.path_id != 0 {
             Some(SrbStatus::INVALID_PATH_ID)
         } else if address.target_id > 7 {
@@ -157,36 +208,70 @@ impl RefMiniport {
             srb.complete();
             return;
         }
-        ctx.write_port_uchar(self.port(regs::SELECT), address.target_id | (address.lun << 4));
+        let disconnect = tag.is_some() && (!self.waiting.is_empty() || !self.disconnected.is_empty());
+        let mut select = address.target_id | (address.lun << 4);
+        if disconnect {
+            select |= regs::select::DISCONNECT;
+        }
+        ctx.write_port_uchar(self.port(regs::SELECT), select);
         // The requester's identity first: the card presents it on the bus for this command.
         self.command(ctx, regs::CMD_CLEAR_CDB);
         ctx.write_port_buffer_uchar(self.port(regs::CDB_FIFO), &identity.to_be_bytes());
         self.command(ctx, regs::CMD_SET_IDENTITY);
         self.command(ctx, regs::CMD_CLEAR_CDB);
-        ctx.write_port_buffer_uchar(self.port(regs::CDB_FIFO), &cdb);
-        self.command(ctx, regs::CMD_START);
-        let st = ctx.read_port_uchar(self.port(regs::STATUS));
-        let mut direction = flags & SrbFlags::UNSPECIFIED_DIRECTION;
-        if direction == SrbFlags::UNSPECIFIED_DIRECTION && st & status::DATA_WAIT != 0 && total > 0 {
-            // A subordinate-DMA miniport resolves an unspecified direction from the target's phase (DDK.md §1.8).
-            direction = if st & status::DATA_IN != 0 { SrbFlags::DATA_IN } else { SrbFlags::DATA_OUT };
-            if let Some(mut srb) = ctx.srb(h) {
-                srb.set_direction(direction);
-            }
+        if let Some(t) = tag {
+            ctx.write_port_buffer_uchar(self.port(regs::CDB_FIFO), &[message, t]);
         }
-        let has_data = total > 0 && (direction == SrbFlags::DATA_IN || direction == SrbFlags::DATA_OUT);
-        self.current = Some(Current {
+        ctx.write_port_buffer_uchar(self.port(regs::CDB_FIFO), &cdb);
+        self.command(ctx, if tag.is_some() { regs::CMD_START_TAGGED } else { regs::CMD_START });
+        let has_data = total > 0 && flags.intersects(SrbFlags::UNSPECIFIED_DIRECTION);
+        let cmd = Current {
             srb: h,
+            address,
+            tag,
             buffer,
             total: if has_data { total } else { 0 },
-            data_in: direction == SrbFlags::DATA_IN,
+            data_in: flags & SrbFlags::UNSPECIFIED_DIRECTION == SrbFlags::DATA_IN,
             segment: 0,
             moved: 0,
             mapped: false,
             dma_started: false,
             phase_error: false,
-        });
-        if has_data {
+        };
+        if disconnect {
+            // The bus model is instantaneous: the command is queued at its target unless selection failed or the bus
+            // was reset, whose interrupts are handled as for a command that owns the bus.
+            let cause = ctx.read_port_uchar(self.port(regs::INTCAUSE));
+            if cause & (regs::int::SELECTION_TIMEOUT | regs::int::BUS_RESET | regs::int::ERROR) == 0 {
+                self.disconnected.push(cmd);
+                return;
+            }
+        }
+        self.current = Some(cmd);
+        self.connected(ctx);
+    }
+
+    /// The current command took the bus (after `START`, or a reselection): resolve an unspecified direction from the
+    /// target's phase, then map the first sub-range, or end a data phase the SRB has no buffer for.
+    fn connected(&mut self, ctx: &mut PortContext<'_, Self>) {
+        let Some(mut cur) = self.current else { return };
+        let st = ctx.read_port_uchar(self.port(regs::STATUS));
+        if let Some(mut srb) = ctx.srb(cur.srb) {
+            let flags = srb.srb_flags();
+            if flags & SrbFlags::UNSPECIFIED_DIRECTION == SrbFlags::UNSPECIFIED_DIRECTION && cur.total > 0 {
+                if st & status::DATA_WAIT != 0 {
+                    // A subordinate-DMA miniport resolves an unspecified direction from the target's phase (DDK.md
+                    // §1.8).
+                    cur.data_in = st & status::DATA_IN != 0;
+                    srb.set_direction(if cur.data_in { SrbFlags::DATA_IN } else { SrbFlags::DATA_OUT });
+                } else {
+                    // The command ended without a data phase: nothing to map.
+                    cur.total = 0;
+                }
+            }
+        }
+        self.current = Some(cur);
+        if cur.total > 0 {
             // Mapped whatever the card did with the CDB: if the command already ended (CHECK CONDITION before any
             // data), the interrupt routine's flush cancels this map and HwDmaStarted is never called for it.
             self.map_next(ctx);
@@ -196,12 +281,18 @@ impl RefMiniport {
         }
     }
 
-    /// Start the next waiting SRB if the card is free.
+    /// Start waiting SRBs while the bus is free, then let a disconnected command reconnect.
     fn start_waiting(&mut self, ctx: &mut PortContext<'_, Self>) {
-        while self.current.is_none() {
-            let Some(h) = self.waiting.pop_front() else { return };
-            self.start_command(ctx, h);
+        while self.current.is_none() && !self.reselecting {
+            let Some(&w) = self.waiting.front() else { break };
+            if w.tagged && self.disconnected.len() >= regs::TAG_SLOTS {
+                // The card's table of disconnected commands is full: a completion makes room.
+                break;
+            }
+            self.waiting.pop_front();
+            self.start_command(ctx, w);
         }
+        self.reselect(ctx);
     }
 
     /// Complete the current SRB with `status` (after its last flush) and start the next one.
@@ -222,17 +313,15 @@ impl RefMiniport {
                 self.command(ctx, regs::CMD_ABORT);
                 self.close_segment(ctx);
                 if let Some(cur) = self.current.take() {
-                    if let Some(mut srb) = ctx.srb(cur.srb) {
-                        if cur.moved < cur.total {
-                            srb.set_data_transfer_length(cur.moved);
-                        }
-                        srb.set_srb_status(SrbStatus::ABORTED);
-                        srb.complete();
-                    }
+                    aborted(ctx, cur);
                 }
                 SrbStatus::SUCCESS
             }
-            Some(v) => match self.waiting.iter().position(|w| *w == v) {
+            Some(v) if self.disconnected.iter().any(|c| c.srb == v) => {
+                self.abort_disconnected(ctx, v);
+                SrbStatus::SUCCESS
+            }
+            Some(v) => match self.waiting.iter().position(|w| w.srb == v) {
                 Some(pos) => {
                     self.waiting.remove(pos);
                     if let Some(mut srb) = ctx.srb(v) {
@@ -252,14 +341,28 @@ impl RefMiniport {
         self.start_waiting(ctx);
     }
 
-    /// Every outstanding SRB ends with `BUS_RESET`, after the flush of a mapped transfer.
+    /// Every outstanding SRB ends with `BUS_RESET`, after the flush of a mapped transfer. The reset cleared the
+    /// targets' task sets, so disconnected commands are gone too.
     fn drop_all(&mut self, ctx: &mut PortContext<'_, Self>, path_id: u8) {
         if self.current.is_some_and(|c| c.mapped) {
             self.close_segment(ctx);
         }
         self.current = None;
+        self.disconnected.clear();
+        self.reselecting = false;
         self.waiting.clear();
         ctx.complete_request(path_id, port::SP_UNTAGGED, port::SP_UNTAGGED, SrbStatus::BUS_RESET);
+    }
+}
+
+/// Complete an aborted command's SRB with what moved before the abort.
+fn aborted(ctx: &mut PortContext<'_, RefMiniport>, cur: Current) {
+    if let Some(mut srb) = ctx.srb(cur.srb) {
+        if cur.moved < cur.total {
+            srb.set_data_transfer_length(cur.moved);
+        }
+        srb.set_srb_status(SrbStatus::ABORTED);
+        srb.complete();
     }
 }
 
@@ -285,9 +388,9 @@ pub fn hw_initialization_data() -> HwInitializationData<RefMiniport> {
         hw_adapter_control: None,
         map_buffers: false,
         need_physical_addresses: false,
-        tagged_queuing: false,
+        tagged_queuing: true,
         auto_request_sense: true,
-        multiple_request_per_lu: false,
+        multiple_request_per_lu: true,
     }
 }
 
@@ -328,8 +431,10 @@ fn hw_find_adapter(
     cfg.application_dedicated = ext.config.application_dedicated;
     cfg.auto_request_sense = true;
     cfg.caches_data = false;
-    cfg.tagged_queuing = false;
-    cfg.multiple_request_per_lu = false;
+    // The card queues tagged commands at their targets (disconnect and reselection) and autosenses: it can take
+    // several requests per logical unit (DDK.md §1.4, NextLuRequest).
+    cfg.tagged_queuing = ext.config.tagged_queuing();
+    cfg.multiple_request_per_lu = ext.config.tagged_queuing();
     cfg.number_of_buses = 1;
     cfg.initiator_bus_id[0] = regs::INITIATOR_ID;
     cfg.maximum_number_of_targets = 8;
@@ -383,8 +488,16 @@ fn hw_start_io(ext: &mut RefMiniport, ctx: &mut PortContext<'_, RefMiniport>, h:
     let Some(function) = ctx.srb(h).map(|s| s.function()) else { return true };
     match function {
         SrbFunction::EXECUTE_SCSI => {
-            ext.waiting.push_back(h);
+            let Some(srb) = ctx.srb(h) else { return true };
+            let address = srb.address();
+            let tagged = ext.config.tagged_queuing() && srb.queue_tag() != port::SP_UNTAGGED;
+            ext.waiting.push_back(Waiting { srb: h, address, tagged });
             ext.start_waiting(ctx);
+            if tagged {
+                // Another tagged SRB for this logical unit is welcome while its queue depth allows.
+                ext.next_lu_request(ctx, address);
+                return true;
+            }
         }
         SrbFunction::ABORT_COMMAND => ext.abort(ctx, h),
         SrbFunction::IO_CONTROL => ext.io_control(ctx, h),
@@ -407,6 +520,7 @@ fn hw_start_io(ext: &mut RefMiniport, ctx: &mut PortContext<'_, RefMiniport>, h:
     }
     // The card queues in the extension, so the port may send more at once (an abort in particular).
     ctx.notification(Notification::NextRequest);
+    ext.pay_owed(ctx);
     true
 }
 
@@ -440,5 +554,6 @@ fn hw_reset_bus(ext: &mut RefMiniport, ctx: &mut PortContext<'_, RefMiniport>, p
     ext.command(ctx, regs::CMD_CLEAR_INT);
     ext.drop_all(ctx, path_id);
     ctx.notification(Notification::NextRequest);
+    ext.pay_owed(ctx);
     true
 }

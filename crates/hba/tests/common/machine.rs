@@ -2,7 +2,7 @@
 
 use super::ram_target;
 use hal::{Buffer, Hal, HalConfig, Placement, SystemMemory};
-use hba::{start_adapter, HbaConfig};
+use hba::{start_with_hardware, HbaConfig, HbaMonitor};
 use port::{AdapterHandle, AdapterOptions, EventKind, LuAddress, Srb, SrbId, Trace};
 use scsi::Disk;
 use std::sync::Arc;
@@ -16,6 +16,8 @@ pub struct Machine {
     pub handle: AdapterHandle,
     pub disk: Arc<Disk>,
     pub trace: Trace,
+    /// The card's counters.
+    pub card: HbaMonitor,
 }
 
 impl Machine {
@@ -36,8 +38,11 @@ impl Machine {
             abort_timeout: Duration::from_millis(500),
             ..AdapterOptions::default()
         };
-        let handle = start_adapter(hal.clone(), cfg, options).expect("adapter starts");
-        Machine { mem, hal, handle, disk, trace }
+        let hw = cfg.build_hardware().expect("the card builds");
+        let card = hw.monitor();
+        let handle = start_with_hardware(hal.clone(), hw, cfg.miniport_config(), cfg.resources(), options)
+            .expect("adapter starts");
+        Machine { mem, hal, handle, disk, trace, card }
     }
 
     pub fn alloc(&self, len: usize, placement: Placement) -> Buffer {

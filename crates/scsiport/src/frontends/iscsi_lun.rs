@@ -164,6 +164,12 @@ impl ScsiBackend for PassThroughLuns {
         };
         // Each iSCSI I_T nexus reaches the disk as its own initiator identity (reservations, unit attentions).
         srb.requester_nexus = cmd.initiator;
+        // The task attribute travels as the SRB's QueueAction, which the miniport sends as the queue tag message.
+        srb.queue_action = match cmd.attr {
+            TaskAttr::Ordered => port::queue_action::ORDERED_QUEUE_TAG,
+            TaskAttr::HeadOfQueue => port::queue_action::HEAD_OF_QUEUE_TAG,
+            _ => port::queue_action::SIMPLE_TAG,
+        };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let id = self.adapter.submit(srb, move |s| {
             let _ = tx.send(s);

@@ -1,0 +1,238 @@
+//! Tagged queuing through the port driver: several SRBs per logical unit handed over with `NextLuRequest`, queued at
+//! the target (disconnect), reconnected one at a time (reselection, `ScsiPortGetSrb`), and every way a disconnected
+//! command ends early.
+
+mod common;
+
+use common::machine::{Machine, LU0};
+use common::*;
+use hal::Placement;
+use hba::HbaConfig;
+use port::{EventKind, Srb, SrbFlags, SrbId, SrbStatus};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+const CHUNK: usize = 4096;
+
+fn tagged(mut srb: Srb) -> Srb {
+    srb.srb_flags.insert(SrbFlags::QUEUE_ACTION_ENABLE);
+    srb
+}
+
+/// Submit every SRB at once and wait (bounded) for all of them.
+fn run_all(m: &Machine, srbs: Vec<Srb>) -> Vec<(SrbId, Srb)> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let ids: Vec<SrbId> = srbs
+        .into_iter()
+        .enumerate()
+        .map(|(i, srb)| {
+            let tx = tx.clone();
+            m.handle.submit(srb, move |s| {
+                let _ = tx.send((i, s));
+            })
+        })
+        .collect();
+    let mut out: Vec<Option<Srb>> = ids.iter().map(|_| None).collect();
+    for _ in 0..ids.len() {
+        let (i, s) = rx.recv_timeout(Duration::from_secs(30)).expect("every SRB completes");
+        out[i] = Some(s);
+    }
+    ids.into_iter().zip(out.into_iter().map(|s| s.expect("completed"))).collect()
+}
+
+/// The most SRBs of LU0 the port had handed to the miniport at once.
+fn peak_started(m: &Machine) -> usize {
+    let (mut now, mut peak) = (0usize, 0usize);
+    for e in m.trace.events() {
+        match e.kind {
+            EventKind::SrbStarted if e.address == Some(LU0) => {
+                now += 1;
+                peak = peak.max(now);
+            }
+            EventKind::SrbCompleted { .. } if e.address == Some(LU0) => now = now.saturating_sub(1),
+            _ => {}
+        }
+    }
+    peak
+}
+
+fn machine(queue_depth: u8) -> Machine {
+    Machine::with(HbaConfig { queue_depth, ..HbaConfig::default() }, 4096)
+}
+
+#[test]
+fn tagged_srbs_queue_at_the_target_and_move_exact_data() {
+    let m = machine(8);
+    let n = 32;
+    let data = pattern(n * CHUNK, 42);
+    let src = m.alloc(n * CHUNK, Placement::Above16M);
+    src.write(0, &data).unwrap();
+    let writes = (0..n)
+        .map(|i| {
+            let cdb = write10((i * CHUNK) as u32 / BLOCK, (CHUNK as u32 / BLOCK) as u16);
+            tagged(Srb::execute_scsi(LU0, &cdb).with_data(&src, i * CHUNK, CHUNK as u32, SrbFlags::DATA_OUT))
+        })
+        .collect();
+    for (_, s) in run_all(&m, writes) {
+        assert_eq!(s.srb_status, SrbStatus::SUCCESS);
+    }
+    let dst = m.alloc(n * CHUNK, Placement::Scattered { seed: 9 });
+    let reads = (0..n)
+        .map(|i| {
+            let cdb = read10((i * CHUNK) as u32 / BLOCK, (CHUNK as u32 / BLOCK) as u16);
+            tagged(Srb::execute_scsi(LU0, &cdb).with_data(&dst, i * CHUNK, CHUNK as u32, SrbFlags::DATA_IN))
+        })
+        .collect();
+    let done = run_all(&m, reads);
+    let mut tags = HashMap::new();
+    for (id, s) in &done {
+        assert_eq!(s.srb_status, SrbStatus::SUCCESS);
+        assert_ne!(s.queue_tag, port::SP_UNTAGGED, "the port tagged the SRB");
+        assert_eq!(m.maps(*id), 1, "one DMA operation per class-sized SRB");
+        assert_eq!(m.flushes(*id), 1);
+        tags.insert(s.queue_tag, *id);
+    }
+    assert_eq!(tags.len(), n, "no two outstanding SRBs share a tag");
+    let mut back = vec![0u8; n * CHUNK];
+    dst.read(0, &mut back).unwrap();
+    assert!(back == data, "data read back through tagged SRBs differs");
+    let peak = peak_started(&m);
+    assert!(peak > 1, "NextLuRequest let the port hand over several SRBs of one LU (peak {peak})");
+    assert!(peak <= 8, "the miniport's queue depth of 8 bounds what it holds per LU (peak {peak})");
+    let card = m.card.counters();
+    assert!(card.peak_disconnected >= 2, "commands were queued at the target: {card:?}");
+    assert!(card.reselections >= 2, "and reconnected by reselection: {card:?}");
+    m.assert_no_violations();
+}
+
+#[test]
+fn queue_depth_one_keeps_one_untagged_command_per_lu() {
+    let m = machine(1);
+    let buf = m.alloc(16 * CHUNK, Placement::Any);
+    let reads = (0..16)
+        .map(|i| {
+            let cdb = read10((i * CHUNK) as u32 / BLOCK, (CHUNK as u32 / BLOCK) as u16);
+            tagged(Srb::execute_scsi(LU0, &cdb).with_data(&buf, i * CHUNK, CHUNK as u32, SrbFlags::DATA_IN))
+        })
+        .collect();
+    for (_, s) in run_all(&m, reads) {
+        assert_eq!(s.srb_status, SrbStatus::SUCCESS);
+        assert_eq!(s.queue_tag, port::SP_UNTAGGED, "tagged queuing is off: the port assigns no tag");
+    }
+    assert_eq!(peak_started(&m), 1);
+    let card = m.card.counters();
+    assert_eq!((card.peak_disconnected, card.reselections), (0, 0));
+    m.assert_no_violations();
+}
+
+/// A tagged read whose data phase stalls (holding the bus), then a hung tagged read and a write that queue behind it.
+/// Once the stalled read is aborted, the two are started with the disconnect privilege: the write reconnects and
+/// completes, the hung read stays disconnected at its target.
+struct Stuck {
+    m: Machine,
+    hung: (SrbId, crossbeam_channel::Receiver<Srb>),
+}
+
+fn one_hung_disconnected(timeout_secs: u32) -> Stuck {
+    let m = machine(8);
+    m.disk.faults().set_dma_stall_after(Some(4096));
+    let big = m.alloc(65536, Placement::Any);
+    let (tx0, rx0) = crossbeam_channel::bounded(1);
+    let stalled = m.handle.submit(
+        tagged(Srb::execute_scsi(LU0, &read10(0, 128)).with_data(&big, 0, 65536, SrbFlags::DATA_IN)),
+        move |s| {
+            let _ = tx0.send(s);
+        },
+    );
+    let until = Instant::now() + Duration::from_secs(10);
+    while m.handle.stats().dma_bytes < 4096 {
+        assert!(Instant::now() < until, "no DMA progress");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    m.disk.faults().set_dma_stall_after(None);
+    m.disk.faults().set_opcodes(Some(vec![0x28]));
+    m.disk.faults().set_hang(1);
+    let small = m.alloc(2 * CHUNK, Placement::Any);
+    let mut hung_srb =
+        tagged(Srb::execute_scsi(LU0, &read10(8, 8)).with_data(&small, 0, CHUNK as u32, SrbFlags::DATA_IN));
+    hung_srb.time_out_value = timeout_secs;
+    let (tx1, rx1) = crossbeam_channel::bounded(1);
+    let hung = m.handle.submit(hung_srb, move |s| {
+        let _ = tx1.send(s);
+    });
+    let (tx2, rx2) = crossbeam_channel::bounded(1);
+    m.handle.submit(
+        tagged(Srb::execute_scsi(LU0, &write10(16, 8)).with_data(&small, CHUNK, CHUNK as u32, SrbFlags::DATA_OUT)),
+        move |s| {
+            let _ = tx2.send(s);
+        },
+    );
+    assert!(rx1.recv_timeout(Duration::from_millis(100)).is_err(), "the bus is held by the stalled read");
+    m.handle.abort(stalled, LU0, |_| {});
+    let victim = rx0.recv_timeout(Duration::from_secs(10)).expect("the stalled read completes");
+    assert_eq!(victim.srb_status.status(), SrbStatus::ABORTED);
+    let write = rx2.recv_timeout(Duration::from_secs(10)).expect("the write reconnects past the hung read");
+    assert_eq!(write.srb_status, SrbStatus::SUCCESS);
+    let card = m.card.counters();
+    assert!(card.peak_disconnected >= 2, "both were queued at the target: {card:?}");
+    Stuck { m, hung: (hung, rx1) }
+}
+
+/// After a disconnected command ended early: no map of it was ever made, and the next SRB runs normally (which needs
+/// the channel and map registers back).
+fn assert_clean_after(m: &Machine, id: SrbId) {
+    assert_eq!(m.maps(id), 0, "a command that never reconnected was never mapped");
+    assert_eq!(m.dma_started(id), 0, "HwDmaStarted was never called for it");
+    let buf = m.alloc(CHUNK, Placement::Any);
+    m.release_queue();
+    // A reset leaves a unit attention for the first command (SAM-5 §5.14): at most one retry.
+    for _ in 0..2 {
+        let srb = Srb::execute_scsi(LU0, &read10(16, 8)).with_data(&buf, 0, CHUNK as u32, SrbFlags::DATA_IN);
+        let (_, next) = m.run(tagged(srb));
+        if next.srb_status == SrbStatus::SUCCESS {
+            return;
+        }
+        assert!(next.srb_status.autosense_valid() && next.sense()[2] & 0x0F == 0x06, "only a unit attention: {next:?}");
+        m.release_queue();
+    }
+    panic!("the SRB after the cancellation failed");
+}
+
+#[test]
+fn abort_of_a_disconnected_command_sends_abort_tag() {
+    let s = one_hung_disconnected(0);
+    let aborts = s.m.card.counters().aborts;
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    s.m.handle.abort(s.hung.0, LU0, move |a| {
+        let _ = tx.send(a);
+    });
+    let abort = rx.recv_timeout(Duration::from_secs(10)).expect("the abort SRB completes");
+    assert_eq!(abort.srb_status, SrbStatus::SUCCESS);
+    let victim = s.hung.1.recv_timeout(Duration::from_secs(10)).expect("the hung read completes");
+    assert_eq!(victim.srb_status.status(), SrbStatus::ABORTED);
+    assert_eq!(victim.data_transfer_length, 0, "nothing moved");
+    assert_eq!(s.m.card.counters().aborts, aborts + 1, "the card sent ABORT TASK for the tag");
+    assert_clean_after(&s.m, s.hung.0);
+    s.m.assert_no_violations();
+}
+
+#[test]
+fn a_disconnected_command_that_never_reconnects_times_out() {
+    let s = one_hung_disconnected(1);
+    let victim = s.hung.1.recv_timeout(Duration::from_secs(20)).expect("the timeout ends the hung read");
+    assert_eq!(victim.srb_status.status(), SrbStatus::TIMEOUT);
+    assert_clean_after(&s.m, s.hung.0);
+    s.m.assert_no_violations();
+}
+
+#[test]
+fn a_bus_reset_ends_disconnected_commands_with_bus_reset_status() {
+    let s = one_hung_disconnected(0);
+    let resets = s.m.card.counters().bus_resets;
+    s.m.handle.reset_bus(0, |_| {});
+    let victim = s.hung.1.recv_timeout(Duration::from_secs(10)).expect("the reset ends the hung read");
+    assert_eq!(victim.srb_status.status(), SrbStatus::BUS_RESET);
+    assert_eq!(s.m.card.counters().bus_resets, resets + 1);
+    assert_clean_after(&s.m, s.hung.0);
+    s.m.assert_no_violations();
+}
