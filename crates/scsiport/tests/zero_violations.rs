@@ -59,7 +59,8 @@ fn passthrough(adapter: &port::AdapterHandle, lu: port::LuAddress, write: bool, 
         offset: 0,
         length: buf.len() as u32,
         timeout_secs: 30,
-        tagged: false,
+        // Half of them tagged: they queue at the target beside the class driver's tagged SRBs.
+        tagged: lba % 2 == 0,
     };
     let srb = adapter.pass_through_srb(&req).expect("a valid pass-through request");
     adapter.execute(srb).srb_status.status()
