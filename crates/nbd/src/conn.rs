@@ -8,7 +8,7 @@ use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +26,12 @@ use crate::writer::write_replies;
 /// Read buffer: large enough to take a burst of pipelined headers and small
 /// writes in one system call.
 const READ_BUFFER: usize = 256 * 1024;
+
+/// Payloads from this size on are read from the socket straight into their
+/// destination, bypassing the read buffer; after such a payload the next
+/// header is read on its own too, so the read buffer does not fill up with
+/// the next payload only to copy it out again.
+const DIRECT_READ: usize = 64 * 1024;
 
 /// Largest zero buffer used when the server writes zeroes itself.
 const ZERO_CHUNK: u32 = 1 << 20;
@@ -157,14 +163,16 @@ where
     let zeroes = Bytes::from(vec![0u8; ZERO_CHUNK.min(session.block.max) as usize]);
 
     let mut stopped = false;
+    let mut after_large_payload = false;
     let end: io::Result<()> = loop {
         let mut hdr = [0u8; proto::REQUEST_HEADER_LEN];
+        let direct = after_large_payload && reader.buffer().is_empty();
         let read = tokio::select! {
             biased;
             // A writer that ended early means the peer is gone.
             _ = &mut writer_task => return Ok(()),
             _ = shutdown.cancelled() => { stopped = true; break Ok(()) }
-            r = reader.read_exact(&mut hdr) => r,
+            r = read_header(&mut reader, &mut hdr, direct) => r,
         };
         if let Err(e) = read {
             break if e.kind() == io::ErrorKind::UnexpectedEof { Ok(()) } else { Err(e) };
@@ -214,6 +222,7 @@ where
                         continue;
                     }
                 };
+                after_large_payload = length as usize >= DIRECT_READ;
                 match read_payload(&mut reader, &shared.pool, dest, length).await {
                     Ok(p) => Some(p),
                     Err(e) => break Err(e),
@@ -326,10 +335,22 @@ async fn discard<R: AsyncRead + Unpin>(reader: &mut R, len: u32) -> io::Result<(
     }
 }
 
+/// Reads a request header; `direct` (only with nothing buffered) reads it
+/// from the socket alone instead of filling the read buffer.
+async fn read_header<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, hdr: &mut [u8], direct: bool) -> io::Result<()> {
+    if direct {
+        reader.get_mut().read_exact(hdr).await.map(drop)
+    } else {
+        reader.read_exact(hdr).await.map(drop)
+    }
+}
+
 /// Reads a write payload into the device's destination, or into a pooled
-/// buffer when the device has none of the payload's size.
+/// buffer when the device has none of the payload's size. What the read
+/// buffer already holds is copied; a large rest comes straight from the
+/// socket.
 async fn read_payload<R: AsyncRead + Unpin>(
-    reader: &mut R,
+    reader: &mut BufReader<R>,
     pool: &BufferPool,
     dest: Option<Box<dyn PayloadBuf>>,
     len: u32,
@@ -338,7 +359,17 @@ async fn read_payload<R: AsyncRead + Unpin>(
         Some(p) if p.len() == len as usize => p,
         _ => WritePayload::pooled(pool.take(len as usize)),
     };
-    reader.read_exact(payload.destination()).await?;
+    let to = payload.destination();
+    let buffered = reader.buffer();
+    let n = buffered.len().min(to.len());
+    to[..n].copy_from_slice(&buffered[..n]);
+    reader.consume(n);
+    let rest = &mut to[n..];
+    if rest.len() >= DIRECT_READ {
+        reader.get_mut().read_exact(rest).await?;
+    } else {
+        reader.read_exact(rest).await?;
+    }
     Ok(payload)
 }
 

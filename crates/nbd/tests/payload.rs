@@ -171,6 +171,44 @@ async fn payload_arrives_byte_exact_in_the_device_buffer() {
 }
 
 #[tokio::test]
+async fn pipelined_large_and_small_writes_stay_in_step() {
+    // Payloads above and below the size read straight from the socket,
+    // and headers following them, all sent at once.
+    let dev = Receiving::new(8 * MIB, Mode::Exact, Semaphore::MAX_PERMITS);
+    let srv = start(ServerConfig::default(), vec![Export::new("d", dev.clone())]).await;
+    let c = Client::connect(srv.port, "d", false).await;
+    let (mut rd, mut wr) = c.s.into_split();
+    let lens = [200_000usize, 512, 65_536, 65_535, 1 << 20, 4096, 300_001, 32];
+    let mut stream = Vec::new();
+    let mut expect = vec![0u8; 8 * MIB as usize];
+    let mut offset = 0u64;
+    for (i, &len) in lens.iter().cycle().take(3 * lens.len()).enumerate() {
+        let data = pattern(len, i as u32);
+        let h = RequestHeader { flags: 0, kind: cmd::WRITE, handle: i as u64, offset, length: len as u32 };
+        stream.extend_from_slice(&h.encode());
+        stream.extend_from_slice(&data);
+        expect[offset as usize..offset as usize + len].copy_from_slice(&data);
+        offset += len as u64;
+    }
+    let n = 3 * lens.len();
+    let sender = tokio::spawn(async move {
+        wr.write_all(&stream).await.unwrap();
+        wr
+    });
+    for _ in 0..n {
+        let mut r = [0u8; 16];
+        tokio::time::timeout(Duration::from_secs(30), rd.read_exact(&mut r)).await.unwrap().unwrap();
+        assert_eq!(&r[4..8], &[0; 4], "write {} failed", u64::from_be_bytes(r[8..].try_into().unwrap()));
+    }
+    drop(sender.await.unwrap());
+    assert_eq!(dev.written_in_place.load(Ordering::SeqCst), n);
+    let mut back = vec![0u8; offset as usize];
+    dev.inner.read_into(0, &mut back).unwrap();
+    assert!(back == expect[..offset as usize], "the device holds other bytes than were written");
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn truncated_payload_closes_the_connection_without_writing() {
     let dev = Receiving::new(MIB, Mode::Exact, Semaphore::MAX_PERMITS);
     let srv = start(ServerConfig::default(), vec![Export::new("d", dev.clone())]).await;
