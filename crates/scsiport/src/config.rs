@@ -242,12 +242,21 @@ impl Config {
         let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
+            // The root has no name (an empty key there even gives an empty path): say where instead.
             let field = match (path.as_str(), inner.span()) {
-                (".", Some(s)) => format!("at byte {}", s.start),
-                (".", None) => "config".into(),
+                ("." | "", Some(s)) => format!("at byte {}", s.start),
+                ("." | "", None) => "config".into(),
                 (p, _) => p.to_string(),
             };
-            err(field, inner.message().to_string())
+            // Some syntax errors (a key with no value at the end of the text) come with an empty message.
+            let message = match inner.message().trim() {
+                "" if inner.span().and_then(|s| text.get(s.start..)).is_some_and(|rest| rest.trim().is_empty()) => {
+                    "unexpected end of the file".to_string()
+                }
+                "" => "malformed TOML".to_string(),
+                m => m.to_string(),
+            };
+            err(field, message)
         })?;
         cfg.validate()?;
         Ok(cfg)
@@ -389,6 +398,21 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_empty_key_at_the_root_names_where() {
+        let e = super::Config::from_toml("''= 0\n").unwrap_err();
+        assert_eq!(e.field, "at byte 0");
+        assert!(e.message.contains("unknown field"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_key_without_a_value_at_the_end_of_the_file_names_where() {
+        let text = "[memory]\nsize = \"1GiB\"\nblock_size =";
+        let e = super::Config::from_toml(text).unwrap_err();
+        assert_eq!(e.field, format!("at byte {}", text.len()));
+        assert_eq!(e.message, "unexpected end of the file");
+    }
+
     use super::*;
 
     #[test]
