@@ -38,11 +38,13 @@ enum Kind {
 }
 
 impl WritePayload {
-    pub(crate) fn pooled(buf: PoolBuf) -> Self {
+    /// A payload in a buffer from the server's pool.
+    pub fn pooled(buf: PoolBuf) -> Self {
         WritePayload(Kind::Pooled(buf))
     }
 
-    pub(crate) fn device(buf: Box<dyn PayloadBuf>) -> Self {
+    /// A payload in a buffer a device handed out.
+    pub fn device(buf: Box<dyn PayloadBuf>) -> Self {
         WritePayload(Kind::Device(buf))
     }
 

@@ -107,3 +107,33 @@ impl<G> AsMut<[u8]> for SystemMemoryPayload<G> {
         unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hal::{Placement, SystemMemory};
+
+    #[test]
+    fn payload_in_one_physical_run_is_written_in_place() {
+        let mem = SystemMemory::new(16 << 20).unwrap();
+        let len = 3 * 4096 + 100;
+        let buf = mem.alloc(len, Placement::Contiguous { below_16m: true, align: 0 }).unwrap();
+        let mut p = SystemMemoryPayload::new(buf.clone(), len, ()).expect("a contiguous buffer is one run");
+        let data: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
+        p.as_mut().copy_from_slice(&data);
+        assert_eq!((p.len(), p.as_ref()), (len, &data[..]));
+        let mut back = vec![0u8; len];
+        buf.read(0, &mut back).unwrap();
+        assert_eq!(back, data, "the payload slice is not the buffer's memory");
+    }
+
+    #[test]
+    fn buffer_of_several_runs_is_not_a_payload_destination() {
+        let mem = SystemMemory::new(16 << 20).unwrap();
+        let buf = mem.alloc(3 * 4096, Placement::Scattered { seed: 7 }).unwrap();
+        assert!(buf.contiguous_run(0, 3 * 4096).is_none());
+        assert!(SystemMemoryPayload::new(buf.clone(), 3 * 4096, ()).is_none());
+        // Its first page alone is one run.
+        assert!(SystemMemoryPayload::new(buf, 4096, ()).is_some());
+    }
+}

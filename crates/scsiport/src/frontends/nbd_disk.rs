@@ -174,3 +174,67 @@ impl nbd::BlockDevice for ClassDisk {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BackendKind, Config};
+    use crate::machine::Machine;
+    use crate::size::ByteSize;
+    use nbd::{BlockDevice, BufferPool};
+
+    fn machine() -> Machine {
+        let mut cfg = Config::default();
+        cfg.nbd.enabled = false;
+        cfg.iscsi.enabled = false;
+        cfg.memory.size = ByteSize(64 << 20);
+        cfg.adapters[0].disks[0].backend = BackendKind::Ram;
+        cfg.adapters[0].disks[0].size = ByteSize(16 << 20);
+        Machine::build(&cfg).expect("machine builds")
+    }
+
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0] ^ seed).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn payload_received_in_system_memory_is_written_through_the_dma_model() {
+        let m = machine();
+        let class = Arc::new(m.open_first_disk().unwrap());
+        let max = class.limits().maximum_transfer_length as u64;
+        let disk = ClassDisk::new(class.clone(), false);
+        let len = (1 << 20) + 4096;
+        let data = pattern(len, 0x3c);
+        let mut dest = disk.payload_buffer(len as u32).await.unwrap().expect("fresh memory gives one run");
+        AsMut::<[u8]>::as_mut(&mut *dest).copy_from_slice(&data);
+        let payload = WritePayload::device(dest);
+        assert!(payload.is::<Payload>());
+        let before = class.adapter().stats();
+        disk.write_payload(8192, payload, false).await.unwrap();
+        let after = class.adapter().stats();
+        assert_eq!(after.dma_ops - before.dma_ops, (len as u64).div_ceil(max), "one DMA operation per SRB");
+        assert_eq!(after.dma_bytes - before.dma_bytes, len as u64, "every byte moved by the DMA model");
+        assert_eq!(&disk.read(8192, len as u32).await.unwrap()[..], &data[..]);
+        m.shutdown();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn payload_in_a_server_buffer_is_copied_into_system_memory_and_written() {
+        let m = machine();
+        let disk = ClassDisk::new(Arc::new(m.open_first_disk().unwrap()), false);
+        let data = pattern(65536, 0xa5);
+        let mut buf = BufferPool::new(1 << 20).take(data.len());
+        buf.as_mut().copy_from_slice(&data);
+        disk.write_payload(0, WritePayload::pooled(buf), true).await.unwrap();
+        assert_eq!(&disk.read(0, data.len() as u32).await.unwrap()[..], &data[..]);
+        m.shutdown();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn read_only_disk_hands_out_no_payload_buffer() {
+        let m = machine();
+        let disk = ClassDisk::new(Arc::new(m.open_first_disk().unwrap()), true);
+        assert!(matches!(disk.payload_buffer(4096).await, Err(DeviceError::ReadOnly)));
+        m.shutdown();
+    }
+}
