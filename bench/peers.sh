@@ -11,7 +11,8 @@
 # shared 2-core machine a single pass swings by tens of percent.
 #
 # usage: bench/peers.sh            env: SIZE (default 1G), RUNTIME (s per workload, default 6),
-#                                       ROUNDS (default 2),
+#                                       ROUNDS (default 2), ONLY (nbd or iscsi: run only that half),
+#                                       SCSIPORT_BIN (a built scsiport to use instead of building one),
 #                                       OUT (logs and raw JSON, default /tmp/scsiport-peers),
 #                                       CARGO_TARGET_DIR (where the release build goes)
 set -euo pipefail
@@ -21,6 +22,10 @@ root="$(cd "$here/.." && pwd)"
 size=${SIZE:-1G}
 runtime=${RUNTIME:-6}
 rounds=${ROUNDS:-2}
+only=${ONLY:-}
+case "$only" in ""|nbd|iscsi) ;; *) echo "ONLY must be nbd or iscsi" >&2; exit 2 ;; esac
+run_nbd() { [ "$only" != iscsi ]; }
+run_iscsi() { [ "$only" != nbd ]; }
 out=${OUT:-/tmp/scsiport-peers}
 qnbd_port=10910
 sp_nbd_port=10911
@@ -35,16 +40,24 @@ need() { # command package
     if [ -z "${apt_updated:-}" ]; then apt-get update -qq >/dev/null; apt_updated=1; fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
 }
-need fio fio
-need qemu-nbd qemu-utils
-need tgtd tgt
-need iscsi-perf libiscsi-bin
 need python3 python3
+if run_nbd; then
+    need fio fio
+    need qemu-nbd qemu-utils
+fi
+if run_iscsi; then
+    need tgtd tgt
+    need iscsi-perf libiscsi-bin
+fi
 
-target_dir=${CARGO_TARGET_DIR:-$root/target}
-echo "building scsiport (release) in $target_dir" >&2
-(cd "$root" && CARGO_TARGET_DIR="$target_dir" cargo build -q --release -j2 -p scsiport)
-bin="$target_dir/release/scsiport"
+if [ -n "${SCSIPORT_BIN:-}" ]; then
+    bin=$SCSIPORT_BIN
+else
+    target_dir=${CARGO_TARGET_DIR:-$root/target}
+    echo "building scsiport (release) in $target_dir" >&2
+    (cd "$root" && CARGO_TARGET_DIR="$target_dir" cargo build -q --release -j2 -p scsiport)
+    bin="$target_dir/release/scsiport"
+fi
 
 rm -rf "$out"
 mkdir -p "$out"
@@ -86,68 +99,86 @@ wait_port() {
 # server starts: reads then move real data. On sparse images qemu-nbd answers reads of
 # holes with NBD_REPLY_TYPE_OFFSET_HOLE chunks (no payload) and every server's reads of
 # holes cost the kernel a page clear, which measures hole handling instead of the data path.
-echo "writing ${size} of random data into three images" >&2
-head -c "$size" /dev/urandom >"$out/qemu.img"
-cp "$out/qemu.img" "$out/scsiport.img"
-cp "$out/qemu.img" "$out/tgt.img"
+echo "writing ${size} of random data into the images" >&2
+head -c "$size" /dev/urandom >"$out/scsiport.img"
+if run_nbd; then cp "$out/scsiport.img" "$out/qemu.img"; fi
+if run_iscsi; then cp "$out/scsiport.img" "$out/tgt.img"; fi
 
-qemu-nbd -f raw -x default -b 127.0.0.1 -p "$qnbd_port" -t --cache=writeback "$out/qemu.img" >"$out/qemu-nbd.log" 2>&1 &
-pids+=($!)
+if run_nbd; then
+    qemu-nbd -f raw -x default -b 127.0.0.1 -p "$qnbd_port" -t --cache=writeback "$out/qemu.img" \
+        >"$out/qemu-nbd.log" 2>&1 &
+    pids+=($!)
+fi
 "$bin" serve --disk-path "$out/scsiport.img" --disk-size "${size}iB" \
     --nbd-listen "127.0.0.1:$sp_nbd_port" --iscsi-listen "127.0.0.1:$sp_iscsi_port" >"$out/scsiport.log" 2>&1 &
 pids+=($!)
-tgtd -f -C "$tgt_ctl" --iscsi portal=127.0.0.1:$tgt_port >"$out/tgtd.log" 2>&1 &
-tgt_pid=$!
-wait_port "$qnbd_port"
 wait_port "$sp_nbd_port"
 wait_port "$sp_iscsi_port"
-wait_port "$tgt_port"
-tgtadm -C "$tgt_ctl" --lld iscsi --op new --mode target --tid 1 -T iqn.2026-11.io.peer:tgt
-tgtadm -C "$tgt_ctl" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$out/tgt.img"
-tgtadm -C "$tgt_ctl" --lld iscsi --op bind --mode target --tid 1 -I ALL
+if run_nbd; then wait_port "$qnbd_port"; fi
+if run_iscsi; then
+    tgtd -f -C "$tgt_ctl" --iscsi portal=127.0.0.1:$tgt_port >"$out/tgtd.log" 2>&1 &
+    tgt_pid=$!
+    wait_port "$tgt_port"
+    tgtadm -C "$tgt_ctl" --lld iscsi --op new --mode target --tid 1 -T iqn.2026-11.io.peer:tgt
+    tgtadm -C "$tgt_ctl" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$out/tgt.img"
+    tgtadm -C "$tgt_ctl" --lld iscsi --op bind --mode target --tid 1 -I ALL
+fi
 
 # nbd-fio.sh prints "LABEL workload MiB/s IOPS" for the four fio workloads; iscsi-perf.sh runs
 # each of its workloads against scsiport and then tgtd and prints both with the ratio.
 for r in $(seq 1 "$rounds"); do
     echo "round $r of $rounds" >&2
-    RUNTIME=$runtime SIZE=$size LABEL=qemu-nbd FIO_JSON_DIR="$out/fio-qemu-$r" \
-        "$here/nbd-fio.sh" "nbd://127.0.0.1:$qnbd_port/default" >>"$out/nbd-qemu.txt"
-    RUNTIME=$runtime SIZE=$size LABEL=scsiport FIO_JSON_DIR="$out/fio-scsiport-$r" \
-        "$here/nbd-fio.sh" "nbd://127.0.0.1:$sp_nbd_port/default" >>"$out/nbd-scsiport.txt"
-    OUT="$out/iscsi-$r" "$here/iscsi-perf.sh" --secs "$runtime" \
-        --ours-url "iscsi://127.0.0.1:$sp_iscsi_port/iqn.2026-11.io.scsiport:default/0" \
-        --peer-url "iscsi://127.0.0.1:$tgt_port/iqn.2026-11.io.peer:tgt/1" >>"$out/iscsi.txt"
+    if run_nbd; then
+        RUNTIME=$runtime SIZE=$size LABEL=qemu-nbd FIO_JSON_DIR="$out/fio-qemu-$r" \
+            "$here/nbd-fio.sh" "nbd://127.0.0.1:$qnbd_port/default" >>"$out/nbd-qemu.txt"
+        RUNTIME=$runtime SIZE=$size LABEL=scsiport FIO_JSON_DIR="$out/fio-scsiport-$r" \
+            "$here/nbd-fio.sh" "nbd://127.0.0.1:$sp_nbd_port/default" >>"$out/nbd-scsiport.txt"
+    fi
+    if run_iscsi; then
+        OUT="$out/iscsi-$r" "$here/iscsi-perf.sh" --secs "$runtime" \
+            --ours-url "iscsi://127.0.0.1:$sp_iscsi_port/iqn.2026-11.io.scsiport:default/0" \
+            --peer-url "iscsi://127.0.0.1:$tgt_port/iqn.2026-11.io.peer:tgt/1" >>"$out/iscsi.txt"
+    fi
 done
 
 python3 - "$out" "$rounds" <<'PY'
+import os
 import sys
 from statistics import mean
 out, rounds = sys.argv[1], sys.argv[2]
 
+def lines(path):
+    return open(path) if os.path.exists(path) else []
+
 def nbd(path):
     rows = {}
-    for line in open(path):
+    for line in lines(path):
         f = line.split()
         if len(f) == 4 and f[0] in ("qemu-nbd", "scsiport") and f[2] != "MiB/s":
             rows.setdefault(f[1], []).append((float(f[2]), float(f[3])))
     return rows
 
-q, s = nbd(f"{out}/nbd-qemu.txt"), nbd(f"{out}/nbd-scsiport.txt")
+# Each row: name, unit, peer, [(peer figure, scsiport figure) per round].
 table = []
+q, s = nbd(f"{out}/nbd-qemu.txt"), nbd(f"{out}/nbd-scsiport.txt")
 for name, col, unit in (("seq-read-1M-qd8", 0, "MiB/s"), ("seq-write-1M-qd8", 0, "MiB/s"),
                         ("rand-read-4k-qd32", 1, "IOPS"), ("rand-write-4k-qd32", 1, "IOPS")):
-    table.append((f"NBD {name}", unit, "qemu-nbd", mean(r[col] for r in q[name]), mean(r[col] for r in s[name])))
+    if name in q and name in s:
+        table.append((f"NBD {name}", unit, "qemu-nbd", [(p[col], o[col]) for p, o in zip(q[name], s[name])]))
 iscsi = {}
-for line in open(f"{out}/iscsi.txt"):
+for line in lines(f"{out}/iscsi.txt"):
     f = line.split()
     # iscsi-perf.sh: workload ours UNIT tgtd UNIT ratio
     if len(f) == 6 and f[0] != "workload":
         iscsi.setdefault((f[0], f[2]), []).append((float(f[3]), float(f[1])))
 for (name, unit), v in iscsi.items():
-    table.append((f"iSCSI {name}", unit, "tgtd", mean(p for p, _ in v), mean(o for _, o in v)))
-print(f"mean of {rounds} alternating rounds")
-print(f"{'workload':<28} {'unit':<6} {'peer':<9} {'peer fig.':>11} {'scsiport':>11} {'ratio':>7}")
-for name, unit, peer, p, o in table:
+    table.append((f"iSCSI {name}", unit, "tgtd", v))
+print(f"mean of {rounds} alternating rounds; last column: lowest and highest ratio of a single round")
+print(f"{'workload':<28} {'unit':<6} {'peer':<9} {'peer fig.':>11} {'scsiport':>11} {'ratio':>7}  {'rounds':>11}")
+for name, unit, peer, v in table:
+    p, o = mean(x for x, _ in v), mean(y for _, y in v)
     ratio = o / p if p else float("nan")
-    print(f"{name:<28} {unit:<6} {peer:<9} {p:>11.1f} {o:>11.1f} {ratio:>6.2f}x")
+    each = [y / x for x, y in v if x]
+    spread = f"{min(each):.2f}-{max(each):.2f}x" if each else ""
+    print(f"{name:<28} {unit:<6} {peer:<9} {p:>11.1f} {o:>11.1f} {ratio:>6.2f}x  {spread:>11}")
 PY
