@@ -19,27 +19,6 @@ fn tagged(mut srb: Srb) -> Srb {
     srb
 }
 
-/// Submit every SRB at once and wait (bounded) for all of them.
-fn run_all(m: &Machine, srbs: Vec<Srb>) -> Vec<(SrbId, Srb)> {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let ids: Vec<SrbId> = srbs
-        .into_iter()
-        .enumerate()
-        .map(|(i, srb)| {
-            let tx = tx.clone();
-            m.handle.submit(srb, move |s| {
-                let _ = tx.send((i, s));
-            })
-        })
-        .collect();
-    let mut out: Vec<Option<Srb>> = ids.iter().map(|_| None).collect();
-    for _ in 0..ids.len() {
-        let (i, s) = rx.recv_timeout(Duration::from_secs(30)).expect("every SRB completes");
-        out[i] = Some(s);
-    }
-    ids.into_iter().zip(out.into_iter().map(|s| s.expect("completed"))).collect()
-}
-
 /// The most SRBs of LU0 the port had handed to the miniport at once.
 fn peak_started(m: &Machine) -> usize {
     let (mut now, mut peak) = (0usize, 0usize);
@@ -73,7 +52,7 @@ fn tagged_srbs_queue_at_the_target_and_move_exact_data() {
             tagged(Srb::execute_scsi(LU0, &cdb).with_data(&src, i * CHUNK, CHUNK as u32, SrbFlags::DATA_OUT))
         })
         .collect();
-    for (_, s) in run_all(&m, writes) {
+    for (_, s) in m.run_all(writes) {
         assert_eq!(s.srb_status, SrbStatus::SUCCESS);
     }
     let dst = m.alloc(n * CHUNK, Placement::Scattered { seed: 9 });
@@ -83,7 +62,7 @@ fn tagged_srbs_queue_at_the_target_and_move_exact_data() {
             tagged(Srb::execute_scsi(LU0, &cdb).with_data(&dst, i * CHUNK, CHUNK as u32, SrbFlags::DATA_IN))
         })
         .collect();
-    let done = run_all(&m, reads);
+    let done = m.run_all(reads);
     let mut tags = HashMap::new();
     for (id, s) in &done {
         assert_eq!(s.srb_status, SrbStatus::SUCCESS);
@@ -115,7 +94,7 @@ fn queue_depth_one_keeps_one_untagged_command_per_lu() {
             tagged(Srb::execute_scsi(LU0, &cdb).with_data(&buf, i * CHUNK, CHUNK as u32, SrbFlags::DATA_IN))
         })
         .collect();
-    for (_, s) in run_all(&m, reads) {
+    for (_, s) in m.run_all(reads) {
         assert_eq!(s.srb_status, SrbStatus::SUCCESS);
         assert_eq!(s.queue_tag, port::SP_UNTAGGED, "tagged queuing is off: the port assigns no tag");
     }
@@ -305,7 +284,7 @@ fn tagged_pass_through_srbs_walk_their_sub_ranges_after_each_reselection() {
     let writes =
         (0..n).map(|i| m.handle.pass_through_srb(&request(i, port::DataDirection::Out, &src)).unwrap()).collect();
     let sub_ranges = LEN / (64 << 10);
-    for (id, s) in run_all(&m, writes) {
+    for (id, s) in m.run_all(writes) {
         assert_eq!(s.srb_status, SrbStatus::SUCCESS);
         assert_eq!(m.maps(id), sub_ranges, "one map per 64 KiB sub-range");
         assert_eq!(m.flushes(id), sub_ranges, "each flushed before the next");
@@ -313,7 +292,7 @@ fn tagged_pass_through_srbs_walk_their_sub_ranges_after_each_reselection() {
     let dst = m.alloc(n * LEN, Placement::Above16M);
     let reads =
         (0..n).map(|i| m.handle.pass_through_srb(&request(i, port::DataDirection::In, &dst)).unwrap()).collect();
-    for (_, s) in run_all(&m, reads) {
+    for (_, s) in m.run_all(reads) {
         assert_eq!(s.srb_status, SrbStatus::SUCCESS);
     }
     let mut back = vec![0u8; n * LEN];

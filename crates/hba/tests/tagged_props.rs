@@ -11,7 +11,6 @@ use hal::Placement;
 use hba::HbaConfig;
 use port::{queue_action, DataDirection, PassThrough, Srb, SrbFlags, SrbStatus};
 use proptest::prelude::*;
-use std::time::Duration;
 
 const DISK_BLOCKS: u64 = 8192;
 /// Extents are laid out in slots of this many blocks, so that the SRBs of one batch never overlap.
@@ -70,7 +69,6 @@ proptest! {
         for (b, batch) in batches.into_iter().enumerate() {
             let mut used = std::collections::HashSet::new();
             let batch: Vec<Op> = batch.into_iter().filter(|o| used.insert(o.slot)).collect();
-            let (tx, rx) = crossbeam_channel::unbounded();
             let mut pending = Vec::new();
             let mut srbs = Vec::new();
             for (i, o) in batch.iter().enumerate() {
@@ -110,22 +108,10 @@ proptest! {
                 srbs.push(srb);
                 pending.push((buf, data, lba, len));
             }
-            // Built first, submitted back to back: they reach the port while the first one runs.
-            let ids: Vec<_> = srbs
-                .into_iter()
-                .enumerate()
-                .map(|(i, srb)| {
-                    let tx = tx.clone();
-                    m.handle.submit(srb, move |s| {
-                        let _ = tx.send((i, s));
-                    })
-                })
-                .collect();
-            for _ in 0..pending.len() {
-                let (i, s) = rx.recv_timeout(Duration::from_secs(30)).expect("every SRB completes");
+            for (i, (id, s)) in m.run_all(srbs).into_iter().enumerate() {
                 prop_assert_eq!(s.srb_status, SrbStatus::SUCCESS, "{:?}", batch[i]);
                 let (buf, data, lba, len) = &pending[i];
-                prop_assert_eq!(m.maps(ids[i]), m.flushes(ids[i]), "one flush per map");
+                prop_assert_eq!(m.maps(id), m.flushes(id), "one flush per map");
                 let at = (*lba * BLOCK) as usize;
                 if batch[i].write {
                     shadow[at..at + len].copy_from_slice(data);

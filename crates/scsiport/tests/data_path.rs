@@ -7,7 +7,8 @@ use scsiport::config::{BackendKind, Config};
 use scsiport::machine::Machine;
 use scsiport::size::ByteSize;
 
-fn machine(channel: u8, disk: u64) -> Machine {
+/// One adapter on `channel` with a RAM disk of `disk` bytes, no front ends.
+fn config(channel: u8, disk: u64) -> Config {
     let mut cfg = Config::default();
     cfg.nbd.enabled = false;
     cfg.iscsi.enabled = false;
@@ -16,7 +17,11 @@ fn machine(channel: u8, disk: u64) -> Machine {
     a.dma_channel = channel;
     a.disks[0].backend = BackendKind::Ram;
     a.disks[0].size = ByteSize(disk);
-    Machine::build(&cfg).expect("machine builds")
+    cfg
+}
+
+fn machine(channel: u8, disk: u64) -> Machine {
+    Machine::build(&config(channel, disk)).expect("machine builds")
 }
 
 fn fill_random(buf: &Buffer, len: usize, rng: &mut rand::rngs::StdRng) -> Vec<u8> {
@@ -151,14 +156,8 @@ fn peak_started(trace: &port::Trace) -> usize {
 #[test]
 fn class_requests_go_tagged_when_adapter_and_disk_both_queue() {
     for (depth, tagged) in [(16u8, true), (1, false)] {
-        let mut cfg = Config::default();
-        cfg.nbd.enabled = false;
-        cfg.iscsi.enabled = false;
-        cfg.memory.size = ByteSize(64 << 20);
-        let a = &mut cfg.adapters[0];
-        a.queue_depth = depth;
-        a.disks[0].backend = BackendKind::Ram;
-        a.disks[0].size = ByteSize(16 << 20);
+        let mut cfg = config(5, 16 << 20);
+        cfg.adapters[0].queue_depth = depth;
         let trace = port::Trace::new(100_000);
         let m = Machine::build_with_trace(&cfg, Some(trace.clone())).expect("machine builds");
         let disk = m.open_first_disk().unwrap();

@@ -59,6 +59,28 @@ impl Machine {
         (id, srb)
     }
 
+    /// Submit every SRB back to back (they reach the port while the first one runs) and wait (bounded) for all of
+    /// them; the results come in submission order.
+    pub fn run_all(&self, srbs: Vec<Srb>) -> Vec<(SrbId, Srb)> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let ids: Vec<SrbId> = srbs
+            .into_iter()
+            .enumerate()
+            .map(|(i, srb)| {
+                let tx = tx.clone();
+                self.handle.submit(srb, move |s| {
+                    let _ = tx.send((i, s));
+                })
+            })
+            .collect();
+        let mut out: Vec<Option<Srb>> = ids.iter().map(|_| None).collect();
+        for _ in 0..ids.len() {
+            let (i, s) = rx.recv_timeout(Duration::from_secs(30)).expect("every SRB completes");
+            out[i] = Some(s);
+        }
+        ids.into_iter().zip(out.into_iter().map(|s| s.expect("completed"))).collect()
+    }
+
     /// Events of one SRB matching `f`.
     pub fn count(&self, id: SrbId, f: impl Fn(&EventKind) -> bool) -> usize {
         self.trace.events().iter().filter(|e| e.srb == Some(id) && f(&e.kind)).count()
