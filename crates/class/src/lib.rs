@@ -5,6 +5,7 @@
 //! the CDBs, sends one SRB per piece through the port driver, releases the LU queue the port froze after an error,
 //! retries what is worth retrying a bounded number of times, and turns sense data into typed errors.
 
+mod batch;
 pub mod cdb;
 pub mod sense;
 
@@ -375,43 +376,37 @@ impl DiskClass {
             }
             srb
         };
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Srb)>();
+        let batch = batch::Batch::new();
         for i in 0..pieces.len() {
-            let tx = tx.clone();
-            self.adapter.submit(make(i), move |s| {
-                let _ = tx.send((i, s));
-            });
+            self.adapter.submit(make(i), batch.completion(i));
         }
         let mut outstanding = pieces.len();
         let mut attempts = vec![0u32; pieces.len()];
         let mut error: Option<ClassError> = None;
         while outstanding > 0 {
-            let Some((i, srb)) = rx.recv().await else {
-                return Err(ClassError::Srb { status: SrbStatus::NO_HBA, scsi_status: 0 });
-            };
-            if srb.srb_status.queue_frozen() {
-                self.release_queue().await;
-            }
-            let verdict = self.judge(&srb, pieces[i].2 as u32);
-            match verdict {
-                Verdict::Done => outstanding -= 1,
-                Verdict::Retry(why, delay) if error.is_none() && attempts[i] < MAX_RETRIES => {
-                    attempts[i] += 1;
-                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    let _ = why;
-                    sleep(delay).await;
-                    let tx = tx.clone();
-                    self.adapter.submit(make(i), move |s| {
-                        let _ = tx.send((i, s));
-                    });
+            for (i, srb) in batch.next().await {
+                let Some(srb) = srb else {
+                    return Err(ClassError::Srb { status: SrbStatus::NO_HBA, scsi_status: 0 });
+                };
+                if srb.srb_status.queue_frozen() {
+                    self.release_queue().await;
                 }
-                Verdict::Retry(why, _) => {
-                    outstanding -= 1;
-                    error.get_or_insert(ClassError::RetriesExhausted { retries: attempts[i], last: why });
-                }
-                Verdict::Fail(e) => {
-                    outstanding -= 1;
-                    error.get_or_insert(e);
+                match self.judge(&srb, pieces[i].2 as u32) {
+                    Verdict::Done => outstanding -= 1,
+                    Verdict::Retry(_, delay) if error.is_none() && attempts[i] < MAX_RETRIES => {
+                        attempts[i] += 1;
+                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        sleep(delay).await;
+                        self.adapter.submit(make(i), batch.completion(i));
+                    }
+                    Verdict::Retry(why, _) => {
+                        outstanding -= 1;
+                        error.get_or_insert(ClassError::RetriesExhausted { retries: attempts[i], last: why });
+                    }
+                    Verdict::Fail(e) => {
+                        outstanding -= 1;
+                        error.get_or_insert(e);
+                    }
                 }
             }
         }

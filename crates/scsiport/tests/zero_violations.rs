@@ -60,7 +60,7 @@ fn passthrough(adapter: &port::AdapterHandle, lu: port::LuAddress, write: bool, 
         length: buf.len() as u32,
         timeout_secs: 30,
         // Half of them tagged: they queue at the target beside the class driver's tagged SRBs.
-        tagged: lba % 2 == 0,
+        tagged: lba.is_multiple_of(2),
     };
     let srb = adapter.pass_through_srb(&req).expect("a valid pass-through request");
     adapter.execute(srb).srb_status.status()
