@@ -76,11 +76,66 @@ fn tagged_srbs_queue_at_the_target_and_move_exact_data() {
     dst.read(0, &mut back).unwrap();
     assert!(back == data, "data read back through tagged SRBs differs");
     let peak = peak_started(&m);
-    assert!(peak > 1, "NextLuRequest let the port hand over several SRBs of one LU (peak {peak})");
     assert!(peak <= 8, "the miniport's queue depth of 8 bounds what it holds per LU (peak {peak})");
+    m.assert_no_violations();
+}
+
+#[test]
+fn behind_a_command_that_holds_the_bus_the_port_hands_over_up_to_the_depth_and_they_queue_at_the_target() {
+    let m = machine(8);
+    m.disk.faults().set_dma_stall_after(Some(4096));
+    let big = m.alloc(65536, Placement::Any);
+    let mut blocker = tagged(Srb::execute_scsi(LU0, &read10(3000, 128)).with_data(&big, 0, 65536, SrbFlags::DATA_IN));
+    blocker.srb_flags.insert(SrbFlags::NO_QUEUE_FREEZE);
+    let blocker = m.handle.submit(blocker, |_| {});
+    let until = Instant::now() + Duration::from_secs(10);
+    while m.handle.stats().dma_bytes < 4096 {
+        assert!(Instant::now() < until, "no DMA progress");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    m.disk.faults().set_dma_stall_after(None);
+    let n = 12;
+    let data = pattern(n * CHUNK, 5);
+    let src = m.alloc(n * CHUNK, Placement::Any);
+    src.write(0, &data).unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for i in 0..n {
+        let cdb = write10((i * CHUNK) as u32 / BLOCK, (CHUNK as u32 / BLOCK) as u16);
+        let tx = tx.clone();
+        m.handle.submit(
+            tagged(Srb::execute_scsi(LU0, &cdb).with_data(&src, i * CHUNK, CHUNK as u32, SrbFlags::DATA_OUT)),
+            move |s| {
+                let _ = tx.send(s.srb_status);
+            },
+        );
+    }
+    // NextLuRequest lets the port hand over SRBs of the busy LU up to the depth: the blocker and 7 writes.
+    let until = Instant::now() + Duration::from_secs(10);
+    while peak_started(&m) < 8 {
+        assert!(Instant::now() < until, "the port handed over only {} SRBs", peak_started(&m));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(peak_started(&m), 8, "and no more than the depth");
+    assert_eq!(m.card.counters().peak_disconnected, 0, "nothing reached the target while the bus is held");
+    m.handle.abort(blocker, LU0, |_| {});
+    for _ in 0..n {
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).expect("every write completes"), SrbStatus::SUCCESS);
+    }
     let card = m.card.counters();
-    assert!(card.peak_disconnected >= 2, "commands were queued at the target: {card:?}");
-    assert!(card.reselections >= 2, "and reconnected by reselection: {card:?}");
+    assert_eq!(card.peak_disconnected, 7, "the 7 waiting writes were queued at the target at once: {card:?}");
+    assert!(card.reselections >= 7, "each reconnected by reselection: {card:?}");
+    let dst = m.alloc(n * CHUNK, Placement::Any);
+    let (_, back) = m.run(Srb::execute_scsi(LU0, &read10(0, (n * CHUNK) as u16 / BLOCK as u16)).with_data(
+        &dst,
+        0,
+        (n * CHUNK) as u32,
+        SrbFlags::DATA_IN,
+    ));
+    assert_eq!(back.srb_status, SrbStatus::SUCCESS);
+    let mut got = vec![0u8; n * CHUNK];
+    dst.read(0, &mut got).unwrap();
+    assert!(got == data, "the queued writes landed byte-exact");
     m.assert_no_violations();
 }
 
