@@ -35,6 +35,24 @@ fn peak_started(m: &Machine) -> usize {
     peak
 }
 
+/// Submit a tagged 64 KiB read of `lba` whose data phase stalls after 4 KiB, and wait until those 4 KiB moved: it then
+/// holds the bus until it is aborted. Its completion goes to `done`.
+fn stalled_read(m: &Machine, lba: u32, flags: SrbFlags, done: impl FnOnce(Srb) + Send + 'static) -> SrbId {
+    m.disk.faults().set_dma_stall_after(Some(4096));
+    let big = m.alloc(65536, Placement::Any);
+    let mut srb = tagged(Srb::execute_scsi(LU0, &read10(lba, 128)).with_data(&big, 0, 65536, SrbFlags::DATA_IN));
+    srb.srb_flags.insert(flags);
+    let before = m.handle.stats().dma_bytes;
+    let id = m.handle.submit(srb, done);
+    let until = Instant::now() + Duration::from_secs(10);
+    while m.handle.stats().dma_bytes < before + 4096 {
+        assert!(Instant::now() < until, "no DMA progress");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    m.disk.faults().set_dma_stall_after(None);
+    id
+}
+
 fn machine(queue_depth: u8) -> Machine {
     Machine::with(HbaConfig { queue_depth, ..HbaConfig::default() }, 4096)
 }
@@ -83,17 +101,7 @@ fn tagged_srbs_queue_at_the_target_and_move_exact_data() {
 #[test]
 fn behind_a_command_that_holds_the_bus_the_port_hands_over_up_to_the_depth_and_they_queue_at_the_target() {
     let m = machine(8);
-    m.disk.faults().set_dma_stall_after(Some(4096));
-    let big = m.alloc(65536, Placement::Any);
-    let mut blocker = tagged(Srb::execute_scsi(LU0, &read10(3000, 128)).with_data(&big, 0, 65536, SrbFlags::DATA_IN));
-    blocker.srb_flags.insert(SrbFlags::NO_QUEUE_FREEZE);
-    let blocker = m.handle.submit(blocker, |_| {});
-    let until = Instant::now() + Duration::from_secs(10);
-    while m.handle.stats().dma_bytes < 4096 {
-        assert!(Instant::now() < until, "no DMA progress");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    m.disk.faults().set_dma_stall_after(None);
+    let blocker = stalled_read(&m, 3000, SrbFlags::NO_QUEUE_FREEZE, |_| {});
     let n = 12;
     let data = pattern(n * CHUNK, 5);
     let src = m.alloc(n * CHUNK, Placement::Any);
@@ -169,21 +177,10 @@ struct Stuck {
 
 fn one_hung_disconnected(timeout_secs: u32) -> Stuck {
     let m = machine(8);
-    m.disk.faults().set_dma_stall_after(Some(4096));
-    let big = m.alloc(65536, Placement::Any);
     let (tx0, rx0) = crossbeam_channel::bounded(1);
-    let stalled = m.handle.submit(
-        tagged(Srb::execute_scsi(LU0, &read10(0, 128)).with_data(&big, 0, 65536, SrbFlags::DATA_IN)),
-        move |s| {
-            let _ = tx0.send(s);
-        },
-    );
-    let until = Instant::now() + Duration::from_secs(10);
-    while m.handle.stats().dma_bytes < 4096 {
-        assert!(Instant::now() < until, "no DMA progress");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    m.disk.faults().set_dma_stall_after(None);
+    let stalled = stalled_read(&m, 0, SrbFlags::empty(), move |s| {
+        let _ = tx0.send(s);
+    });
     m.disk.faults().set_opcodes(Some(vec![0x28]));
     m.disk.faults().set_hang(1);
     let small = m.alloc(2 * CHUNK, Placement::Any);
@@ -274,17 +271,7 @@ fn a_bus_reset_ends_disconnected_commands_with_bus_reset_status() {
 #[test]
 fn a_head_of_queue_srb_reconnects_before_the_simple_ones_queued_ahead_of_it() {
     let m = machine(8);
-    m.disk.faults().set_dma_stall_after(Some(4096));
-    let big = m.alloc(65536, Placement::Any);
-    let stalled = m
-        .handle
-        .submit(tagged(Srb::execute_scsi(LU0, &read10(0, 128)).with_data(&big, 0, 65536, SrbFlags::DATA_IN)), |_| {});
-    let until = Instant::now() + Duration::from_secs(10);
-    while m.handle.stats().dma_bytes < 4096 {
-        assert!(Instant::now() < until, "no DMA progress");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    m.disk.faults().set_dma_stall_after(None);
+    let stalled = stalled_read(&m, 0, SrbFlags::empty(), |_| {});
     let small = m.alloc(3 * CHUNK, Placement::Any);
     let (tx, rx) = crossbeam_channel::unbounded();
     for (i, action) in
