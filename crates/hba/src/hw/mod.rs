@@ -37,6 +37,16 @@ enum Data {
     Out(Box<dyn DataOutTask>),
 }
 
+impl Data {
+    /// The target's task ends with what moved.
+    fn finish(self, moved: u64) -> Outcome {
+        match self {
+            Data::In(task) => task.finish(moved),
+            Data::Out(task) => task.finish(moved),
+        }
+    }
+}
+
 /// The command that owns the bus.
 struct Command {
     target: u8,
@@ -137,11 +147,8 @@ pub struct Hba {
     sense_pos: usize,
     flags: u8,
     intcause: u8,
-    /// `TAG`: the queue tag of the nexus that owns (or last took) the bus.
-    tag: u8,
-    /// The nexus that owns (or last took) the bus is an I_T_L_Q nexus.
-    tagged: bool,
-    /// Target, LUN and tag of that nexus.
+    /// Target, LUN and (for an I_T_L_Q nexus, as `TAG` and `STATUS.TAGGED` show) queue tag of the nexus that owns,
+    /// or last took, the bus.
     owner: (u8, u64, Option<u8>),
     phase: Phase,
     cmd: Option<Command>,
@@ -168,8 +175,6 @@ impl Hba {
             sense_pos: 0,
             flags: 0,
             intcause: 0,
-            tag: 0,
-            tagged: false,
             owner: (0, 0, None),
             phase: Phase::Idle,
             cmd: None,
@@ -222,7 +227,7 @@ impl Hba {
         if self.sense_pos < self.sense.len() {
             s |= status::SENSE_VALID;
         }
-        if self.tagged {
+        if self.owner.2.is_some() {
             s |= status::TAGGED;
         }
         s
@@ -235,7 +240,7 @@ impl Hba {
             regs::CONFIG => (self.settings.dma_channel & 0x07) | ((self.settings.irq & 0x0F) << 4),
             regs::STATUS => self.status(),
             regs::INTCAUSE => self.intcause,
-            regs::TAG => self.tag,
+            regs::TAG => self.owner.2.unwrap_or(0),
             regs::SELECT => self.select,
             regs::CDB_FIFO => self.cdb.len() as u8,
             regs::XFER0 => self.counter as u8,
@@ -335,14 +340,27 @@ impl Hba {
             return;
         }
         let (cdb, cdb_len) = self.take_cdb(0);
-        let lun = u64::from((self.select >> 4) & 0x07);
-        self.own(self.select & 0x07, lun, None);
+        let (target, lun) = self.selected();
+        self.owner = (target, lun, None);
         let Some(device) = self.select_target() else { return };
         if device.take_hang(lun, &cdb[..cdb_len]) {
             self.phase = Phase::Hung;
             return;
         }
         self.connect(&device, lun, self.nexus(), &cdb[..cdb_len]);
+    }
+
+    /// Target ID and LUN in `SELECT`.
+    fn selected(&self) -> (u8, u64) {
+        (self.select & 0x07, u64::from((self.select >> 4) & 0x07))
+    }
+
+    /// A new command takes the bus: the previous one's status, flags and sense are gone.
+    fn clear_results(&mut self) {
+        self.flags = 0;
+        self.scsi_status = 0;
+        self.sense.clear();
+        self.sense_pos = 0;
     }
 
     /// The CDB leaves the FIFO as the command phase sends it; the first `skip` bytes are messages.
@@ -357,11 +375,8 @@ impl Hba {
 
     /// Arbitration and selection of the target in `SELECT`: the previous command's results are cleared. `None` when
     /// the command cannot go on (a device reset the bus instead, or nobody answered).
-    fn select_target(&mut self) -> Option<std::sync::Arc<dyn BusDevice>> {
-        self.flags = 0;
-        self.scsi_status = 0;
-        self.sense.clear();
-        self.sense_pos = 0;
+    fn select_target(&mut self) -> Option<Arc<dyn BusDevice>> {
+        self.clear_results();
         HbaMonitor::add(&self.counters.0.commands, 1);
         // A device that asserts RST at arbitration resets the bus instead (the bus-reset fault).
         let mut reset_requested = false;
@@ -372,7 +387,7 @@ impl Hba {
             self.bus_reset();
             return None;
         }
-        let device = self.bus.device(self.select & 0x07).cloned();
+        let device = self.bus.device(self.selected().0).cloned();
         if device.is_none() {
             self.raise(int::SELECTION_TIMEOUT);
         }
@@ -380,8 +395,8 @@ impl Hba {
     }
 
     /// The target holds the bus for `cdb`: on to its data phase, or its status when it has none.
-    fn connect(&mut self, device: &std::sync::Arc<dyn BusDevice>, lun: u64, nexus: Nexus, cdb: &[u8]) -> bool {
-        let target = self.select & 0x07;
+    fn connect(&mut self, device: &Arc<dyn BusDevice>, lun: u64, nexus: Nexus, cdb: &[u8]) -> bool {
+        let target = self.selected().0;
         let stall_at = device.dma_stall_after(lun);
         let (data, len) = match device.begin(nexus, lun, cdb) {
             Begin::Complete(outcome) => {
@@ -405,10 +420,7 @@ impl Hba {
     /// finishes with the bytes moved, and the command completes.
     fn end_data_phase(&mut self, failed: Option<Outcome>) {
         let Some(cmd) = self.cmd.take() else { return };
-        let outcome = match cmd.data {
-            Data::In(task) => task.finish(cmd.moved),
-            Data::Out(task) => task.finish(cmd.moved),
-        };
+        let outcome = cmd.data.finish(cmd.moved);
         self.complete(cmd.target, cmd.lun, cmd.nexus, failed.unwrap_or(outcome));
     }
 
@@ -456,11 +468,8 @@ impl Hba {
     fn abort(&mut self) {
         HbaMonitor::add(&self.counters.0.aborts, 1);
         if let Some(cmd) = self.cmd.take() {
-            // The target's task ends with what moved; the outcome goes nowhere, as the command is gone.
-            let _ = match cmd.data {
-                Data::In(task) => task.finish(cmd.moved),
-                Data::Out(task) => task.finish(cmd.moved),
-            };
+            // The outcome goes nowhere, as the command is gone.
+            let _ = cmd.data.finish(cmd.moved);
         }
         self.phase = Phase::Idle;
         self.intcause &= int::BUS_RESET;
@@ -469,14 +478,11 @@ impl Hba {
     fn bus_reset(&mut self) {
         HbaMonitor::add(&self.counters.0.bus_resets, 1);
         if let Some(cmd) = self.cmd.take() {
-            let _ = match cmd.data {
-                Data::In(task) => task.finish(cmd.moved),
-                Data::Out(task) => task.finish(cmd.moved),
-            };
+            let _ = cmd.data.finish(cmd.moved);
         }
         // Every task set is cleared: the disconnected commands are gone with the rest.
         self.disconnected.clear();
-        self.tagged = false;
+        self.owner.2 = None;
         for d in self.bus.devices() {
             d.reset();
         }

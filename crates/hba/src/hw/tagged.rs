@@ -31,8 +31,7 @@ impl Hba {
                 return;
             }
         };
-        let target = self.select & 0x07;
-        let lun = u64::from((self.select >> 4) & 0x07);
+        let (target, lun) = self.selected();
         let disconnect = self.select & select::DISCONNECT != 0;
         let tag_in_use = self.disconnected.iter().any(|d| d.target == target && d.lun == lun && d.tag == tag);
         if self.phase != Phase::Idle || (disconnect && (tag_in_use || self.disconnected.len() >= regs::TAG_SLOTS)) {
@@ -40,7 +39,7 @@ impl Hba {
             return;
         }
         let (cdb, cdb_len) = self.take_cdb(2);
-        self.own(target, lun, Some(tag));
+        self.owner = (target, lun, Some(tag));
         let Some(device) = self.select_target() else { return };
         let nexus = self.nexus();
         let hung = device.take_hang(lun, &cdb[..cdb_len]);
@@ -85,11 +84,8 @@ impl Hba {
             .or_else(|| self.disconnected.iter().position(|d| !d.hung));
         let Some(d) = pick.and_then(|i| self.disconnected.remove(i)) else { return };
         self.select = (self.select & select::DISCONNECT) | d.target | ((d.lun as u8) << 4);
-        self.own(d.target, d.lun, Some(d.tag));
-        self.flags = 0;
-        self.scsi_status = 0;
-        self.sense.clear();
-        self.sense_pos = 0;
+        self.owner = (d.target, d.lun, Some(d.tag));
+        self.clear_results();
         HbaMonitor::add(&self.counters.0.reselections, 1);
         let Some(device) = self.bus.device(d.target).cloned() else {
             // The bus is fixed at build time, so a target that took a command is still there.
@@ -107,8 +103,7 @@ impl Hba {
             return;
         };
         self.cdb.clear();
-        let target = self.select & 0x07;
-        let lun = u64::from((self.select >> 4) & 0x07);
+        let (target, lun) = self.selected();
         if self.phase != Phase::Idle && self.owner == (target, lun, Some(tag)) {
             self.abort();
             return;
@@ -117,13 +112,6 @@ impl Hba {
             self.disconnected.remove(i);
             HbaMonitor::add(&self.counters.0.aborts, 1);
         }
-    }
-
-    /// The nexus that takes the bus: `SELECT`'s target and LUN, and `TAG` when it is tagged.
-    pub(super) fn own(&mut self, target: u8, lun: u64, tag: Option<u8>) {
-        self.owner = (target, lun, tag);
-        self.tagged = tag.is_some();
-        self.tag = tag.unwrap_or(0);
     }
 
     /// Commands the targets hold disconnected.

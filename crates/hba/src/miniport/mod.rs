@@ -209,7 +209,7 @@ impl RefMiniport {
             return;
         }
         let disconnect = tag.is_some() && (!self.waiting.is_empty() || !self.disconnected.is_empty());
-        let mut select = address.target_id | (address.lun << 4);
+        let mut select = select_bits(address);
         if disconnect {
             select |= regs::select::DISCONNECT;
         }
@@ -364,6 +364,11 @@ fn aborted(ctx: &mut PortContext<'_, RefMiniport>, cur: Current) {
         srb.set_srb_status(SrbStatus::ABORTED);
         srb.complete();
     }
+}
+
+/// The `SELECT` register's target ID and LUN for `address`.
+fn select_bits(address: LuAddress) -> u8 {
+    address.target_id | (address.lun << 4)
 }
 
 /// The sub-range size: whole pages (so every sub-range but the last keeps a 16-bit channel's word alignment), no more

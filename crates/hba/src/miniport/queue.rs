@@ -60,7 +60,7 @@ impl RefMiniport {
         let Some(i) = self.disconnected.iter().position(|c| c.srb == victim) else { return };
         let cmd = self.disconnected.swap_remove(i);
         let Some(tag) = cmd.tag else { return };
-        ctx.write_port_uchar(self.port(regs::SELECT), cmd.address.target_id | (cmd.address.lun << 4));
+        ctx.write_port_uchar(self.port(regs::SELECT), super::select_bits(cmd.address));
         self.command(ctx, regs::CMD_CLEAR_CDB);
         ctx.write_port_uchar(self.port(regs::CDB_FIFO), tag);
         self.command(ctx, regs::CMD_ABORT_TAG);
@@ -73,9 +73,14 @@ impl RefMiniport {
             + self.waiting.iter().filter(|w| w.address == address).count()
     }
 
+    /// Whether the queue depth allows another SRB of `address`.
+    fn has_room(&self, address: LuAddress) -> bool {
+        self.outstanding(address) < usize::from(self.config.queue_depth).min(regs::TAG_SLOTS)
+    }
+
     /// `NextLuRequest` for `address` now if its queue depth allows another SRB, or once a completion makes room.
     pub(super) fn next_lu_request(&mut self, ctx: &mut PortContext<'_, Self>, address: LuAddress) {
-        if self.outstanding(address) < usize::from(self.config.queue_depth.min(regs::TAG_SLOTS as u8)) {
+        if self.has_room(address) {
             ctx.notification(Notification::NextLuRequest(address));
         } else {
             if !self.owed.contains(&address) {
@@ -87,11 +92,10 @@ impl RefMiniport {
 
     /// Send the `NextLuRequest`s held back for logical units that have room again.
     pub(super) fn pay_owed(&mut self, ctx: &mut PortContext<'_, Self>) {
-        let depth = usize::from(self.config.queue_depth.min(regs::TAG_SLOTS as u8));
         let mut i = 0;
         while i < self.owed.len() {
             let address = self.owed[i];
-            if self.outstanding(address) < depth {
+            if self.has_room(address) {
                 self.owed.swap_remove(i);
                 ctx.notification(Notification::NextLuRequest(address));
             } else {
