@@ -234,6 +234,18 @@ pub fn parse_disk_ref(s: &str) -> Option<(String, u8, u8)> {
 }
 
 impl Config {
+    /// The embedded default without front ends: its one adapter with one RAM disk of `disk` bytes, in `memory` of
+    /// system memory. What `exercise`, `trace` and in-process tests run on.
+    pub fn in_process(disk: ByteSize, memory: ByteSize) -> Self {
+        let mut cfg = Config::default();
+        cfg.nbd.enabled = false;
+        cfg.iscsi.enabled = false;
+        cfg.memory.size = memory;
+        cfg.adapters[0].disks[0].backend = BackendKind::Ram;
+        cfg.adapters[0].disks[0].size = disk;
+        cfg
+    }
+
     /// Parse a TOML file's text.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         // serde_path_to_error keeps the path of the value that failed (`adapter[0].irq`), so a type error names

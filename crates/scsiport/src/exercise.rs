@@ -102,6 +102,13 @@ fn verify(buf: &Buffer, len: usize, disk_offset: u64, seed: u64) -> anyhow::Resu
 }
 
 /// Run the exercise on the first disk of the machine's first adapter.
+/// System memory for the workload: two buffers of `block` bytes per worker and 64 MiB besides, a power of two from
+/// 64 MiB to 4 GiB.
+pub fn memory_for(block: usize, workers: usize) -> crate::size::ByteSize {
+    let need = block as u64 * workers.max(1) as u64 * 2 + (64 << 20);
+    crate::size::ByteSize(need.next_power_of_two().clamp(64 << 20, 4 << 30))
+}
+
 pub fn run(machine: &Machine, opts: &ExerciseOptions) -> anyhow::Result<ExerciseReport> {
     let disk = machine.open_first_disk().context("opening the disk through the class driver")?;
     let disk = Arc::new(disk);

@@ -175,18 +175,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Exercise { size, block, channel, passthrough, placement, workers, queue_depth, seed, json } => {
-            let mut cfg = Config::default();
-            cfg.nbd.enabled = false;
-            cfg.iscsi.enabled = false;
+            let blk = block.0 as usize;
+            let mut cfg = Config::in_process(size, scsiport::exercise::memory_for(blk, workers));
             let a = &mut cfg.adapters[0];
             a.dma_channel = channel;
             a.queue_depth = queue_depth;
-            a.disks[0].backend = BackendKind::Ram;
-            a.disks[0].size = size;
-            let blk = block.0 as usize;
-            cfg.memory.size = ByteSize(
-                ((blk as u64 * workers.max(1) as u64 * 2 + (64 << 20)).next_power_of_two()).clamp(64 << 20, 4 << 30),
-            );
             cfg.validate()?;
             let machine = Machine::build(&cfg)?;
             let opts = ExerciseOptions {

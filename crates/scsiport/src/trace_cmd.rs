@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use port::{SvgOptions, Trace};
-use scsiport::config::{BackendKind, Config};
+use scsiport::config::Config;
 use scsiport::exercise::{BufferPlacement, ExerciseOptions, ExerciseReport};
 use scsiport::machine::Machine;
 use serde::Serialize;
@@ -44,16 +44,9 @@ pub struct TraceSummary {
 }
 
 pub fn run(o: &TraceOptions) -> anyhow::Result<(TraceSummary, ExerciseReport)> {
-    let mut cfg = Config::default();
-    cfg.nbd.enabled = false;
-    cfg.iscsi.enabled = false;
-    let a = &mut cfg.adapters[0];
-    a.dma_channel = o.channel;
-    a.disks[0].backend = BackendKind::Ram;
-    a.disks[0].size = scsiport::size::ByteSize(o.size);
-    cfg.memory.size = scsiport::size::ByteSize(
-        ((o.block as u64 * o.workers.max(1) as u64 * 2 + (64 << 20)).next_power_of_two()).clamp(64 << 20, 4 << 30),
-    );
+    let mut cfg =
+        Config::in_process(scsiport::size::ByteSize(o.size), scsiport::exercise::memory_for(o.block, o.workers));
+    cfg.adapters[0].dma_channel = o.channel;
     cfg.validate()?;
     let trace = (!o.off).then(|| Trace::new(o.limit));
     let machine = Machine::build_with_trace(&cfg, trace.clone())?;

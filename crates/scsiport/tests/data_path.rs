@@ -3,20 +3,14 @@
 
 use hal::{Buffer, Placement};
 use rand::{Rng, SeedableRng};
-use scsiport::config::{BackendKind, Config};
+use scsiport::config::Config;
 use scsiport::machine::Machine;
 use scsiport::size::ByteSize;
 
 /// One adapter on `channel` with a RAM disk of `disk` bytes, no front ends.
 fn config(channel: u8, disk: u64) -> Config {
-    let mut cfg = Config::default();
-    cfg.nbd.enabled = false;
-    cfg.iscsi.enabled = false;
-    cfg.memory.size = ByteSize(128 << 20);
-    let a = &mut cfg.adapters[0];
-    a.dma_channel = channel;
-    a.disks[0].backend = BackendKind::Ram;
-    a.disks[0].size = ByteSize(disk);
+    let mut cfg = Config::in_process(ByteSize(disk), ByteSize(128 << 20));
+    cfg.adapters[0].dma_channel = channel;
     cfg
 }
 

@@ -4,20 +4,14 @@
 use class::ClassError;
 use hal::Placement;
 use scsi::LbaRange;
-use scsiport::config::{BackendKind, Config};
+use scsiport::config::Config;
 use scsiport::machine::Machine;
 use scsiport::size::ByteSize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn machine() -> Machine {
-    let mut cfg = Config::default();
-    cfg.nbd.enabled = false;
-    cfg.iscsi.enabled = false;
-    cfg.memory.size = ByteSize(64 << 20);
-    cfg.adapters[0].disks[0].backend = BackendKind::Ram;
-    cfg.adapters[0].disks[0].size = ByteSize(16 << 20);
-    Machine::build(&cfg).expect("machine builds")
+    Machine::build(&Config::in_process(ByteSize(16 << 20), ByteSize(64 << 20))).expect("machine builds")
 }
 
 fn faults(m: &Machine) -> &scsi::FaultInjector {

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use iscsi::{DataDirection, ScsiBackend, ScsiCommand, TaskAttr};
-use scsiport::config::{BackendKind, Config};
+use scsiport::config::Config;
 use scsiport::frontends::iscsi_lun::PassThroughLuns;
 use scsiport::machine::Machine;
 use scsiport::size::ByteSize;
@@ -37,13 +37,7 @@ async fn settle(luns: &PassThroughLuns, initiator: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reservation_holds_between_requesters_until_the_holder_s_nexus_is_lost() {
-    let mut cfg = Config::default();
-    cfg.nbd.enabled = false;
-    cfg.iscsi.enabled = false;
-    cfg.memory.size = ByteSize(64 << 20);
-    cfg.adapters[0].disks[0].backend = BackendKind::Ram;
-    cfg.adapters[0].disks[0].size = ByteSize(8 << 20);
-    let m = Machine::build(&cfg).unwrap();
+    let m = Machine::build(&Config::in_process(ByteSize(8 << 20), ByteSize(64 << 20))).unwrap();
     let adapter = m.adapter("scsi0").unwrap().clone();
     let luns = PassThroughLuns::new(adapter.clone(), m.memory().clone(), &[(0, 0, 512)]);
     let (a, b) = (0x1111, 0x2222);

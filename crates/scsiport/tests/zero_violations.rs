@@ -18,10 +18,7 @@ fn disk(target: u8) -> DiskConfig {
 }
 
 fn machine() -> Machine {
-    let mut cfg = Config::default();
-    cfg.nbd.enabled = false;
-    cfg.iscsi.enabled = false;
-    cfg.memory.size = ByteSize(64 << 20);
+    let mut cfg = Config::in_process(ByteSize(DISK), ByteSize(64 << 20));
     cfg.adapters = vec![
         AdapterConfig {
             name: "wide".into(),

@@ -178,19 +178,13 @@ impl nbd::BlockDevice for ClassDisk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{BackendKind, Config};
+    use crate::config::Config;
     use crate::machine::Machine;
     use crate::size::ByteSize;
     use nbd::{BlockDevice, BufferPool};
 
     fn machine() -> Machine {
-        let mut cfg = Config::default();
-        cfg.nbd.enabled = false;
-        cfg.iscsi.enabled = false;
-        cfg.memory.size = ByteSize(64 << 20);
-        cfg.adapters[0].disks[0].backend = BackendKind::Ram;
-        cfg.adapters[0].disks[0].size = ByteSize(16 << 20);
-        Machine::build(&cfg).expect("machine builds")
+        Machine::build(&Config::in_process(ByteSize(16 << 20), ByteSize(64 << 20))).expect("machine builds")
     }
 
     fn pattern(len: usize, seed: u8) -> Vec<u8> {
