@@ -12,6 +12,8 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 root="$(cd "$here/.." && pwd)"
 size=1G
 our_port="${OUR_PORT:-13262}"
@@ -48,22 +50,13 @@ ours_pid=""
 tgt_pid=""
 cleanup() {
     if [ -n "$tgt_pid" ]; then
-        tgtadm -C "$tgt_ctl" --op delete --mode system >/dev/null 2>&1 || true
-        kill -9 "$tgt_pid" 2>/dev/null || true
+        stop_tgtd "$tgt_ctl" "$tgt_pid"
     fi
     [ -n "$ours_pid" ] && kill "$ours_pid" 2>/dev/null || true
     wait 2>/dev/null || true
 }
 trap cleanup EXIT
 
-wait_port() {
-    for _ in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on 127.0.0.1:$1" >&2
-    return 1
-}
 
 # Ours.
 bash -c "exec $ours_cmd" >"$out/ours.log" 2>&1 &
@@ -79,9 +72,7 @@ truncate -s "$size" "$img"
 tgtd -f -C "$tgt_ctl" --iscsi portal=127.0.0.1:${tgt_port} >"$out/tgtd.log" 2>&1 &
 tgt_pid=$!
 wait_port "$tgt_port"
-tgtadm -C "$tgt_ctl" --lld iscsi --op new --mode target --tid 1 -T iqn.2026-11.io.peer:tgt
-tgtadm -C "$tgt_ctl" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$img"
-tgtadm -C "$tgt_ctl" --lld iscsi --op bind --mode target --tid 1 -I ALL
+tgt_export "$tgt_ctl" "$img"
 tgt_url="iscsi://127.0.0.1:${tgt_port}/iqn.2026-11.io.peer:tgt/1"
 
 for group in iSCSI SCSI; do

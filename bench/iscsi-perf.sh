@@ -5,13 +5,15 @@
 # shapes as writes use the iscsi-load example of crates/iscsi (one connection,
 # immediate data and R2T as negotiated), run the same way against both targets.
 #
-# Usage: bench/iscsi-perf.sh [--ours-url URL --peer-url URL] [--ours-cmd CMD] [--secs N]
+# Usage: bench/iscsi-perf.sh [--ours-url URL --peer-url URL] [--ours-cmd CMD] [--secs N] [--size 1G]
 # Without URLs it starts both targets itself as bench/iscsi-conformance.sh does (our
 # iscsi-direct example on 127.0.0.1:$OUR_PORT (13262), tgtd on 127.0.0.1:$TGT_PORT (13261,
-# control port $TGT_CTL, 17) over a 1 GiB image).
+# control port $TGT_CTL, 17) over an image of --size bytes).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 root="$(cd "$here/.." && pwd)"
 secs=6
 size=1G
@@ -29,6 +31,7 @@ while [ $# -gt 0 ]; do
         --peer-url) peer_url="$2"; shift 2 ;;
         --ours-cmd) ours_cmd="$2"; shift 2 ;;
         --secs) secs="$2"; shift 2 ;;
+        --size) size="$2"; shift 2 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -39,22 +42,13 @@ ours_pid=""
 tgt_pid=""
 cleanup() {
     if [ -n "$tgt_pid" ]; then
-        tgtadm -C "$tgt_ctl" --op delete --mode system >/dev/null 2>&1 || true
-        kill -9 "$tgt_pid" 2>/dev/null || true
+        stop_tgtd "$tgt_ctl" "$tgt_pid"
     fi
     [ -n "$ours_pid" ] && kill "$ours_pid" 2>/dev/null || true
     wait 2>/dev/null || true
 }
 trap cleanup EXIT
 
-wait_port() {
-    for _ in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on 127.0.0.1:$1" >&2
-    return 1
-}
 
 target_dir="${CARGO_TARGET_DIR:-/work/target-iscsi}"
 (cd "$root" && CARGO_TARGET_DIR="$target_dir" cargo build -q --release -p iscsi --example iscsi-direct --example iscsi-load)
@@ -75,9 +69,7 @@ if [ -z "$peer_url" ]; then
     tgtd -f -C "$tgt_ctl" --iscsi portal=127.0.0.1:${tgt_port} >"$out/tgtd.log" 2>&1 &
     tgt_pid=$!
     wait_port "$tgt_port"
-    tgtadm -C "$tgt_ctl" --lld iscsi --op new --mode target --tid 1 -T iqn.2026-11.io.peer:tgt
-    tgtadm -C "$tgt_ctl" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$img"
-    tgtadm -C "$tgt_ctl" --lld iscsi --op bind --mode target --tid 1 -I ALL
+    tgt_export "$tgt_ctl" "$img"
     peer_url="iscsi://127.0.0.1:${tgt_port}/iqn.2026-11.io.peer:tgt/1"
 fi
 
@@ -90,7 +82,8 @@ measure() {
         timeout $((secs + 30)) iscsi-perf "$@" >"$log" 2>&1 || true
         tr '\r' '\n' <"$log" | sed -nE 's/.*iops average ([0-9.]+) \(([0-9.]+) MB\/s\).*/\1 \2/p' | tail -1
     else
-        timeout $((secs + 30)) "$load" --url "$url" "${@:1:$#-1}" --secs "$secs" >"$log" 2>&1 || true
+        timeout $((secs + 30)) "$load" --url "$url" "${@:1:$#-1}" --secs "$secs" --span "$(numfmt --from=iec "$size")" \
+            >"$log" 2>&1 || true
         # iscsi-load ends with "ops N errors E iops X MB/s Y".
         sed -nE 's/^ops [0-9]+ errors 0 iops ([0-9.]+) MB\/s ([0-9.]+)$/\1 \2/p' "$log" | tail -1
     fi

@@ -18,6 +18,8 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 root="$(cd "$here/.." && pwd)"
 size=${SIZE:-1G}
 runtime=${RUNTIME:-6}
@@ -65,9 +67,7 @@ pids=()
 tgt_pid=""
 cleanup() {
     if [ -n "$tgt_pid" ]; then
-        # tgtd ignores SIGTERM while it serves targets (PEERS.md).
-        tgtadm -C "$tgt_ctl" --op delete --mode system >/dev/null 2>&1 || true
-        kill -9 "$tgt_pid" 2>/dev/null || true
+        stop_tgtd "$tgt_ctl" "$tgt_pid"
     fi
     pkill -P "$watchdog" 2>/dev/null || true
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -86,14 +86,6 @@ watchdog=""
 watchdog=$!
 pids+=("$watchdog")
 
-wait_port() {
-    for _ in $(seq 1 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on 127.0.0.1:$1" >&2
-    return 1
-}
 
 # The same random data in every image, written (and so in the page cache) before any
 # server starts: reads then move real data. On sparse images qemu-nbd answers reads of
@@ -112,16 +104,14 @@ fi
 "$bin" serve --disk-path "$out/scsiport.img" --disk-size "${size}iB" \
     --nbd-listen "127.0.0.1:$sp_nbd_port" --iscsi-listen "127.0.0.1:$sp_iscsi_port" >"$out/scsiport.log" 2>&1 &
 pids+=($!)
-wait_port "$sp_nbd_port"
-wait_port "$sp_iscsi_port"
-if run_nbd; then wait_port "$qnbd_port"; fi
+wait_port "$sp_nbd_port" 200
+wait_port "$sp_iscsi_port" 200
+if run_nbd; then wait_port "$qnbd_port" 200; fi
 if run_iscsi; then
     tgtd -f -C "$tgt_ctl" --iscsi portal=127.0.0.1:$tgt_port >"$out/tgtd.log" 2>&1 &
     tgt_pid=$!
-    wait_port "$tgt_port"
-    tgtadm -C "$tgt_ctl" --lld iscsi --op new --mode target --tid 1 -T iqn.2026-11.io.peer:tgt
-    tgtadm -C "$tgt_ctl" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$out/tgt.img"
-    tgtadm -C "$tgt_ctl" --lld iscsi --op bind --mode target --tid 1 -I ALL
+    wait_port "$tgt_port" 200
+    tgt_export "$tgt_ctl" "$out/tgt.img"
 fi
 
 # nbd-fio.sh prints "LABEL workload MiB/s IOPS" for the four fio workloads; iscsi-perf.sh runs
@@ -135,7 +125,7 @@ for r in $(seq 1 "$rounds"); do
             "$here/nbd-fio.sh" "nbd://127.0.0.1:$sp_nbd_port/default" >>"$out/nbd-scsiport.txt"
     fi
     if run_iscsi; then
-        OUT="$out/iscsi-$r" "$here/iscsi-perf.sh" --secs "$runtime" \
+        OUT="$out/iscsi-$r" "$here/iscsi-perf.sh" --secs "$runtime" --size "$size" \
             --ours-url "iscsi://127.0.0.1:$sp_iscsi_port/iqn.2026-11.io.scsiport:default/0" \
             --peer-url "iscsi://127.0.0.1:$tgt_port/iqn.2026-11.io.peer:tgt/1" >>"$out/iscsi.txt"
     fi
