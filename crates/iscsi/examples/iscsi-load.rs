@@ -1,6 +1,6 @@
 //! A small iSCSI load generator for the write workloads `iscsi-perf` lacks:
 //! `iscsi-load --url iscsi://HOST:PORT/IQN/LUN --rw read|write --bs BYTES --qd N
-//! --secs S [--random]`. It logs in without authentication on one connection, keeps
+//! --secs S [--span BYTES] [--random]`, over the first `span` bytes (1 GiB by default). It logs in without authentication on one connection, keeps
 //! `qd` commands in flight, answers R2Ts, and prints `ops N iops X MB/s Y`.
 
 use std::collections::HashMap;
@@ -25,6 +25,8 @@ struct Opts {
     bs: u32,
     qd: u32,
     secs: u64,
+    /// Bytes of the LUN the workload covers, from LBA 0.
+    span: u64,
     random: bool,
 }
 
@@ -37,6 +39,7 @@ fn parse() -> Result<Opts, String> {
         bs: 4096,
         qd: 1,
         secs: 5,
+        span: 1 << 30,
         random: false,
     };
     let mut url = None;
@@ -53,6 +56,7 @@ fn parse() -> Result<Opts, String> {
             "--bs" => o.bs = v.parse().map_err(|e| format!("--bs: {e}"))?,
             "--qd" => o.qd = v.parse().map_err(|e| format!("--qd: {e}"))?,
             "--secs" => o.secs = v.parse().map_err(|e| format!("--secs: {e}"))?,
+            "--span" => o.span = v.parse().map_err(|e| format!("--span: {e}"))?,
             _ => return Err(format!("unknown option {f}")),
         }
     }
@@ -236,12 +240,12 @@ async fn run(o: Opts) -> Result<(), String> {
             break;
         }
     }
-    // 512-byte blocks over the first GiB: both targets in the comparison are 1 GiB disks
-    // of 512-byte blocks.
+    // 512-byte blocks over the first `span` bytes: the targets in the comparison are disks
+    // of 512-byte blocks and at least that size.
     let block = 512u32;
     let blocks_per_io = (o.bs / block).max(1);
-    let span_blocks: u64 = 1 << 21; // 1 GiB of 512-byte blocks
-    let ios = span_blocks / u64::from(blocks_per_io);
+    let span_blocks = o.span / u64::from(block);
+    let ios = (span_blocks / u64::from(blocks_per_io)).max(1);
     let data = vec![0x5au8; o.bs as usize];
     let mut rng = rand::thread_rng();
     let mut next_seq = 0u64;
