@@ -100,9 +100,7 @@ impl HbaConfig {
         let mut bus = ScsiBus::new();
         for (id, target) in &self.targets {
             if !bus.attach(*id, target.clone()) {
-                return Err(setting(format!(
-                    "target ID {id} is not on the bus: targets are 0-6, the adapter is ID 7"
-                )));
+                return Err(setting(format!("target ID {id} is not on the bus: targets are 0-6, the adapter is ID 7")));
             }
         }
         Ok(Hba::new(HbaSettings { io_base: self.io_base, irq: self.irq, dma_channel: self.dma_channel }, bus))
