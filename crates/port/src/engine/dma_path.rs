@@ -1,17 +1,20 @@
 //! The DMA path of one adapter as a state machine: where the one system-DMA transfer a miniport may have outstanding
 //! stands, and whether the adapter holds its channel.
 //!
-//! ```text
-//!              request                 wait_for_channel              mapped               started
-//!   Idle ───────────────▶ Requested ─────────────────▶ WaitingForChannel ──▶ Mapped ───────────────▶ Started
-//!    ▲  ▲                     │  └──────────────────────── mapped ──────────────▲  │                    │
-//!    │  │                     │ flush                                             │ flush             │ flush
-//!    │  │                     ▼                                                   ▼                    ▼
-//!    │  └──── request ── Cancelled ◀── flush (WaitingForChannel)               Flushed ◀──────────────┘
-//!    │                                                                            │ flush_done / request
-//!    └── flush / srb_finished ── Refused(srb) ◀── refuse (nothing outstanding)   ▼
-//!                                                                                Idle
-//! ```
+//! | state \ event     | `request` | `wait_for_channel` | `mapped` (channel held) | `started` | `flush`         |
+//! |-------------------|-----------|--------------------|-------------------------|-----------|-----------------|
+//! | Idle              | Requested | –                  | –                       | –         | rule 6          |
+//! | Requested         | rule 3    | WaitingForChannel  | Mapped                  | –         | Cancelled       |
+//! | WaitingForChannel | rule 3    | again, if denied   | Mapped                  | –         | Cancelled       |
+//! | Mapped            | rule 3    | –                  | –                       | Started   | Flushed         |
+//! | Started           | rule 3    | –                  | –                       | –         | Flushed         |
+//! | Flushed           | Requested | –                  | –                       | –         | rule 6          |
+//! | Cancelled         | Requested | –                  | –                       | –         | rule 6          |
+//! | Refused(srb)      | Requested | –                  | –                       | –         | Idle (pairs)    |
+//!
+//! Besides: `refuse` (nothing outstanding → Refused), `map_failed` (Requested / WaitingForChannel → Idle),
+//! `flush_done` (Flushed → Idle), `srb_finished` (Refused(that srb) → Idle), `abandon` (a transfer dropped without a
+//! flush: not yet programmed → Cancelled, programmed → Idle with the channel to release).
 //!
 //! Each transition is a method that refuses an illegal move with a [`DmaError`]; the refusals are where DDI rules 3
 //! (one map at a time), 4 (`HwDmaStarted` once, and never for a cancelled map) and 6 (a flush pairs with a map) are
