@@ -490,6 +490,11 @@ impl<E> Core<E> {
             if self.run_timers(ext, now) {
                 continue;
             }
+            // The card may raise its line in a step that moved nothing (a DMA service that met the end of the
+            // target's data): nothing else would wake the engine for it before the next deadline.
+            if self.hw.irq() && !self.irq_masked && self.init.hw_interrupt.is_some() {
+                continue;
+            }
             break;
         }
     }
