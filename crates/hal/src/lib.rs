@@ -55,6 +55,7 @@
 //! passed to `allocate_channel` run with no HAL lock held. The HAL owns the status
 //! register: reading it elsewhere consumes TC bits the flush relies on.
 
+mod access;
 mod adapter;
 mod dma8237;
 mod error;
@@ -66,7 +67,7 @@ pub use adapter::{
 };
 pub use dma8237::{ChannelState, DmaChannel, DmaController, DmaDevice, DmaMode, ServiceOutcome, TransferType};
 pub use error::HalError;
-pub use memory::{Buffer, Placement, SystemMemory};
+pub use memory::{Buffer, Placement, RunMut, RunRef, SystemMemory};
 
 /// The page size of the modelled machine (x86, 4 KiB).
 pub const PAGE_SIZE: u64 = 4096;
