@@ -36,9 +36,9 @@ impl FrameLocks {
         let Some(word) = self.state.get(frame) else { return false };
         match access {
             Access::Exclusive => word.compare_exchange(0, EXCLUSIVE, Ordering::Acquire, Ordering::Relaxed).is_ok(),
-            Access::Shared => word
-                .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| (n < EXCLUSIVE - 1).then_some(n + 1))
-                .is_ok(),
+            Access::Shared => {
+                word.fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| (n < EXCLUSIVE - 1).then(|| n + 1)).is_ok()
+            }
         }
     }
 
