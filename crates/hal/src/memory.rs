@@ -267,14 +267,14 @@ impl SystemMemory {
 /// A buffer's bytes are reached by copies (`read`, `write`) or inside a hold on their frames (`with_slices`,
 /// `with_slices_mut`, `borrow_run`, `borrow_run_mut`). A slice cannot outlive its hold:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0521
 /// # let mem = hal::SystemMemory::new(1 << 20).unwrap();
 /// # let buf = mem.alloc(4096, hal::Placement::Any).unwrap();
 /// let mut kept: &mut [u8] = &mut [];
 /// buf.with_slices_mut(0, 4096, |_, s| kept = s).unwrap(); // the slice may not leave the closure
 /// ```
 ///
-/// ```compile_fail
+/// ```compile_fail,E0505
 /// # let mem = hal::SystemMemory::new(1 << 20).unwrap();
 /// # let buf = mem.alloc(4096, hal::Placement::Any).unwrap();
 /// let mut run = buf.borrow_run_mut(0, 4096).unwrap();
