@@ -188,10 +188,11 @@ impl<G> DmaPath<G> {
 
     // ---- the miniport's calls ----------------------------------------------------------------------------------
 
-    /// `ScsiPortIoMapTransfer` accepted: legal only with nothing outstanding (rule 3).
-    pub fn request(&mut self, req: MapRequest) -> Result<(), DmaError> {
+    /// `ScsiPortIoMapTransfer` accepted: legal only with nothing outstanding (rule 3); a refused request is handed
+    /// back.
+    pub fn request(&mut self, req: MapRequest) -> Result<(), (DmaError, MapRequest)> {
         if let Some(other) = self.outstanding() {
-            return Err(DmaError::MapBeforeFlush { outstanding: other.id });
+            return Err((DmaError::MapBeforeFlush { outstanding: other.id }, req));
         }
         self.state = DmaState::Requested(req);
         Ok(())
@@ -398,13 +399,13 @@ mod tests {
         let mut p = DmaPath::default();
         match state {
             "idle" => {}
-            "requested" => p.request(request(1)).unwrap(),
+            "requested" => p.request(request(1)).map_err(|(e, _)| e).unwrap(),
             "waiting-for-channel" => {
-                p.request(request(1)).unwrap();
+                p.request(request(1)).map_err(|(e, _)| e).unwrap();
                 p.wait_for_channel().unwrap();
             }
             "mapped" | "started" | "flushed" => {
-                p.request(request(1)).unwrap();
+                p.request(request(1)).map_err(|(e, _)| e).unwrap();
                 p.channel_allocated(7).map_err(|(e, _)| e).unwrap();
                 p.mapped(false).unwrap();
                 if state != "mapped" {
@@ -415,7 +416,7 @@ mod tests {
                 }
             }
             "cancelled" => {
-                p.request(request(1)).unwrap();
+                p.request(request(1)).map_err(|(e, _)| e).unwrap();
                 assert!(matches!(p.flush().unwrap(), Flush::Cancelled(_)));
             }
             "refused" => p.refuse(handle(1)),
@@ -431,7 +432,7 @@ mod tests {
     #[test]
     fn a_transfer_goes_idle_requested_waiting_mapped_started_flushed_idle() {
         let mut p: DmaPath<Grant> = DmaPath::default();
-        p.request(request(1)).unwrap();
+        p.request(request(1)).map_err(|(e, _)| e).unwrap();
         assert_eq!(p.state_name(), "requested");
         p.wait_for_channel().unwrap();
         assert_eq!(p.state_name(), "waiting-for-channel");
@@ -457,14 +458,15 @@ mod tests {
     fn a_map_is_legal_only_with_nothing_outstanding() {
         for s in STATES {
             let mut p = path_in(s);
-            let r = p.request(request(2));
+            let r = p.request(request(2)).map_err(|(e, req)| (e, req.id));
             match s {
                 "idle" | "flushed" | "cancelled" | "refused" => {
                     assert!(r.is_ok(), "{s}");
                     assert_eq!(p.state_name(), "requested");
                 }
                 _ => {
-                    assert_eq!(r, Err(DmaError::MapBeforeFlush { outstanding: SrbId(101) }), "{s}");
+                    let want = (DmaError::MapBeforeFlush { outstanding: SrbId(101) }, SrbId(102));
+                    assert_eq!(r, Err(want), "{s}: refused, and the request handed back");
                     assert_eq!(p.state_name(), s, "a refused map leaves the state alone");
                 }
             }

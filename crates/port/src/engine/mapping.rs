@@ -1,7 +1,7 @@
 //! The immediate half of `ScsiPortIoMapTransfer` and `ScsiPortFlushDma`: the checks of DDI rules 2–6 on the call
 //! itself, and the bookkeeping that queues the deferred (DPC) half in order.
 
-use super::dma_path::{Abandoned, Flush, MapRequest};
+use super::dma_path::{Abandoned, DmaError, Flush, MapRequest};
 use super::{ActiveState, Core, Dpc, Routine};
 use crate::srb::{SrbFlags, SrbHandle};
 use crate::trace::EventKind;
@@ -158,24 +158,28 @@ impl<E> Core<E> {
             // A map the HAL cannot make is refused in every mode: it would be truncated.
             return false;
         }
-        if let Some(outstanding) = self.dma.outstanding().map(|r| r.id) {
-            let refuse = self.violation(
-                Rule::MapBeforeFlush,
-                Some(srb),
-                format!("SRB #{} still has a mapped transfer that was not flushed", outstanding.0),
-            );
-            if refuse {
-                return false;
-            }
-            // As the original port would: the previous transfer is overwritten without a flush.
-            if let Some(Abandoned::Mapping) = self.dma.abandon(None) {
-                let grant = self.dma.release_channel().expect("nothing programmed after abandon");
-                self.free_grant(grant);
-            }
-        }
         let request = MapRequest { srb, id, buffer, offset, length: length as usize, direction };
-        if let Err(e) = self.dma.request(request) {
-            unreachable!("nothing is outstanding here: {e}");
+        match self.dma.request(request) {
+            Ok(()) => {}
+            Err((DmaError::MapBeforeFlush { outstanding }, request)) => {
+                let refuse = self.violation(
+                    Rule::MapBeforeFlush,
+                    Some(srb),
+                    format!("SRB #{} still has a mapped transfer that was not flushed", outstanding.0),
+                );
+                if refuse {
+                    return false;
+                }
+                // As the original port would: the previous transfer is overwritten without a flush.
+                if let Some(Abandoned::Mapping) = self.dma.abandon(None) {
+                    let grant = self.dma.release_channel().expect("nothing programmed after abandon");
+                    self.free_grant(grant);
+                }
+                if self.dma.request(request).is_err() {
+                    unreachable!("nothing is outstanding after abandon");
+                }
+            }
+            Err((e, _)) => unreachable!("a map request is refused only for rule 3: {e}"),
         }
         if let Some(a) = self.active_mut(srb) {
             a.maps += 1;
