@@ -11,7 +11,12 @@ use port::{LuAddress, Notification, PortContext, Rule, SrbHandle, SrbStatus};
 use std::ffi::c_void;
 
 /// The SRB behind a pointer the miniport passed, or a `srb-not-active` report naming the pointer.
-fn srb_of(mp: &CMiniport, ctx: &mut PortContext<'_, CMiniport>, srb: *mut ScsiRequestBlock, what: &str) -> Option<SrbHandle> {
+fn srb_of(
+    mp: &CMiniport,
+    ctx: &mut PortContext<'_, CMiniport>,
+    srb: *mut ScsiRequestBlock,
+    what: &str,
+) -> Option<SrbHandle> {
     let h = mp.handle_of(srb);
     if h.is_none() {
         ctx.report_violation(
@@ -206,9 +211,16 @@ pub extern "C" fn scsiport_notification(
 }
 
 #[no_mangle]
-pub extern "C" fn ScsiPortGetSrb(_ext: *mut c_void, path_id: u8, target_id: u8, lun: u8, queue_tag: i32) -> *mut ScsiRequestBlock {
+pub extern "C" fn ScsiPortGetSrb(
+    _ext: *mut c_void,
+    path_id: u8,
+    target_id: u8,
+    lun: u8,
+    queue_tag: i32,
+) -> *mut ScsiRequestBlock {
     with_current(|mp, ctx| {
-        ctx.get_srb(LuAddress { path_id, target_id, lun }, queue_tag as u8).map_or(std::ptr::null_mut(), |h| mp.mirror_ptr(h))
+        ctx.get_srb(LuAddress { path_id, target_id, lun }, queue_tag as u8)
+            .map_or(std::ptr::null_mut(), |h| mp.mirror_ptr(h))
     })
     .unwrap_or(std::ptr::null_mut())
 }

@@ -253,7 +253,8 @@ impl CMiniport {
             a.set_data_transfer_length(m.c.data_transfer_length);
         }
         let autosense = SrbStatus(m.c.srb_status).autosense_valid();
-        if m.c.sense_info_buffer_length != s.sense_info_buffer_length || (autosense && m.sense != [0; SENSE_BUFFER_SIZE])
+        if m.c.sense_info_buffer_length != s.sense_info_buffer_length
+            || (autosense && m.sense != [0; SENSE_BUFFER_SIZE])
         {
             let n = (m.c.sense_info_buffer_length as usize).min(SENSE_BUFFER_SIZE);
             a.set_sense(&m.sense[..n]);
@@ -319,11 +320,7 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&mut CMiniport, &mut PortContext<'_
 }
 
 /// Call into the C miniport with `mp` and `ctx` reachable from its `ScsiPort*` calls, then reconcile its SRBs.
-fn call<R>(
-    mp: &mut CMiniport,
-    ctx: &mut PortContext<'_, CMiniport>,
-    f: impl FnOnce(*mut c_void) -> R,
-) -> R {
+fn call<R>(mp: &mut CMiniport, ctx: &mut PortContext<'_, CMiniport>, f: impl FnOnce(*mut c_void) -> R) -> R {
     mp.refresh_shadows(ctx);
     let r = enter(mp, ctx, f);
     mp.sync_all(ctx);

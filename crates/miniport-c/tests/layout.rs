@@ -29,7 +29,8 @@ fn compile(tool: &str, args: &[&str], src: &Path, out: &Path) {
 #[test]
 fn every_size_and_offset_matches() {
     let entries = miniport_c::ffi::layout();
-    let mut src = String::from("#include <stdio.h>\n#include <stddef.h>\n#include <scsiport/miniport.h>\nint main(void) {\n");
+    let mut src =
+        String::from("#include <stdio.h>\n#include <stddef.h>\n#include <scsiport/miniport.h>\nint main(void) {\n");
     for e in &entries {
         if e.c_field.is_empty() {
             src += &format!("    printf(\"{s} %zu\\n\", sizeof({s}));\n", s = e.c_struct);
