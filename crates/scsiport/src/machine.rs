@@ -1,7 +1,7 @@
 //! The modelled machine: physical memory, the HAL with its 8237 pair, the host adapters with their miniports, the
 //! SCSI buses and their disks.
 
-use crate::config::{BackendKind, Config};
+use crate::config::{BackendKind, Config, HbaKind};
 use anyhow::{bail, Context};
 use class::DiskClass;
 use hal::{Hal, HalConfig, SystemMemory};
@@ -92,7 +92,17 @@ impl Machine {
                 trace: trace.clone(),
                 ..Default::default()
             };
-            let handle = hba::start_adapter(hal.clone(), hc, options).with_context(|| format!("adapter[{i}]"))?;
+            let handle = match (&a.kind, &a.miniport) {
+                (HbaKind::Reference, None) => {
+                    hba::start_adapter(hal.clone(), hc, options).with_context(|| format!("adapter[{i}]"))?
+                }
+                (HbaKind::Reference, Some(path)) => {
+                    let miniport = miniport_c::load(path).with_context(|| format!("adapter[{i}].miniport"))?;
+                    let hw = hc.build_hardware().with_context(|| format!("adapter[{i}]"))?;
+                    miniport_c::start(&miniport, hal.clone(), Box::new(hw), hc.resources(), options)
+                        .with_context(|| format!("adapter[{i}].miniport"))?
+                }
+            };
             adapters.push((a.name.clone(), handle));
         }
         Ok(Machine { memory, hal, adapters, disks, trace })
