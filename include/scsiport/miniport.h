@@ -36,6 +36,7 @@ typedef uint16_t USHORT, *PUSHORT;
 typedef uint32_t ULONG, *PULONG;
 typedef int32_t LONG, *PLONG;
 typedef int64_t LONGLONG;
+typedef uint64_t ULONGLONG;
 typedef uintptr_t ULONG_PTR;
 typedef UCHAR BOOLEAN, *PBOOLEAN;
 
@@ -358,6 +359,16 @@ typedef struct _PORT_CONFIGURATION_INFORMATION {
     BOOLEAN WmiDataProvider;
 } PORT_CONFIGURATION_INFORMATION, *PPORT_CONFIGURATION_INFORMATION;
 
+/* SRB_FUNCTION_IO_CONTROL: DataBuffer starts with this header, its data follows (ntddscsi.h). */
+typedef struct _SRB_IO_CONTROL {
+    ULONG HeaderLength;
+    UCHAR Signature[8];
+    ULONG Timeout;
+    ULONG ControlCode;
+    ULONG ReturnCode;
+    ULONG Length;
+} SRB_IO_CONTROL, *PSRB_IO_CONTROL;
+
 /* ---- the miniport's routines ------------------------------------------------------------------------------------ */
 
 typedef BOOLEAN (*PHW_INITIALIZE)(PVOID DeviceExtension);
@@ -445,6 +456,13 @@ VOID ScsiPortLogError(PVOID HwDeviceExtension, PSCSI_REQUEST_BLOCK Srb, UCHAR Pa
                       ULONG ErrorCode, ULONG UniqueId);
 VOID ScsiPortMoveMemory(PVOID WriteBuffer, PVOID ReadBuffer, ULONG Length);
 SCSI_PHYSICAL_ADDRESS ScsiPortConvertUlongToPhysicalAddress(ULONG_PTR UlongAddress);
+
+/* ---- scsiport's own extension (not in the DDK) ------------------------------------------------------------------- */
+
+/* The I_T nexus of the application that sent a pass-through SRB (an iSCSI initiator's session), 0 for the adapter's
+ * own requests. An adapter with application-dedicated support presents it on the bus as the initiator identity, so
+ * that targets keep reservations and unit attentions per requester (docs/hba.md, SET IDENTITY). */
+ULONGLONG ScsiPortGetRequesterNexus(PVOID HwDeviceExtension, PSCSI_REQUEST_BLOCK Srb);
 
 /* The miniport's entry point: it fills a HW_INITIALIZATION_DATA and calls ScsiPortInitialize with its two arguments. */
 ULONG DriverEntry(PVOID DriverObject, PVOID Argument2);

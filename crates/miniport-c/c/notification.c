@@ -72,4 +72,5 @@ void *const scsiport_exported_routines[] = {
     (void *)ScsiPortLogError,
     (void *)ScsiPortMoveMemory,
     (void *)ScsiPortConvertUlongToPhysicalAddress,
+    (void *)ScsiPortGetRequesterNexus,
 };

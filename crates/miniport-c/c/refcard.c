@@ -51,6 +51,12 @@
 #define CMD_CLEAR_INT 0x05
 #define CMD_FINISH_DATA 0x06
 #define CMD_CLEAR_CDB 0x07
+#define CMD_SET_IDENTITY 0x08
+#define CMD_DROP_IDENTITY 0x09
+
+/* SRB_FUNCTION_IO_CONTROL requests of the card's application-dedicated support (docs/hba.md, DROP IDENTITY). */
+#define IOCTL_SIGNATURE "RHSCSI  "
+#define IOCTL_NEXUS_LOSS 1
 
 #define MAX_TRANSFER (64u * 1024u)
 #define WAITING 64
@@ -133,10 +139,16 @@ static void start_command(DEV_EXT *d, PSCSI_REQUEST_BLOCK srb)
 {
     SRB_EXT *x = (SRB_EXT *)srb->SrbExtension;
     ULONG i;
+    ULONGLONG identity = ScsiPortGetRequesterNexus(d, srb);
     x->offset = 0;
     x->chunk = 0;
     d->active = srb;
     wr(d, REG_SELECT, (UCHAR)((srb->TargetId & 7) | ((srb->Lun & 7) << 4)));
+    /* The requester's identity first: the card presents it on the bus for this command. */
+    wr(d, REG_COMMAND, CMD_CLEAR_CDB);
+    for (i = 0; i < 8; i++)
+        wr(d, REG_CDB, (UCHAR)(identity >> (56 - 8 * i)));
+    wr(d, REG_COMMAND, CMD_SET_IDENTITY);
     wr(d, REG_COMMAND, CMD_CLEAR_CDB);
     for (i = 0; i < srb->CdbLength && i < 16; i++)
         wr(d, REG_CDB, srb->Cdb[i]);
@@ -266,6 +278,28 @@ static BOOLEAN StartIo(PVOID ext, PSCSI_REQUEST_BLOCK srb)
     case SRB_FUNCTION_RESET_BUS:
         reset_bus(d);
         break;
+    case SRB_FUNCTION_IO_CONTROL: {
+        /* DataBuffer is CPU-visible for IO_CONTROL whatever MapBuffers says: an SRB_IO_CONTROL, then its data. */
+        PSRB_IO_CONTROL io = (PSRB_IO_CONTROL)srb->DataBuffer;
+        PUCHAR id = (PUCHAR)srb->DataBuffer + sizeof(SRB_IO_CONTROL);
+        ULONG k;
+        BOOLEAN ours = srb->DataTransferLength >= sizeof(SRB_IO_CONTROL) + 8;
+        for (k = 0; ours && k < 8; k++)
+            ours = io->Signature[k] == (UCHAR)IOCTL_SIGNATURE[k];
+        if (ours && io->ControlCode == IOCTL_NEXUS_LOSS && io->Length >= 8) {
+            /* The CDB FIFO is free outside start_command. The identity comes little-endian, goes big-endian. */
+            wr(d, REG_COMMAND, CMD_CLEAR_CDB);
+            for (k = 0; k < 8; k++)
+                wr(d, REG_CDB, id[7 - k]);
+            wr(d, REG_COMMAND, CMD_DROP_IDENTITY);
+            io->ReturnCode = 0;
+            srb->SrbStatus = SRB_STATUS_SUCCESS;
+        } else {
+            srb->SrbStatus = SRB_STATUS_INVALID_REQUEST;
+        }
+        complete(d, srb);
+        break;
+    }
     default:
         srb->SrbStatus = SRB_STATUS_INVALID_REQUEST;
         complete(d, srb);

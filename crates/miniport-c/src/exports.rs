@@ -312,3 +312,14 @@ pub unsafe extern "C" fn ScsiPortMoveMemory(write_buffer: *mut c_void, read_buff
 pub extern "C" fn ScsiPortConvertUlongToPhysicalAddress(address: usize) -> ScsiPhysicalAddress {
     ScsiPhysicalAddress::from_u64(address as u64)
 }
+
+/// scsiport's extension: the requester's I_T nexus of a pass-through SRB (0: the adapter's own).
+#[no_mangle]
+pub extern "C" fn ScsiPortGetRequesterNexus(_ext: *mut c_void, srb: *mut ScsiRequestBlock) -> u64 {
+    with_current(|mp, ctx| {
+        let h = srb_of(mp, ctx, srb, "ScsiPortGetRequesterNexus")?;
+        ctx.srb(h).map(|a| a.requester_nexus())
+    })
+    .flatten()
+    .unwrap_or(0)
+}

@@ -123,6 +123,18 @@ pub struct PortConfigurationInformation {
     pub wmi_data_provider: BOOLEAN,
 }
 
+/// `SRB_IO_CONTROL`: the header at the start of an `SRB_FUNCTION_IO_CONTROL` request's buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SrbIoControl {
+    pub header_length: ULONG,
+    pub signature: [u8; 8],
+    pub timeout: ULONG,
+    pub control_code: ULONG,
+    pub return_code: ULONG,
+    pub length: ULONG,
+}
+
 pub type PhwInitialize = unsafe extern "C" fn(*mut c_void) -> BOOLEAN;
 pub type PhwStartIo = unsafe extern "C" fn(*mut c_void, *mut ScsiRequestBlock) -> BOOLEAN;
 pub type PhwInterrupt = unsafe extern "C" fn(*mut c_void) -> BOOLEAN;
@@ -260,6 +272,10 @@ pub fn layout() -> Vec<LayoutEntry> {
         "SpecificLuExtensionSize" => specific_lu_extension_size, "SrbExtensionSize" => srb_extension_size,
         "Dma64BitAddresses" => dma64_bit_addresses, "ResetTargetSupported" => reset_target_supported,
         "MaximumNumberOfLogicalUnits" => maximum_number_of_logical_units, "WmiDataProvider" => wmi_data_provider,
+    });
+    layout_of!(v, "SRB_IO_CONTROL", SrbIoControl {
+        "HeaderLength" => header_length, "Signature" => signature, "Timeout" => timeout,
+        "ControlCode" => control_code, "ReturnCode" => return_code, "Length" => length,
     });
     layout_of!(v, "HW_INITIALIZATION_DATA", HwInitializationData {
         "HwInitializationDataSize" => hw_initialization_data_size,

@@ -34,6 +34,27 @@ impl ExtMem {
     }
 }
 
+/// A CPU-visible copy of an SRB's data buffer, 16-byte aligned like memory from the pool (a miniport reads an
+/// `SRB_IO_CONTROL` header in place).
+pub(crate) struct Shadow {
+    mem: ExtMem,
+    len: usize,
+}
+
+impl Shadow {
+    fn new(len: usize) -> Self {
+        Shadow { mem: ExtMem::new(len), len }
+    }
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `mem` holds at least `len` initialized bytes (zeroed u128s), borrowed immutably with `self`.
+        unsafe { std::slice::from_raw_parts(self.mem.0.as_ptr().cast::<u8>(), self.len) }
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: `mem` holds at least `len` initialized bytes, borrowed mutably with `self`; any byte value is valid.
+        unsafe { std::slice::from_raw_parts_mut(self.mem.0.as_mut_ptr().cast::<u8>(), self.len) }
+    }
+}
+
 /// The C view of one active SRB.
 pub(crate) struct Mirror {
     pub(crate) c: ScsiRequestBlock,
@@ -42,7 +63,7 @@ pub(crate) struct Mirror {
     sense: [u8; SENSE_BUFFER_SIZE],
     _ext: ExtMem,
     /// A CPU-visible copy of the data buffer (MapBuffers, or an IO_CONTROL request).
-    shadow: Option<Vec<u8>>,
+    shadow: Option<Shadow>,
     /// `DataBuffer` in the port's address space.
     model_data: u64,
     /// Whether CPU writes to the shadow go back to the caller's buffer (device → memory, IO_CONTROL).
@@ -138,9 +159,9 @@ impl CMiniport {
         let model_data = a.data_buffer().0;
         let cpu_access = length > 0 && (map_buffers || function == SrbFunction::IO_CONTROL);
         let shadow = cpu_access.then(|| {
-            let mut v = vec![0u8; length as usize];
-            if !a.read_data(0, &mut v) {
-                v.fill(0);
+            let mut v = Shadow::new(length as usize);
+            if !a.read_data(0, v.bytes_mut()) {
+                v.bytes_mut().fill(0);
             }
             v
         });
@@ -184,7 +205,7 @@ impl CMiniport {
         m.c.sense_info_buffer = m.sense.as_mut_ptr().cast();
         m.c.srb_extension = if self.init.srb_extension_size > 0 { m._ext.ptr() } else { std::ptr::null_mut() };
         if let Some(s) = m.shadow.as_mut() {
-            m.c.data_buffer = s.as_mut_ptr().cast();
+            m.c.data_buffer = s.mem.ptr();
         }
         m.snap = m.c;
         let ptr = &mut m.c as *mut ScsiRequestBlock;
@@ -198,7 +219,7 @@ impl CMiniport {
         for (h, m) in self.srbs.iter_mut() {
             if let Some(s) = m.shadow.as_mut() {
                 if let Some(mut a) = ctx.srb(*h) {
-                    let _ = a.read_data(0, s);
+                    let _ = a.read_data(0, s.bytes_mut());
                 }
             }
         }
@@ -261,7 +282,7 @@ impl CMiniport {
         }
         if m.write_back {
             if let Some(s) = m.shadow.as_ref() {
-                let _ = a.write_data(0, s);
+                let _ = a.write_data(0, s.bytes());
             }
         }
         // What the port holds now (a refused write is undone in the C copy too).

@@ -293,3 +293,81 @@ fn clear_errors_for_a_miniport_that_cannot_run() {
     assert!(matches!(e, MiniportError::WrongInitDataSize { got, expected, .. } if got + 8 == expected), "{e}");
     assert!(e.to_string().contains("HW_INITIALIZATION_DATA"), "{e}");
 }
+
+/// A bus reset the port asks for (`SRB_FUNCTION_RESET_BUS` → `HwResetBus`) while a transfer is stalled: the stalled
+/// SRB comes back with `SRB_STATUS_BUS_RESET` after a flush, and the adapter moves exact data afterwards.
+#[test]
+fn bus_reset_while_a_transfer_is_stalled() {
+    let rig = Rig::start(&build(&[]), 1, VerifierMode::Strict);
+    let len = 64 << 10;
+    rig.disk.faults().set_dma_stall_after(Some(4096));
+    let buf = rig.alloc(len, Placement::Any);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let id = rig.handle.submit(read_srb(&buf, 0, len), move |s| {
+        let _ = tx.send(s);
+    });
+    let until = Instant::now() + Duration::from_secs(10);
+    while rig.handle.stats().dma_bytes < 4096 {
+        assert!(Instant::now() < until, "the transfer never started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    rig.handle.reset_bus(0, |_| {});
+    let victim = rx.recv_timeout(Duration::from_secs(10)).expect("the stalled SRB comes back");
+    assert_eq!(victim.srb_status.status(), SrbStatus::BUS_RESET, "{victim:?}");
+    assert_eq!(rig.flushes(id), 1, "flushed before it was completed");
+    rig.disk.faults().set_dma_stall_after(None);
+    let mut release = Srb::execute_scsi(LU0, &[]);
+    release.function = port::SrbFunction::RELEASE_QUEUE;
+    rig.run(release);
+    // The reset leaves a unit attention for the first command after it (SAM-5): one retry at most.
+    let data = pattern(len, 1);
+    buf.write(0, &data).unwrap();
+    let mut ok = false;
+    for _ in 0..2 {
+        let (_, s) = rig.run(write_srb(&buf, 0, len));
+        if s.srb_status == SrbStatus::SUCCESS {
+            ok = true;
+            break;
+        }
+        assert!(s.srb_status.autosense_valid() && s.sense()[2] & 0x0F == 0x06, "only a unit attention: {s:?}");
+        let mut release = Srb::execute_scsi(LU0, &[]);
+        release.function = port::SrbFunction::RELEASE_QUEUE;
+        rig.run(release);
+    }
+    assert!(ok, "the write after the reset failed");
+    round_trip(&rig, 32, len, Placement::Scattered { seed: 2 }, 9);
+    assert!(rig.handle.violations().is_empty(), "{:#?}", rig.handle.violations());
+}
+
+/// `SRB_FUNCTION_IO_CONTROL`: the miniport reads the `SRB_IO_CONTROL` header in `DataBuffer` with the CPU although
+/// `MapBuffers` is FALSE, and what it writes there (`ReturnCode`) reaches the caller's buffer.
+#[test]
+fn io_control_buffer_is_cpu_visible_both_ways() {
+    let rig = Rig::start(&build(&[]), 5, VerifierMode::Strict);
+    let request = |signature: &[u8; 8]| {
+        let mut p = vec![0u8; 36];
+        p[0..4].copy_from_slice(&28u32.to_le_bytes());
+        p[4..12].copy_from_slice(signature);
+        p[12..16].copy_from_slice(&10u32.to_le_bytes());
+        p[16..20].copy_from_slice(&1u32.to_le_bytes()); // NEXUS_LOSS
+        p[20..24].copy_from_slice(&u32::MAX.to_le_bytes()); // ReturnCode, to be overwritten
+        p[24..28].copy_from_slice(&8u32.to_le_bytes());
+        p[28..36].copy_from_slice(&0x1234_5678_9abc_def0u64.to_le_bytes());
+        let buf = rig.alloc(36, Placement::Any);
+        buf.write(0, &p).unwrap();
+        let mut srb = Srb::execute_scsi(LU0, &[]).with_data(&buf, 0, 36, SrbFlags::DATA_OUT);
+        srb.function = port::SrbFunction::IO_CONTROL;
+        (srb, buf)
+    };
+    let (srb, buf) = request(b"RHSCSI  ");
+    let (_, s) = rig.run(srb);
+    assert_eq!(s.srb_status, SrbStatus::SUCCESS);
+    let mut back = [0u8; 36];
+    buf.read(0, &mut back).unwrap();
+    assert_eq!(u32::from_le_bytes(back[20..24].try_into().unwrap()), 0, "ReturnCode written by the miniport");
+    let (srb, _) = request(b"SOMEONE ");
+    let (_, s) = rig.run(srb);
+    assert_eq!(s.srb_status, SrbStatus::INVALID_REQUEST);
+    round_trip(&rig, 0, 4096, Placement::Any, 5);
+    assert!(rig.handle.violations().is_empty(), "{:#?}", rig.handle.violations());
+}
