@@ -78,9 +78,10 @@ impl Miniport {
 /// Load an out-of-tree miniport (`cc -shared -fPIC -I include miniport.c -o libminiport.so`). The `ScsiPort*`
 /// routines it leaves undefined resolve against this program (which exports them).
 ///
-/// Loading a library runs its initialisers and, later, its code, with the rights of this process: load only
-/// miniports you would run.
-pub fn load(path: &Path) -> Result<Miniport, MiniportError> {
+/// # Safety
+/// Loading a library runs its initialisers and, later, its code, in this process: the library must be a miniport
+/// built against `include/scsiport/miniport.h` that keeps to the pointers it is given. Nothing can check that.
+pub unsafe fn load(path: &Path) -> Result<Miniport, MiniportError> {
     exports_linked();
     if !path.exists() {
         return Err(MiniportError::NotFound { path: path.to_path_buf() });

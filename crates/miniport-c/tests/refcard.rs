@@ -83,7 +83,8 @@ impl Rig {
             reset_hold: Duration::from_millis(20),
             abort_timeout: Duration::from_millis(500),
         };
-        let miniport = miniport_c::load(lib)?;
+        // SAFETY: c/refcard.c, built against the header.
+        let miniport = unsafe { miniport_c::load(lib) }?;
         let hw = hc.build_hardware().unwrap();
         let handle = miniport_c::start(&miniport, hal, Box::new(hw), hc.resources(), options)?;
         Ok(Rig { mem, handle, disk, trace })
@@ -275,7 +276,8 @@ fn the_verifier_names_a_broken_c_miniport() {
 
 #[test]
 fn clear_errors_for_a_miniport_that_cannot_run() {
-    let e = miniport_c::load(Path::new("/nonexistent/libnothing.so")).unwrap_err();
+    // SAFETY: the file does not exist; nothing is loaded.
+    let e = unsafe { miniport_c::load(Path::new("/nonexistent/libnothing.so")) }.unwrap_err();
     assert!(matches!(e, MiniportError::NotFound { .. }), "{e}");
     assert!(e.to_string().contains("no such file"));
 
@@ -285,7 +287,8 @@ fn clear_errors_for_a_miniport_that_cannot_run() {
     let lib = dir.path().join("libnoentry.so");
     let ok = Command::new("cc").args(["-shared", "-fPIC"]).arg(&src).arg("-o").arg(&lib).status().unwrap();
     assert!(ok.success());
-    let e = miniport_c::load(&lib).unwrap_err();
+    // SAFETY: a library with no initialisers and one plain function.
+    let e = unsafe { miniport_c::load(&lib) }.unwrap_err();
     assert!(matches!(e, MiniportError::NoDriverEntry { .. }), "{e}");
     assert!(e.to_string().contains("DriverEntry"), "{e}");
 

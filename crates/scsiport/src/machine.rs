@@ -97,7 +97,10 @@ impl Machine {
                     hba::start_adapter(hal.clone(), hc, options).with_context(|| format!("adapter[{i}]"))?
                 }
                 (HbaKind::Reference, Some(path)) => {
-                    let miniport = miniport_c::load(path).with_context(|| format!("adapter[{i}].miniport"))?;
+                    // SAFETY: the configuration names this library as the miniport to run; it runs in this
+                    // process as a miniport runs in the kernel it is loaded into.
+                    let miniport =
+                        unsafe { miniport_c::load(path) }.with_context(|| format!("adapter[{i}].miniport"))?;
                     let hw = hc.build_hardware().with_context(|| format!("adapter[{i}]"))?;
                     miniport_c::start(&miniport, hal.clone(), Box::new(hw), hc.resources(), options)
                         .with_context(|| format!("adapter[{i}].miniport"))?

@@ -124,6 +124,9 @@ enum Command {
         /// Run the same workload with the trace off (measures what recording costs).
         #[arg(long)]
         off: bool,
+        /// A miniport built against include/scsiport/miniport.h (shared library) to drive the card.
+        #[arg(long)]
+        miniport: Option<PathBuf>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -276,6 +279,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             svg_width,
             svg_srb_lanes,
             off,
+            miniport,
             json,
         } => {
             let opts = trace_cmd::TraceOptions {
@@ -292,6 +296,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 svg_width,
                 svg_srb_lanes,
                 off,
+                miniport,
             };
             let (summary, report) = trace_cmd::run(&opts)?;
             if json {

@@ -115,3 +115,62 @@ fn serve_with_a_c_miniport_round_trips_nbd_data() {
     assert_eq!(got.len() as u64, 64 * MIB);
     assert!(got[..16 * MIB as usize] == pattern(16 * MIB as usize, 5)[..], "nbdcopy round trip differs");
 }
+
+/// libiscsi's `iscsi-test-cu` against `serve` with the C miniport: the data commands and the persistent reservation
+/// suites (which need each initiator's own I_T nexus on the bus: `ScsiPortGetRequesterNexus` and SET IDENTITY) pass.
+#[test]
+fn serve_with_a_c_miniport_passes_iscsi_conformance_suites() {
+    let Some(cu) = tool("iscsi-test-cu") else { return };
+    let lib = build(&[]);
+    let mut child = None;
+    let mut iscsi_port = 0;
+    for _ in 0..5 {
+        let (nbd, iscsi) = (serve_common::free_port(), serve_common::free_port());
+        if nbd == iscsi {
+            continue;
+        }
+        let mut c = Command::new(env!("CARGO_BIN_EXE_scsiport"))
+            .args(["serve", "--ram", "--disk-size", "64MiB", "--miniport", lib.to_str().unwrap()])
+            .args(["--nbd-listen", &format!("127.0.0.1:{nbd}"), "--iscsi-listen", &format!("127.0.0.1:{iscsi}")])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start scsiport serve");
+        let out = c.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let ready = loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+                Ok(l) if l.starts_with("ready") => break true,
+                Ok(_) => {}
+                Err(_) => break false,
+            }
+        };
+        if ready {
+            child = Some(c);
+            iscsi_port = iscsi;
+            break;
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let mut child = child.expect("scsiport serve became ready");
+    let url = format!("iscsi://127.0.0.1:{iscsi_port}/iqn.2026-11.io.scsiport:default/0");
+    let suites = "SCSI.Read10,SCSI.Write10,SCSI.Read16,SCSI.Write16,SCSI.ProutRegister,SCSI.ProutReserve,\
+                  SCSI.ProutClear,SCSI.ProutPreempt,SCSI.PrinReadKeys,SCSI.Reserve6";
+    let out = run(600, &cu, &["-t", suites, "-d", &url]);
+    let _ = child.kill();
+    let _ = child.wait();
+    let summary = out.stdout.lines().find(|l| l.trim_start().starts_with("tests")).unwrap_or("").to_string();
+    let f: Vec<&str> = summary.split_whitespace().collect();
+    assert!(f.len() >= 5, "no run summary:\n{}\n{}", out.stdout, out.stderr);
+    assert_eq!(f[4], "0", "failed tests: {summary}\n{}", out.stdout);
+    assert!(f[3].parse::<u32>().unwrap() >= 20, "{summary}");
+}
