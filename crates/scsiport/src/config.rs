@@ -71,6 +71,8 @@ pub enum HbaKind {
     /// The reference ISA SCSI host adapter (`docs/hba.md`).
     #[default]
     Reference,
+    /// An NCR 53C94/53C96-class controller (ESP) on a system DMA channel (`docs/esp.md`), with its C miniport.
+    Esp,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]

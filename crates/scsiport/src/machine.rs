@@ -92,18 +92,37 @@ impl Machine {
                 trace: trace.clone(),
                 ..Default::default()
             };
-            let handle = match (&a.kind, &a.miniport) {
+            let miniport = match &a.miniport {
+                // SAFETY: the configuration names this library as the miniport to run; it runs in this process as a
+                // miniport runs in the kernel it is loaded into.
+                Some(path) => {
+                    Some(unsafe { miniport_c::load(path) }.with_context(|| format!("adapter[{i}].miniport"))?)
+                }
+                None => None,
+            };
+            let handle = match (a.kind, miniport) {
                 (HbaKind::Reference, None) => {
                     hba::start_adapter(hal.clone(), hc, options).with_context(|| format!("adapter[{i}]"))?
                 }
-                (HbaKind::Reference, Some(path)) => {
-                    // SAFETY: the configuration names this library as the miniport to run; it runs in this
-                    // process as a miniport runs in the kernel it is loaded into.
-                    let miniport =
-                        unsafe { miniport_c::load(path) }.with_context(|| format!("adapter[{i}].miniport"))?;
+                (HbaKind::Reference, Some(miniport)) => {
                     let hw = hc.build_hardware().with_context(|| format!("adapter[{i}]"))?;
                     miniport_c::start(&miniport, hal.clone(), Box::new(hw), hc.resources(), options)
                         .with_context(|| format!("adapter[{i}].miniport"))?
+                }
+                (HbaKind::Esp, miniport) => {
+                    let ec = esp::EspConfig {
+                        settings: esp::EspSettings {
+                            io_base: hc.io_base,
+                            irq: hc.irq,
+                            dma_channel: hc.dma_channel,
+                            ..esp::EspSettings::default()
+                        },
+                        targets: hc.targets.clone(),
+                    };
+                    let miniport = miniport.unwrap_or_else(esp::miniport);
+                    let hw = ec.build_hardware().with_context(|| format!("adapter[{i}]"))?;
+                    miniport_c::start(&miniport, hal.clone(), Box::new(hw), ec.resources(), options)
+                        .with_context(|| format!("adapter[{i}]"))?
                 }
             };
             adapters.push((a.name.clone(), handle));
