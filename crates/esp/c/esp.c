@@ -35,13 +35,17 @@
 #define C_MSG_ACCEPTED 0x12
 #define C_TRANSFER_PAD 0x18
 #define C_SET_ATN 0x1A
+#define C_RESET_ATN 0x1B
 #define C_SELECT_ATN 0x42
+#define C_SELECT_ATN_STOP 0x43
 
 #define S_PHASE 0x07
 #define S_TC 0x10
 #define P_DATA_OUT 0
 #define P_DATA_IN 1
+#define P_COMMAND 2
 #define P_STATUS 3
+#define P_MSG_OUT 6
 #define P_MSG_IN 7
 
 #define I_FC 0x08
@@ -120,7 +124,13 @@ static void select_cdb(DEV_EXT *d, UCHAR target, UCHAR lun, const UCHAR *cdb, UL
     wr(d, R_CMD, C_FLUSH_FIFO);
     wr(d, R_BUSID, target);
     wr(d, R_FIFO, (UCHAR)(MSG_IDENTIFY | (lun & 7)));
-    for (i = 0; i < len && i < 15; i++)
+    if (len > 15) {
+        /* IDENTIFY and a 16-byte CDB do not fit the 16-byte FIFO together: stop after the message, then send the
+         * CDB in the command phase. */
+        wr(d, R_CMD, C_SELECT_ATN_STOP);
+        return;
+    }
+    for (i = 0; i < len; i++)
         wr(d, R_FIFO, cdb[i]);
     wr(d, R_CMD, C_SELECT_ATN);
 }
@@ -389,6 +399,17 @@ static void phase_service(DEV_EXT *d, PSCSI_REQUEST_BLOCK srb, UCHAR status, UCH
     case P_STATUS:
         wr(d, R_CMD, C_ICCS);
         break;
+    case P_MSG_OUT: /* after SELECT WITH ATN AND STOP: no more messages */
+        wr(d, R_CMD, C_RESET_ATN);
+        break;
+    case P_COMMAND: {
+        ULONG i;
+        wr(d, R_CMD, C_FLUSH_FIFO);
+        for (i = 0; i < srb->CdbLength && i < 16; i++)
+            wr(d, R_FIFO, srb->Cdb[i]);
+        wr(d, R_CMD, C_TRANSFER_INFO);
+        break;
+    }
     case P_MSG_IN:
         if (intr & I_FC) {
             x->status = rd(d, R_FIFO);

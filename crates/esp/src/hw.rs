@@ -553,7 +553,13 @@ impl Esp {
             self.counter = if self.start_count == 0 { 0x1_0000 } else { self.start_count };
             self.status &= !status::TC;
         }
-        match code & !cmd::DMA {
+        let base = code & !cmd::DMA;
+        if dma && matches!(base, cmd::SELECT | cmd::SELECT_ATN | cmd::SELECT_ATN_STOP | cmd::SELECT_ATN3) {
+            // Selection with the command bytes taken by DMA is not modelled.
+            self.raise(intr::ILL);
+            return;
+        }
+        match base {
             cmd::NOP => {}
             cmd::FLUSH_FIFO => self.fifo.clear(),
             cmd::RESET_CHIP => self.reset_chip(),
@@ -610,7 +616,14 @@ impl Esp {
                     }
                 }
             }
-            cmd::RESET_ATN => self.atn = false,
+            cmd::RESET_ATN => {
+                self.atn = false;
+                if self.bus_state == Bus::Phase(phase::MSG_OUT) {
+                    // No more message bytes: the target goes on to the command phase.
+                    self.set_phase(phase::COMMAND);
+                    self.raise(intr::BS);
+                }
+            }
             cmd::SELECT => self.select(false, false, 0),
             cmd::SELECT_ATN => self.select(true, false, 0),
             cmd::SELECT_ATN_STOP => self.select(true, true, 0),
