@@ -130,6 +130,37 @@ fn class_sized_and_larger_srbs_move_exact_data() {
     }
 }
 
+/// READ(16) / WRITE(16): IDENTIFY and a 16-byte CDB do not fit the FIFO together, so the miniport selects with ATN
+/// and stop and sends the CDB in the command phase.
+#[test]
+fn sixteen_byte_cdbs() {
+    let rig = Rig::new(1);
+    let len = 8192;
+    let data = pattern(len, 8);
+    let buf = rig.alloc(len, Placement::Any);
+    buf.write(0, &data).unwrap();
+    let mut w16 = vec![0x8A, 0];
+    w16.extend_from_slice(&77u64.to_be_bytes());
+    w16.extend_from_slice(&16u32.to_be_bytes());
+    w16.extend_from_slice(&[0, 0]);
+    let (_, s) = rig.run(Srb::execute_scsi(LU0, &w16).with_data(&buf, 0, len as u32, SrbFlags::DATA_OUT));
+    assert_eq!(s.srb_status, SrbStatus::SUCCESS, "{s:?}");
+    let mut r16 = w16.clone();
+    r16[0] = 0x88;
+    let back = rig.alloc(len, Placement::Any);
+    let (_, s) = rig.run(Srb::execute_scsi(LU0, &r16).with_data(&back, 0, len as u32, SrbFlags::DATA_IN));
+    assert_eq!(s.srb_status, SrbStatus::SUCCESS, "{s:?}");
+    let mut got = vec![0u8; len];
+    back.read(0, &mut got).unwrap();
+    assert!(got == data);
+    let out = rig.alloc(len, Placement::Any);
+    let (_, s) = rig.run(Srb::execute_scsi(LU0, &rw10(0x28, 77, 16)).with_data(&out, 0, len as u32, SrbFlags::DATA_IN));
+    assert_eq!(s.srb_status, SrbStatus::SUCCESS);
+    out.read(0, &mut got).unwrap();
+    assert!(got == data, "READ(10) sees what WRITE(16) wrote");
+    rig.assert_clean();
+}
+
 #[test]
 fn selection_timeout_check_condition_and_underrun() {
     let rig = Rig::new(1);
