@@ -15,6 +15,8 @@ need=(
   "qemu-img:qemu-utils"
   "qemu-io:qemu-utils"
   "qemu-nbd:qemu-utils"
+  "cc:gcc"
+  "c++:g++"
 )
 missing=()
 for n in "${need[@]}"; do

@@ -83,6 +83,20 @@ impl<'a, E> PortContext<'a, E> {
         self.core.get_srb(address, queue_tag)
     }
 
+    /// Whether `h` names an SRB the miniport holds (started, not completed), without reporting anything: for glue that
+    /// keeps its own state per SRB (the C ABI) and must learn which SRBs the port took back.
+    pub fn is_active(&self, h: SrbHandle) -> bool {
+        matches!(self.core.active(h), Some(a) if a.state == ActiveState::Started)
+    }
+
+    /// Report a violation the port cannot see by itself (a C miniport writing an SRB field in memory, found when the
+    /// glue compares the SRB after the call). Returns whether the verifier refuses the operation (strict mode); the SRB
+    /// it concerns then fails with `SRB_STATUS_INTERNAL_ERROR` like any other violation.
+    pub fn report_violation(&mut self, rule: Rule, srb: Option<SrbHandle>, detail: String) -> bool {
+        let srb = srb.filter(|h| self.core.active(*h).is_some());
+        self.core.violation(rule, srb, detail)
+    }
+
     /// Whether the port knows the logical unit (it has queued a request for it).
     pub fn logical_unit_exists(&self, address: LuAddress) -> bool {
         self.core.logical_unit_exists(address)

@@ -12,6 +12,10 @@
 //! | 7 the SRB | `srb-not-active`, `srb-completed-twice`, `srb-field-not-writable`, `data-buffer-not-mapped` |
 //! | other | `dma-controller-access`, `io-outside-access-range`, `bad-next-lu-request`, `interrupt-not-dismissed` |
 //!
+//! A miniport written in C (`crates/miniport-c`) is checked by the same rules under the same names; the C glue
+//! reports the SRB fields it finds written in the miniport's `SCSI_REQUEST_BLOCK` through
+//! [`crate::PortContext::report_violation`] (`docs/miniport-c.md`).
+//!
 //! What a mode does after a violation:
 //! - `strict`: the offending operation is refused and the SRB it concerns completes with `SRB_STATUS_INTERNAL_ERROR`.
 //!   A refused map leaves the card waiting for DMA that never comes, so the port aborts that SRB at once (the same

@@ -45,6 +45,11 @@ pub struct TraceConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct AdapterConfig {
     pub name: String,
+    /// The card model on the ISA bus.
+    pub kind: HbaKind,
+    /// A miniport built against `include/scsiport/miniport.h` (a shared library) that drives the card instead of the
+    /// built-in one.
+    pub miniport: Option<PathBuf>,
     pub io_base: u16,
     pub irq: u32,
     pub dma_channel: u8,
@@ -57,6 +62,17 @@ pub struct AdapterConfig {
     pub verifier: Option<port::VerifierMode>,
     #[serde(rename = "disk")]
     pub disks: Vec<DiskConfig>,
+}
+
+/// The host adapter card an `[[adapter]]` table puts on the bus.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum HbaKind {
+    /// The reference ISA SCSI host adapter (`docs/hba.md`).
+    #[default]
+    Reference,
+    /// An NCR 53C94/53C96-class controller (ESP) on a system DMA channel (`docs/esp.md`), with its C miniport.
+    Esp,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -147,6 +163,8 @@ impl Default for AdapterConfig {
     fn default() -> Self {
         AdapterConfig {
             name: "scsi0".into(),
+            kind: HbaKind::Reference,
+            miniport: None,
             io_base: 0x330,
             irq: 11,
             dma_channel: 5,

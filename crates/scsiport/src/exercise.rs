@@ -263,6 +263,15 @@ fn passthrough_io(
     let srb = adapter.pass_through_srb(&req)?;
     let done = adapter.execute(srb);
     if done.srb_status.status() != SrbStatus::SUCCESS {
+        if done.srb_status.queue_frozen() {
+            // Let the other workers' requests through to fail or finish on their own instead of waiting forever
+            // behind the frozen queue.
+            let (tx, rx) = std::sync::mpsc::channel();
+            adapter.release_queue(address, move |_| {
+                let _ = tx.send(());
+            });
+            let _ = rx.recv_timeout(std::time::Duration::from_secs(30));
+        }
         bail!(
             "pass-through {} at LBA {lba} failed: {:?}, SCSI status {:#04x}, sense {:02x?}",
             if write { "WRITE" } else { "READ" },

@@ -1,7 +1,7 @@
 //! The modelled machine: physical memory, the HAL with its 8237 pair, the host adapters with their miniports, the
 //! SCSI buses and their disks.
 
-use crate::config::{BackendKind, Config};
+use crate::config::{BackendKind, Config, HbaKind};
 use anyhow::{bail, Context};
 use class::DiskClass;
 use hal::{Hal, HalConfig, SystemMemory};
@@ -92,7 +92,39 @@ impl Machine {
                 trace: trace.clone(),
                 ..Default::default()
             };
-            let handle = hba::start_adapter(hal.clone(), hc, options).with_context(|| format!("adapter[{i}]"))?;
+            let miniport = match &a.miniport {
+                // SAFETY: the configuration names this library as the miniport to run; it runs in this process as a
+                // miniport runs in the kernel it is loaded into.
+                Some(path) => {
+                    Some(unsafe { miniport_c::load(path) }.with_context(|| format!("adapter[{i}].miniport"))?)
+                }
+                None => None,
+            };
+            let handle = match (a.kind, miniport) {
+                (HbaKind::Reference, None) => {
+                    hba::start_adapter(hal.clone(), hc, options).with_context(|| format!("adapter[{i}]"))?
+                }
+                (HbaKind::Reference, Some(miniport)) => {
+                    let hw = hc.build_hardware().with_context(|| format!("adapter[{i}]"))?;
+                    miniport_c::start(&miniport, hal.clone(), Box::new(hw), hc.resources(), options)
+                        .with_context(|| format!("adapter[{i}].miniport"))?
+                }
+                (HbaKind::Esp, miniport) => {
+                    let ec = esp::EspConfig {
+                        settings: esp::EspSettings {
+                            io_base: hc.io_base,
+                            irq: hc.irq,
+                            dma_channel: hc.dma_channel,
+                            ..esp::EspSettings::default()
+                        },
+                        targets: hc.targets.clone(),
+                    };
+                    let miniport = miniport.unwrap_or_else(esp::miniport);
+                    let hw = ec.build_hardware().with_context(|| format!("adapter[{i}]"))?;
+                    miniport_c::start(&miniport, hal.clone(), Box::new(hw), ec.resources(), options)
+                        .with_context(|| format!("adapter[{i}]"))?
+                }
+            };
             adapters.push((a.name.clone(), handle));
         }
         Ok(Machine { memory, hal, adapters, disks, trace })

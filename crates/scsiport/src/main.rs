@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use scsiport::config::{BackendKind, Config};
+use scsiport::config::{BackendKind, Config, HbaKind};
 use scsiport::exercise::{BufferPlacement, ExerciseOptions};
 use scsiport::machine::Machine;
 use scsiport::size::ByteSize;
@@ -54,6 +54,9 @@ enum Command {
         /// Verifier mode: strict, warn or off.
         #[arg(long)]
         verifier: Option<String>,
+        /// A miniport built against include/scsiport/miniport.h (shared library) for the first adapter's card.
+        #[arg(long)]
+        miniport: Option<PathBuf>,
     },
     /// Write a pattern over a RAM disk through the whole stack, read it back and verify every byte.
     Exercise {
@@ -77,6 +80,12 @@ enum Command {
         queue_depth: u8,
         #[arg(long, default_value_t = 0x5C51_9027)]
         seed: u64,
+        /// The host adapter card.
+        #[arg(long, value_enum, default_value_t = HbaKind::Reference)]
+        hba: HbaKind,
+        /// A miniport built against include/scsiport/miniport.h (shared library) to drive the card.
+        #[arg(long)]
+        miniport: Option<PathBuf>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -115,6 +124,9 @@ enum Command {
         /// Run the same workload with the trace off (measures what recording costs).
         #[arg(long)]
         off: bool,
+        /// A miniport built against include/scsiport/miniport.h (shared library) to drive the card.
+        #[arg(long)]
+        miniport: Option<PathBuf>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -135,7 +147,18 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Serve { config, nbd_listen, iscsi_listen, no_nbd, no_iscsi, disk_size, disk_path, ram, verifier } => {
+        Command::Serve {
+            config,
+            nbd_listen,
+            iscsi_listen,
+            no_nbd,
+            no_iscsi,
+            disk_size,
+            disk_path,
+            ram,
+            verifier,
+            miniport,
+        } => {
             let mut cfg = match &config {
                 Some(p) => {
                     let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
@@ -159,6 +182,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     other => anyhow::bail!("--verifier: '{other}' is not strict, warn or off"),
                 };
             }
+            if let (Some(p), Some(a)) = (miniport, cfg.adapters.first_mut()) {
+                a.miniport = Some(p);
+            }
             if let Some(d) = cfg.adapters.first_mut().and_then(|a| a.disks.first_mut()) {
                 if let Some(s) = disk_size {
                     d.size = s;
@@ -174,12 +200,26 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             scsiport::serve::run(cfg)?;
             Ok(0)
         }
-        Command::Exercise { size, block, channel, passthrough, placement, workers, queue_depth, seed, json } => {
+        Command::Exercise {
+            size,
+            block,
+            channel,
+            passthrough,
+            placement,
+            workers,
+            queue_depth,
+            seed,
+            hba,
+            miniport,
+            json,
+        } => {
             let blk = block.0 as usize;
             let mut cfg = Config::in_process(size, scsiport::exercise::memory_for(blk, workers));
             let a = &mut cfg.adapters[0];
             a.dma_channel = channel;
             a.queue_depth = queue_depth;
+            a.kind = hba;
+            a.miniport = miniport;
             cfg.validate()?;
             let machine = Machine::build(&cfg)?;
             let opts = ExerciseOptions {
@@ -191,7 +231,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 progress: !json && std::io::stderr().is_terminal(),
             };
             let report = scsiport::exercise::run(&machine, &opts);
+            let violations: Vec<port::Violation> = machine.adapters().flat_map(|a| a.violations()).collect();
             machine.shutdown();
+            // What the verifier found names the miniport's mistake, whether or not the workload got through.
+            for v in &violations {
+                eprintln!("scsiport: verifier: {v}");
+            }
             let report = report?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
@@ -234,6 +279,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             svg_width,
             svg_srb_lanes,
             off,
+            miniport,
             json,
         } => {
             let opts = trace_cmd::TraceOptions {
@@ -250,6 +296,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 svg_width,
                 svg_srb_lanes,
                 off,
+                miniport,
             };
             let (summary, report) = trace_cmd::run(&opts)?;
             if json {

@@ -26,6 +26,8 @@ pub struct TraceOptions {
     pub svg_srb_lanes: usize,
     /// Run the same workload with the trace off (to measure what recording costs).
     pub off: bool,
+    /// A miniport built against include/scsiport/miniport.h to drive the card instead of the built-in one.
+    pub miniport: Option<PathBuf>,
 }
 
 /// What the command prints (as one JSON line with `--json`).
@@ -47,6 +49,7 @@ pub fn run(o: &TraceOptions) -> anyhow::Result<(TraceSummary, ExerciseReport)> {
     let mut cfg =
         Config::in_process(scsiport::size::ByteSize(o.size), scsiport::exercise::memory_for(o.block, o.workers));
     cfg.adapters[0].dma_channel = o.channel;
+    cfg.adapters[0].miniport = o.miniport.clone();
     cfg.validate()?;
     let trace = (!o.off).then(|| Trace::new(o.limit));
     let machine = Machine::build_with_trace(&cfg, trace.clone())?;
