@@ -54,7 +54,7 @@ impl Rig {
 
     fn run(&self, srb: Srb) -> (SrbId, Srb) {
         let (tx, rx) = std::sync::mpsc::channel();
-        let id = self.handle.submit(srb, move |s| {
+        let id = self.handle.submit_with(srb, move |s| {
             let _ = tx.send(s);
         });
         (id, rx.recv_timeout(Duration::from_secs(30)).expect("the SRB completes"))
@@ -192,7 +192,7 @@ fn abort_and_bus_reset_of_stalled_transfers() {
         let buf = rig.alloc(len, Placement::Any);
         let before = rig.handle.stats().dma_bytes;
         let (tx, rx) = std::sync::mpsc::channel();
-        let id = rig.handle.submit(
+        let id = rig.handle.submit_with(
             Srb::execute_scsi(LU0, &rw10(0x28, 0, (len / BLOCK) as u16)).with_data(
                 &buf,
                 0,
@@ -209,9 +209,9 @@ fn abort_and_bus_reset_of_stalled_transfers() {
             std::thread::sleep(Duration::from_millis(1));
         }
         if reset {
-            rig.handle.reset_bus(0, |_| {});
+            drop(rig.handle.reset_bus(0));
         } else {
-            rig.handle.abort(id, LU0, |_| {});
+            drop(rig.handle.abort(id, LU0));
         }
         let victim = rx.recv_timeout(Duration::from_secs(10)).expect("the stalled SRB comes back");
         if reset {

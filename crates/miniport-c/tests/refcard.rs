@@ -96,7 +96,7 @@ impl Rig {
 
     fn run(&self, srb: Srb) -> (SrbId, Srb) {
         let (tx, rx) = std::sync::mpsc::channel();
-        let id = self.handle.submit(srb, move |s| {
+        let id = self.handle.submit_with(srb, move |s| {
             let _ = tx.send(s);
         });
         (id, rx.recv_timeout(Duration::from_secs(30)).expect("the SRB completes"))
@@ -221,7 +221,7 @@ fn abort_of_a_stalled_transfer() {
     rig.disk.faults().set_dma_stall_after(Some(8192));
     let buf = rig.alloc(len, Placement::Any);
     let (tx, rx) = std::sync::mpsc::channel();
-    let id = rig.handle.submit(read_srb(&buf, 0, len), move |s| {
+    let id = rig.handle.submit_with(read_srb(&buf, 0, len), move |s| {
         let _ = tx.send(s);
     });
     let until = Instant::now() + Duration::from_secs(10);
@@ -229,12 +229,9 @@ fn abort_of_a_stalled_transfer() {
         assert!(Instant::now() < until, "the transfer never started");
         std::thread::sleep(Duration::from_millis(1));
     }
-    let (atx, arx) = std::sync::mpsc::channel();
-    rig.handle.abort(id, LU0, move |s| {
-        let _ = atx.send(s);
-    });
+    let abort = rig.handle.abort(id, LU0);
     let victim = rx.recv_timeout(Duration::from_secs(10)).expect("the aborted SRB comes back");
-    let abort = arx.recv_timeout(Duration::from_secs(10)).expect("the abort SRB comes back");
+    let abort = abort.wait();
     assert_eq!(victim.srb_status.status(), SrbStatus::ABORTED);
     assert_eq!(victim.data_transfer_length, 8192, "bytes moved before the abort");
     assert_eq!(abort.srb_status.status(), SrbStatus::SUCCESS);
@@ -306,7 +303,7 @@ fn bus_reset_while_a_transfer_is_stalled() {
     rig.disk.faults().set_dma_stall_after(Some(4096));
     let buf = rig.alloc(len, Placement::Any);
     let (tx, rx) = std::sync::mpsc::channel();
-    let id = rig.handle.submit(read_srb(&buf, 0, len), move |s| {
+    let id = rig.handle.submit_with(read_srb(&buf, 0, len), move |s| {
         let _ = tx.send(s);
     });
     let until = Instant::now() + Duration::from_secs(10);
@@ -314,7 +311,7 @@ fn bus_reset_while_a_transfer_is_stalled() {
         assert!(Instant::now() < until, "the transfer never started");
         std::thread::sleep(Duration::from_millis(1));
     }
-    rig.handle.reset_bus(0, |_| {});
+    drop(rig.handle.reset_bus(0));
     let victim = rx.recv_timeout(Duration::from_secs(10)).expect("the stalled SRB comes back");
     assert_eq!(victim.srb_status.status(), SrbStatus::BUS_RESET, "{victim:?}");
     assert_eq!(rig.flushes(id), 1, "flushed before it was completed");

@@ -86,7 +86,7 @@ impl<'a, E> PortContext<'a, E> {
     /// Whether `h` names an SRB the miniport holds (started, not completed), without reporting anything: for glue that
     /// keeps its own state per SRB (the C ABI) and must learn which SRBs the port took back.
     pub fn is_active(&self, h: SrbHandle) -> bool {
-        matches!(self.core.active(h), Some(a) if a.state == ActiveState::Started)
+        self.core.active(h).is_some_and(|a| a.is_started())
     }
 
     /// Report a violation the port cannot see by itself (a C miniport writing an SRB field in memory, found when the

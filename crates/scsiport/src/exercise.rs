@@ -266,11 +266,7 @@ fn passthrough_io(
         if done.srb_status.queue_frozen() {
             // Let the other workers' requests through to fail or finish on their own instead of waiting forever
             // behind the frozen queue.
-            let (tx, rx) = std::sync::mpsc::channel();
-            adapter.release_queue(address, move |_| {
-                let _ = tx.send(());
-            });
-            let _ = rx.recv_timeout(std::time::Duration::from_secs(30));
+            adapter.release_queue(address).wait();
         }
         bail!(
             "pass-through {} at LBA {lba} failed: {:?}, SCSI status {:#04x}, sense {:02x?}",
