@@ -34,7 +34,7 @@ fn verdicts(group: &str, output: &str) -> BTreeMap<String, Verdict> {
     let finish = |cur: Option<(String, String)>, out: &mut BTreeMap<String, Verdict>| {
         if let Some((name, body)) = cur {
             let lines: Vec<&str> = body.lines().map(str::trim).collect();
-            let v = if lines.iter().any(|l| *l == "FAILED") {
+            let v = if lines.contains(&"FAILED") {
                 Verdict::Failed
             } else if body.contains("[SKIPPED]") {
                 Verdict::Skipped
