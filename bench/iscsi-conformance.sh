@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs libiscsi's conformance suite (iscsi-test-cu -t iSCSI and -t SCSI) against our
-# target and against tgtd on an image of the same size, then prints real pass counts
-# (a skipped test is not a pass) and the tests tgtd passes that we fail.
+# Runs libiscsi's conformance suite (iscsi-test-cu -d -t iSCSI URL, and -d -S -t SCSI URL URL)
+# against our target and against tgtd on an image of the same size, then prints real pass
+# counts (a skipped test is not a pass) and the tests tgtd passes that we fail.
 #
 # Usage: bench/iscsi-conformance.sh [--ours-cmd CMD] [--ours-url URL] [--size 1G]
 #   --ours-cmd  command that starts our target in the foreground (default: `scsiport serve`
@@ -75,9 +75,16 @@ wait_port "$tgt_port"
 tgt_export "$tgt_ctl" "$img"
 tgt_url="iscsi://127.0.0.1:${tgt_port}/iqn.2026-11.io.peer:tgt/1"
 
+# The SCSI group as the README counts it: destructive and SANITIZE tests allowed (-d -S), the same URL twice so the
+# multipath tests have their second path. The iSCSI group takes one URL.
 for group in iSCSI SCSI; do
-    timeout 1800 iscsi-test-cu -t "$group" -d "$ours_url" >"$out/ours-$group.log" 2>&1 || true
-    timeout 1800 iscsi-test-cu -t "$group" -d "$tgt_url" >"$out/tgt-$group.log" 2>&1 || true
+    if [ "$group" = SCSI ]; then
+        timeout 1800 iscsi-test-cu -t SCSI -d -S "$ours_url" "$ours_url" >"$out/ours-$group.log" 2>&1 || true
+        timeout 1800 iscsi-test-cu -t SCSI -d -S "$tgt_url" "$tgt_url" >"$out/tgt-$group.log" 2>&1 || true
+    else
+        timeout 1800 iscsi-test-cu -t "$group" -d "$ours_url" >"$out/ours-$group.log" 2>&1 || true
+        timeout 1800 iscsi-test-cu -t "$group" -d "$tgt_url" >"$out/tgt-$group.log" 2>&1 || true
+    fi
     python3 "$here/iscsi-cu-parse.py" "$out/ours-$group.log" >"$out/ours-$group.txt"
     python3 "$here/iscsi-cu-parse.py" "$out/tgt-$group.log" >"$out/tgt-$group.txt"
 done

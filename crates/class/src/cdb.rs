@@ -27,6 +27,12 @@ pub fn inquiry(alloc: u16) -> Vec<u8> {
     vec![0x12, 0, 0, a[0], a[1], 0]
 }
 
+/// INQUIRY of VPD page `page` (EVPD = 1).
+pub fn inquiry_vpd(page: u8, alloc: u16) -> Vec<u8> {
+    let a = alloc.to_be_bytes();
+    vec![0x12, 1, page, a[0], a[1], 0]
+}
+
 pub fn read_capacity10() -> Vec<u8> {
     vec![0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0]
 }
@@ -49,13 +55,18 @@ pub fn unmap(len: u16) -> Vec<u8> {
     vec![0x42, 0, 0, 0, 0, 0, 0, l[0], l[1], 0]
 }
 
-/// The UNMAP parameter list for one range (SBC-3 §5.28.2).
-pub fn unmap_parameters(lba: u64, blocks: u32) -> Vec<u8> {
-    let mut p = vec![0u8; 24];
-    p[0..2].copy_from_slice(&22u16.to_be_bytes());
-    p[2..4].copy_from_slice(&16u16.to_be_bytes());
-    p[8..16].copy_from_slice(&lba.to_be_bytes());
-    p[16..20].copy_from_slice(&blocks.to_be_bytes());
+/// The UNMAP parameter list for `ranges` of (lba, blocks) (SBC-3 §5.28.2); at most 4095 ranges fit its 16-bit
+/// lengths.
+pub fn unmap_parameters(ranges: &[(u64, u32)]) -> Vec<u8> {
+    let mut p = vec![0u8; 8];
+    let descs = (16 * ranges.len()) as u16;
+    p[0..2].copy_from_slice(&(descs + 6).to_be_bytes());
+    p[2..4].copy_from_slice(&descs.to_be_bytes());
+    for (lba, blocks) in ranges {
+        p.extend_from_slice(&lba.to_be_bytes());
+        p.extend_from_slice(&blocks.to_be_bytes());
+        p.extend_from_slice(&[0; 4]);
+    }
     p
 }
 

@@ -87,6 +87,62 @@ impl Limits {
     }
 }
 
+/// What the device's Block Limits VPD page (B0h, SBC-3 §6.5.3) says one command may cover; a field the device
+/// does not report (or a device without the page) leaves no limit of its own. See `docs/limits.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceLimits {
+    /// MAXIMUM TRANSFER LENGTH in blocks (0: not reported).
+    pub max_transfer_blocks: u32,
+    /// MAXIMUM WRITE SAME LENGTH in blocks (0: not reported).
+    pub max_write_same_blocks: u64,
+    /// MAXIMUM UNMAP LBA COUNT (0: UNMAP not implemented, FFFF_FFFFh: no limit).
+    pub max_unmap_blocks: u32,
+    /// MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT (FFFF_FFFFh: no limit).
+    pub max_unmap_descriptors: u32,
+}
+
+impl Default for DeviceLimits {
+    fn default() -> Self {
+        DeviceLimits {
+            max_transfer_blocks: 0,
+            max_write_same_blocks: 0,
+            max_unmap_blocks: u32::MAX,
+            max_unmap_descriptors: 1,
+        }
+    }
+}
+
+impl DeviceLimits {
+    /// Parse the Block Limits page (with its 4-byte header); fields past the end of a short page stay unreported.
+    pub fn parse(page: &[u8]) -> Self {
+        let be32 = |at: usize| page.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        let be64 = |at: usize| {
+            page.get(at..at + 8).map(|b| u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+        };
+        let mut l = DeviceLimits { max_transfer_blocks: be32(8).unwrap_or(0), ..DeviceLimits::default() };
+        if let (Some(blocks), Some(descs)) = (be32(20), be32(24)) {
+            l.max_unmap_blocks = blocks;
+            l.max_unmap_descriptors = descs.max(1);
+        }
+        l.max_write_same_blocks = be64(36).unwrap_or(0);
+        l
+    }
+
+    /// Blocks in one WRITE SAME(16): the device's maximum, else what the 32-bit NUMBER OF LOGICAL BLOCKS holds
+    /// (0 there would mean "to the end of the medium").
+    pub fn write_same_chunk(&self) -> u64 {
+        match self.max_write_same_blocks {
+            0 => u64::from(u32::MAX),
+            n => n.min(u64::from(u32::MAX)),
+        }
+    }
+
+    /// Blocks in one UNMAP block descriptor.
+    pub fn unmap_chunk(&self) -> u64 {
+        u64::from(self.max_unmap_blocks.max(1))
+    }
+}
+
 /// Counters of the class driver.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClassStats {
@@ -112,6 +168,7 @@ pub struct DiskClass {
     block_size: u32,
     blocks: u64,
     limits: Limits,
+    device_limits: DeviceLimits,
     timeout_secs: u32,
     vendor: String,
     product: String,
@@ -143,6 +200,7 @@ impl DiskClass {
             block_size: 512,
             blocks: 0,
             limits,
+            device_limits: DeviceLimits::default(),
             timeout_secs: 30,
             vendor: String::new(),
             product: String::new(),
@@ -186,7 +244,25 @@ impl DiskClass {
         }
         self.block_size = block_size;
         self.blocks = blocks;
+        self.device_limits = self.block_limits().await?;
         Ok(())
+    }
+
+    /// The Block Limits VPD page when the device lists it among its supported pages (SPC-4 §7.8.2), as sd and
+    /// classpnp read it: WRITE SAME and UNMAP are split by what it says.
+    async fn block_limits(&self) -> Result<DeviceLimits, ClassError> {
+        let pages = match self.command(&cdb::inquiry_vpd(0x00, 255), Some(SrbFlags::DATA_IN), 255).await {
+            Ok(p) => p,
+            Err(ClassError::IllegalRequest { .. }) => return Ok(DeviceLimits::default()),
+            Err(e) => return Err(e),
+        };
+        let listed = pages.get(4..).unwrap_or_default();
+        let count = pages.get(3).map_or(0, |n| usize::from(*n));
+        if !listed.iter().take(count).any(|p| *p == 0xB0) {
+            return Ok(DeviceLimits::default());
+        }
+        let page = self.command(&cdb::inquiry_vpd(0xB0, 64), Some(SrbFlags::DATA_IN), 64).await?;
+        Ok(DeviceLimits::parse(&page))
     }
 
     pub fn block_size(&self) -> u32 {
@@ -204,6 +280,10 @@ impl DiskClass {
     }
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+    /// The device's own limits, from its Block Limits VPD page.
+    pub fn device_limits(&self) -> DeviceLimits {
+        self.device_limits
     }
     /// Whether read and write SRBs go out tagged (SIMPLE).
     pub fn tagged(&self) -> bool {
@@ -267,28 +347,37 @@ impl DiskClass {
         self.command(&cdb::synchronize_cache10(), None, 0).await.map(|_| ())
     }
 
-    /// UNMAP `blocks` blocks at `lba` (split into ranges of at most u32::MAX blocks).
+    /// UNMAP `blocks` blocks at `lba`: descriptors of at most MAXIMUM UNMAP LBA COUNT blocks, at most MAXIMUM UNMAP
+    /// BLOCK DESCRIPTOR COUNT of them per command (SBC-3 §5.28, Block Limits VPD).
     pub async fn unmap_async(&self, lba: u64, blocks: u64) -> Result<(), ClassError> {
         self.check_range(lba, blocks)?;
+        let per_desc = self.device_limits.unmap_chunk().min(u64::from(u32::MAX));
+        // The parameter list length is 16 bits: (65535 - 8) / 16 descriptors at most.
+        let per_cmd = (self.device_limits.max_unmap_descriptors as usize).clamp(1, (u16::MAX as usize - 8) / 16);
         let mut at = lba;
         let end = lba + blocks;
         while at < end {
-            let n = (end - at).min(u32::MAX as u64) as u32;
-            let params = cdb::unmap_parameters(at, n);
+            let mut ranges = Vec::new();
+            while at < end && ranges.len() < per_cmd {
+                let n = (end - at).min(per_desc);
+                ranges.push((at, n as u32));
+                at += n;
+            }
+            let params = cdb::unmap_parameters(&ranges);
             self.command_out(&cdb::unmap(params.len() as u16), &params).await?;
-            at += n as u64;
         }
         Ok(())
     }
 
-    /// Zero `blocks` blocks at `lba` with WRITE SAME(16); `unmap` lets the device deallocate them.
+    /// Zero `blocks` blocks at `lba` with WRITE SAME(16), each at most the device's MAXIMUM WRITE SAME LENGTH;
+    /// `unmap` lets the device deallocate them.
     pub async fn write_zeroes_async(&self, lba: u64, blocks: u64, unmap: bool) -> Result<(), ClassError> {
         self.check_range(lba, blocks)?;
         let zero = vec![0u8; self.block_size as usize];
         let mut at = lba;
         let end = lba + blocks;
-        // Keep each WRITE SAME modest so one command does not hold the LU for long.
-        let chunk = 1u64 << 16;
+        // Keep each WRITE SAME modest so one command does not hold the LU for long, and within the device's limit.
+        let chunk = self.device_limits.write_same_chunk().min(1 << 16);
         while at < end {
             let n = (end - at).min(chunk) as u32;
             self.command_out(&cdb::write_same16(at, n, unmap), &zero).await?;
@@ -355,7 +444,12 @@ impl DiskClass {
                 self.limits.alignment_mask
             )));
         }
-        let piece = self.limits.piece_len(va, self.block_size) as usize;
+        let mut piece = self.limits.piece_len(va, self.block_size) as usize;
+        // Never more than the device's MAXIMUM TRANSFER LENGTH either.
+        let device_max = (self.device_limits.max_transfer_blocks as usize).saturating_mul(bs);
+        if device_max > 0 {
+            piece = piece.min(device_max);
+        }
         let mut pieces = Vec::new();
         let mut at = 0usize;
         while at < len {

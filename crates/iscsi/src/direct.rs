@@ -69,7 +69,14 @@ fn residual(expected: u32, device: u64) -> Residual {
 /// Runs one command synchronously.
 pub fn run_command(target: &scsi::Target, cmd: &ScsiCommand) -> ScsiResponse {
     let nexus = Nexus::new(cmd.initiator);
-    match target.begin(nexus, cmd.lun, &cmd.cdb) {
+    // The initiator's Expected Data Transfer Length goes with a write, so that a command whose data must arrive
+    // whole (COMPARE AND WRITE) can refuse a length other than its CDB's.
+    let begun = if cmd.direction == DataDirection::Out {
+        target.begin_expecting(nexus, cmd.lun, &cmd.cdb, u64::from(cmd.expected_len))
+    } else {
+        target.begin(nexus, cmd.lun, &cmd.cdb)
+    };
+    match begun {
         Begin::Complete(o) => {
             let r = if cmd.direction == DataDirection::None { Residual::None } else { residual(cmd.expected_len, 0) };
             response(o, Bytes::new(), r)

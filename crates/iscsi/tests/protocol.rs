@@ -477,3 +477,58 @@ async fn a_command_ahead_of_the_window_start_waits_for_the_gap() {
     assert_eq!(done, vec![a, b]);
     srv.stop().await;
 }
+
+/// RFC 7143 §11.7.5: a Data-Out PDU's DataSN counts from 0 within its R2T's sequence (and within the unsolicited
+/// burst). Out of order at ERL 0 (libiscsi's iSCSIdatasn.iSCSIDataSnInvalid: two PDUs numbered 0, one numbered 27,
+/// one numbered FFFFFFFFh, the pair in reverse order) the PDU is rejected and the write dropped without touching the
+/// medium or answering it; the session goes on, and a write numbered right still works.
+#[tokio::test]
+async fn data_out_with_a_wrong_data_sn_is_rejected_and_its_write_dropped() {
+    let srv = start(|_| {}).await;
+    let keys = "InitialR2T=Yes|ImmediateData=No|MaxBurstLength=8192|FirstBurstLength=8192|";
+    let mut c = logged_in(srv.addr, keys).await;
+    let good: Vec<u8> = (0..1024u32).map(|i| (i % 253) as u8 + 1).collect();
+    for (case, sns) in [("0,0", vec![0u32, 0]), ("27", vec![27, 1]), ("-1", vec![u32::MAX, 1]), ("1,0", vec![1, 0])] {
+        let itt = c.itt();
+        let h = c.command(itt, &write10(100, 2), false, true, 1024, true);
+        c.send(h, b"").await;
+        let r = c.recv().await.expect("closed while waiting for R2T");
+        assert_eq!((r.opcode(), r.u32_at(40), r.u32_at(44)), (0x31, 0, 1024), "{case}: R2T for the whole write");
+        let ttt = r.u32_at(20);
+        let d = c.data_out(itt, ttt, sns[0], 0, false);
+        c.send(d, &[0xEE; 512]).await;
+        let d = c.data_out(itt, ttt, sns[1], 512, true);
+        c.send(d, &[0xEE; 512]).await;
+        let (reject, _) = c.recv_until(|p| p.opcode() == 0x3f).await;
+        assert_eq!(reject.bhs[2], 0x04, "{case}: Reject reason protocol error");
+        // The dropped write is never answered; a read of its blocks is, and finds them untouched.
+        let read = c.itt();
+        let h = c.command(read, &read10(100, 2), true, false, 1024, true);
+        c.send(h, b"").await;
+        let mut got = Vec::new();
+        loop {
+            let p = c.recv().await.expect("closed during read");
+            assert!(!(p.opcode() == 0x21 && p.itt() == itt), "{case}: the dropped write was answered");
+            if p.opcode() == 0x25 && p.itt() == read {
+                got.extend_from_slice(&p.data);
+                if p.bhs[1] & 0x01 != 0 {
+                    break;
+                }
+            }
+        }
+        assert!(got.iter().all(|b| *b != 0xEE), "{case}: data of the rejected write reached the medium");
+    }
+    // The same write numbered 0, 1 in its R2T's sequence is written.
+    let itt = c.itt();
+    let h = c.command(itt, &write10(100, 2), false, true, 1024, true);
+    c.send(h, b"").await;
+    let (r, _) = c.recv_until(|p| p.opcode() == 0x31).await;
+    let ttt = r.u32_at(20);
+    let d = c.data_out(itt, ttt, 0, 0, false);
+    c.send(d, &good[..512]).await;
+    let d = c.data_out(itt, ttt, 1, 512, true);
+    c.send(d, &good[512..]).await;
+    let (resp, _) = c.recv_until(|p| p.opcode() == 0x21 && p.itt() == itt).await;
+    assert_eq!((resp.bhs[2], resp.bhs[3]), (0, 0), "the well-numbered write succeeds");
+    srv.stop().await;
+}

@@ -486,3 +486,35 @@ fn concurrent_writers_on_distinct_ranges_keep_their_data() {
         h.join().unwrap();
     }
 }
+
+/// SBC-3 §6.5.3: the MAXIMUM TRANSFER LENGTH the Block Limits page reports is what READ, WRITE, WRITE AND VERIFY,
+/// VERIFY with BYTCHK = 01b, ORWRITE and PRE-FETCH accept; one block more is INVALID FIELD IN CDB, in every CDB
+/// size.
+#[test]
+fn transfers_up_to_the_reported_maximum_are_good_and_one_block_more_is_an_invalid_field() {
+    let d = disk_with(DiskConfig { max_transfer_bytes: 64 * 512, ..cfg() });
+    let (o, page) = run(&d, &[0x12, 1, 0xB0, 0, 64, 0]);
+    good(&o);
+    let max = u32::from_be_bytes([page[8], page[9], page[10], page[11]]);
+    assert_eq!(max, 64, "MAXIMUM TRANSFER LENGTH");
+    assert_eq!(u32::from_be_bytes([page[16], page[17], page[18], page[19]]), 64, "MAXIMUM PREFETCH LENGTH");
+    let data = vec![0x5Au8; (max as usize + 1) * 512];
+    for (op, out) in [(0x88u8, false), (0x8A, true), (0x8E, true), (0x8B, true), (0x90, false)] {
+        let at_max = cdb16(op, 0, 8, max);
+        let o = if out { run_out(&d, &at_max, &data[..max as usize * 512]) } else { run(&d, &at_max).0 };
+        good(&o);
+        let over = cdb16(op, 0, 8, max + 1);
+        let o = if out { run_out(&d, &over, &data) } else { run(&d, &over).0 };
+        assert_eq!(sense(&o), (5, 0x24, 0x00), "opcode {op:#04x} one block over the limit");
+    }
+    // VERIFY(16) with BYTCHK = 01b moves the data; BYTCHK = 00b moves none and is not limited.
+    assert_eq!(sense(&run_out(&d, &cdb16(0x8F, 0x02, 0, max + 1), &data)), (5, 0x24, 0x00));
+    good(&run(&d, &cdb16(0x8F, 0, 0, max + 1)).0);
+    // The 10-byte forms point at their own length field.
+    let mut r10 = [0x28u8, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    r10[7..9].copy_from_slice(&((max + 1) as u16).to_be_bytes());
+    let o = run(&d, &r10).0;
+    assert_eq!(sense(&o), (5, 0x24, 0x00));
+    let sks = o.sense.as_ref().and_then(|s| s.sks).expect("sense-key specific field pointer");
+    assert_eq!((sks[0] & 0xC0, u16::from_be_bytes([sks[1], sks[2]])), (0xC0, 7), "SKSV, C/D = CDB, byte 7");
+}

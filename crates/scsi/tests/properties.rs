@@ -50,7 +50,7 @@ proptest! {
     }
 
     #[test]
-    fn read16_is_good_exactly_when_the_range_fits(
+    fn read16_is_good_exactly_when_the_range_fits_and_the_transfer_limit_holds(
         lba in prop_oneof![0u64..8200, (u64::MAX - 10)..=u64::MAX, any::<u64>()],
         n in prop_oneof![0u32..64, any::<u32>()],
     ) {
@@ -64,7 +64,11 @@ proptest! {
             }
             scsi::Begin::DataOut { .. } => panic!("READ asked for data-out"),
         };
-        if fits {
+        // Longer than the Block Limits VPD's MAXIMUM TRANSFER LENGTH (16 MiB of 512-byte blocks) is refused first.
+        let max = d.config().max_transfer_bytes / 512;
+        if u64::from(n) > max {
+            prop_assert_eq!(sense(&o), (5, 0x24, 0x00));
+        } else if fits {
             prop_assert_eq!(o.status, ScsiStatus::GOOD);
         } else {
             prop_assert_eq!(sense(&o), (5, 0x21, 0x00));

@@ -51,3 +51,56 @@ async fn a_reservation_holds_between_requesters_until_the_holder_s_nexus_is_lost
     assert!(adapter.violations().is_empty(), "{:?}", adapter.violations());
     m.shutdown();
 }
+
+/// (key, asc) of a CHECK CONDITION, or None for GOOD.
+fn sense_of(r: &iscsi::ScsiResponse) -> Option<(u8, u8)> {
+    if r.status == 0 {
+        return None;
+    }
+    let s = r.sense.as_ref().expect("sense with CHECK CONDITION");
+    Some((s[2] & 0x0F, s[12]))
+}
+
+fn data_in(initiator: u64, cdb: &[u8], len: u32) -> ScsiCommand {
+    ScsiCommand { direction: DataDirection::In, expected_len: len, ..command(initiator, cdb) }
+}
+
+/// A LUN RESET through the full stack (an iSCSI task management function → a bus reset through the port driver and
+/// the miniport): SAM-5 §5.14 and the reset's unit attention, per I_T nexus. Every nexus that existed sees it exactly
+/// once, on its first command other than INQUIRY and REPORT LUNS (which neither report nor clear it); REQUEST SENSE
+/// reports it as its data and clears it; a nexus first seen after the reset sees only its own power-on condition,
+/// once; and the class driver's I/O (the NBD path) goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_s_unit_attention_is_reported_once_to_each_nexus_and_not_to_inquiry_or_report_luns() {
+    let m = Machine::build(&Config::in_process(ByteSize(8 << 20), ByteSize(64 << 20))).unwrap();
+    let adapter = m.adapter("scsi0").unwrap().clone();
+    let class = m.open_first_disk().unwrap();
+    let luns = PassThroughLuns::new(adapter.clone(), m.memory().clone(), &[(0, 0, 512)]);
+    let (a, b, c) = (0xA, 0xB, 0xC);
+    settle(&luns, a).await;
+    settle(&luns, b).await;
+    assert_eq!(luns.lun_reset(0).await, iscsi::TmfResponse::Complete);
+
+    const INQUIRY: [u8; 6] = [0x12, 0, 0, 0, 36, 0];
+    const REPORT_LUNS: [u8; 12] = [0xA0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0];
+    const REQUEST_SENSE: [u8; 6] = [0x03, 0, 0, 0, 18, 0];
+    // A: INQUIRY and REPORT LUNS go through and leave the condition; the next command reports it, once.
+    assert_eq!(sense_of(&luns.execute(data_in(a, &INQUIRY, 36)).await), None);
+    assert_eq!(sense_of(&luns.execute(data_in(a, &REPORT_LUNS, 16)).await), None);
+    assert_eq!(sense_of(&luns.execute(command(a, &TEST_UNIT_READY)).await), Some((6, 0x29)));
+    assert_eq!(sense_of(&luns.execute(command(a, &TEST_UNIT_READY)).await), None, "reported once");
+    // B: REQUEST SENSE returns it as data (GOOD) and clears it.
+    let r = luns.execute(data_in(b, &REQUEST_SENSE, 18)).await;
+    assert_eq!(r.status, 0);
+    assert_eq!((r.data_in[2] & 0x0F, r.data_in[12]), (6, 0x29), "REQUEST SENSE reports the unit attention");
+    assert_eq!(sense_of(&luns.execute(command(b, &TEST_UNIT_READY)).await), None, "and clears it");
+    // C, new since the reset: its own power-on condition, once.
+    assert_eq!(sense_of(&luns.execute(command(c, &TEST_UNIT_READY)).await), Some((6, 0x29)));
+    assert_eq!(sense_of(&luns.execute(command(c, &TEST_UNIT_READY)).await), None);
+    // The class driver's nexus saw the reset too; its read retries past the condition and succeeds.
+    let buf = m.memory().alloc(4096, hal::Placement::Any).unwrap();
+    class.read(0, &buf, 0, 4096).expect("class read after the reset");
+    assert!(class.stats().retries >= 1, "the class driver met the unit attention and retried");
+    assert!(adapter.violations().is_empty(), "{:?}", adapter.violations());
+    m.shutdown();
+}

@@ -33,6 +33,32 @@ pub(crate) fn decode(cdb: &[u8]) -> Range {
     }
 }
 
+/// The byte of a READ/WRITE/VERIFY/PRE-FETCH CDB where its TRANSFER LENGTH (or PREFETCH LENGTH) starts.
+fn length_field(cdb: &[u8]) -> u16 {
+    match cdb[0] >> 5 {
+        0 => 4,
+        1 | 2 => 7,
+        5 => 6,
+        _ => 10,
+    }
+}
+
+/// The largest transfer in blocks, as the Block Limits VPD page reports it (0: no limit).
+pub(crate) fn max_transfer_blocks(inner: &Inner) -> u64 {
+    u64::from(u32::try_from(inner.cfg.max_transfer_bytes / inner.block_size()).unwrap_or(u32::MAX))
+}
+
+/// SBC-3 §6.5.3: a command asking for more blocks than the MAXIMUM TRANSFER LENGTH (or MAXIMUM PREFETCH LENGTH,
+/// the same value here) of the Block Limits VPD page is INVALID FIELD IN CDB, pointing at its length field.
+/// `docs/limits.md` lists every limit and where it is enforced.
+fn within_transfer_limit(inner: &Inner, cdb: &[u8], blocks: u64) -> Result<(), Sense> {
+    let max = max_transfer_blocks(inner);
+    if max != 0 && blocks > max {
+        return Err(Sense::invalid_field_in_cdb(length_field(cdb), None));
+    }
+    Ok(())
+}
+
 /// Byte position and length of a checked range; cannot overflow since the range lies
 /// inside a backend whose size is a u64.
 fn bytes(inner: &Inner, r: Range) -> (u64, u64) {
@@ -78,7 +104,7 @@ impl DataInTask for ReadTask {
 
 pub(crate) fn read(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
     let r = decode(cdb);
-    if let Err(s) = inner.check_range(r.lba, r.blocks) {
+    if let Err(s) = within_transfer_limit(inner, cdb, r.blocks).and_then(|()| inner.check_range(r.lba, r.blocks)) {
         return Begin::check(s);
     }
     if r.blocks == 0 {
@@ -138,13 +164,20 @@ fn begin_write(inner: &Arc<Inner>, r: Range, fua: bool) -> Begin {
 
 pub(crate) fn write(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
     let r = decode(cdb);
+    if let Err(s) = within_transfer_limit(inner, cdb, r.blocks) {
+        return Begin::check(s);
+    }
     begin_write(inner, r, r.flags & FUA != 0)
 }
 
 /// WRITE AND VERIFY (SBC-3 §5.33): the data must be on the medium before the command
 /// completes, so it is written as FUA; the backend reports failures on write.
 pub(crate) fn write_and_verify(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
-    begin_write(inner, decode(cdb), true)
+    let r = decode(cdb);
+    if let Err(s) = within_transfer_limit(inner, cdb, r.blocks) {
+        return Begin::check(s);
+    }
+    begin_write(inner, r, true)
 }
 
 /// Compares the data-out stream with the medium; the first difference is reported.
@@ -190,6 +223,12 @@ pub(crate) fn verify(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
     let bytchk = (r.flags >> 1) & 0x03;
     if bytchk == 2 {
         return Begin::check(Sense::invalid_field_in_cdb(1, Some(2)));
+    }
+    // Only a byte-by-byte compare moves the range's data.
+    if bytchk == 1 {
+        if let Err(s) = within_transfer_limit(inner, cdb, r.blocks) {
+            return Begin::check(s);
+        }
     }
     if r.blocks == 0 {
         return Begin::good();
@@ -287,7 +326,8 @@ fn abort_if_short(b: Begin) -> Begin {
     }
 }
 
-/// Largest ORWRITE in bytes: its data is held in memory for the read-modify-write.
+/// Largest ORWRITE in bytes when no MAXIMUM TRANSFER LENGTH is configured: its data is held in memory for the
+/// read-modify-write.
 const MAX_ORWRITE_BYTES: u64 = 8 << 20;
 
 /// ORWRITE (SBC-3 §5.9) with BMOP 000b: OR the data into the medium, atomically.
@@ -300,8 +340,11 @@ pub(crate) fn orwrite(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
         return Begin::good();
     }
     let (base, len) = bytes(inner, r);
-    if len > MAX_ORWRITE_BYTES {
-        return Begin::check(Sense::invalid_field_in_cdb(10, None));
+    // The advertised MAXIMUM TRANSFER LENGTH is the limit (an ORWRITE within it must not fail for its size).
+    let limit =
+        if max_transfer_blocks(inner) == 0 { MAX_ORWRITE_BYTES >> inner.shift } else { max_transfer_blocks(inner) };
+    if r.blocks > limit {
+        return Begin::check(Sense::invalid_field_in_cdb(length_field(cdb), None));
     }
     let fua = r.flags & FUA != 0;
     let inner2 = inner.clone();
@@ -328,7 +371,7 @@ pub(crate) fn orwrite(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
 /// once the range is checked.
 pub(crate) fn prefetch(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
     let r = decode(cdb);
-    match inner.check_range(r.lba, r.blocks) {
+    match within_transfer_limit(inner, cdb, r.blocks).and_then(|()| inner.check_range(r.lba, r.blocks)) {
         Ok(()) => Begin::good(),
         Err(s) => Begin::check(s),
     }

@@ -20,6 +20,8 @@ pub struct PassThroughLuns {
     /// Commands in flight by (initiator, task tag), for task management.
     tasks: Mutex<HashMap<(u64, u32), (SrbId, LuAddress)>>,
     budget: Arc<Semaphore>,
+    /// Pages the budget holds in all.
+    budget_pages: u32,
     timeout_secs: u32,
 }
 
@@ -35,6 +37,7 @@ impl PassThroughLuns {
             block_sizes,
             tasks: Mutex::new(HashMap::new()),
             budget: Arc::new(Semaphore::new(pages)),
+            budget_pages: u32::try_from(pages).unwrap_or(u32::MAX),
             timeout_secs: 30,
         }
     }
@@ -66,6 +69,19 @@ fn cdb_data(cdb: &[u8], block_size: u32) -> Option<(u64, DataDirection)> {
     Some((blocks * block_size as u64, dir))
 }
 
+/// COMPARE AND WRITE (SBC-3 §5.3) is all or nothing: its data-out buffer is exactly the 2 × NUMBER OF LOGICAL BLOCKS
+/// blocks of its CDB. A parallel SCSI target never learns the initiator's buffer length, so the iSCSI side, which
+/// has the Expected Data Transfer Length, refuses any other length with INVALID FIELD IN CDB (the one-byte field
+/// holds at most 255 blocks: 256 blocks of data under a CDB that says 0 must not pass as "nothing to compare").
+fn compare_and_write_mismatch(cdb: &[u8], block_size: u32, expected_len: u32, direction: DataDirection) -> bool {
+    if cdb.first() != Some(&0x89) || cdb.len() < 16 {
+        return false;
+    }
+    let wanted = 2 * u64::from(cdb[13]) * u64::from(block_size);
+    let sent = if direction == DataDirection::Out { u64::from(expected_len) } else { 0 };
+    wanted != sent
+}
+
 fn check(key: u8, asc: u8, ascq: u8) -> ScsiResponse {
     ScsiResponse::check_condition(key, asc, ascq)
 }
@@ -90,12 +106,19 @@ impl ScsiBackend for PassThroughLuns {
             return check(0x05, 0x25, 0x00);
         }
         let address = Self::address(cmd.lun);
+        if let Some(bs) = self.block_sizes.get(&cmd.lun) {
+            if compare_and_write_mismatch(&cmd.cdb, *bs, cmd.expected_len, cmd.direction) {
+                return check(0x05, 0x24, 0x00);
+            }
+        }
         // What the command itself asks to move (RFC 7143 §11.4.5.1: residuals are against the expected length).
         let wanted = self.block_sizes.get(&cmd.lun).and_then(|bs| cdb_data(&cmd.cdb, *bs));
         let mismatched = wanted.is_some_and(|(_, dir)| cmd.direction != DataDirection::None && dir != cmd.direction);
         let len = if mismatched { 0 } else { cmd.expected_len as usize };
-        let pages = (len as u64).div_ceil(PAGE_SIZE) as u32;
-        let permit = match self.budget.clone().acquire_many_owned(pages.max(1)).await {
+        // A command larger than the whole budget waits for all of it rather than for ever.
+        let pages =
+            u32::try_from((len as u64).div_ceil(PAGE_SIZE)).unwrap_or(u32::MAX).clamp(1, self.budget_pages.max(1));
+        let permit = match self.budget.clone().acquire_many_owned(pages).await {
             Ok(p) => p,
             Err(_) => {
                 return ScsiResponse {
@@ -279,5 +302,20 @@ mod tests {
         assert_eq!(cdb_data(&c16, 512), Some((1536, DataDirection::Out)));
         assert_eq!(cdb_data(&[0x12, 0, 0, 0, 36, 0], 512), None);
         assert_eq!(cdb_data(&[0x28, 0], 512), None, "a short CDB is not decoded");
+    }
+
+    #[test]
+    fn compare_and_write_data_must_be_twice_its_blocks() {
+        let mut caw = [0u8; 16];
+        caw[0] = 0x89;
+        caw[13] = 1;
+        assert!(!compare_and_write_mismatch(&caw, 512, 1024, DataDirection::Out));
+        assert!(compare_and_write_mismatch(&caw, 512, 512, DataDirection::Out));
+        assert!(compare_and_write_mismatch(&caw, 512, 1024, DataDirection::None));
+        // 256 blocks do not fit the one-byte field: the CDB says 0, the data says 256.
+        caw[13] = 0;
+        assert!(compare_and_write_mismatch(&caw, 512, 2 * 256 * 512, DataDirection::Out));
+        assert!(!compare_and_write_mismatch(&caw, 512, 0, DataDirection::None));
+        assert!(!compare_and_write_mismatch(&[0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0], 512, 7, DataDirection::Out));
     }
 }
