@@ -81,6 +81,8 @@ pub(crate) enum Msg {
     Submit(Queued),
     Granted,
     Shutdown(Sender<()>),
+    /// Change the verifier mode of a running adapter (between requests, on the engine thread).
+    SetVerifier(VerifierMode),
 }
 
 /// What a class driver learns of the adapter (`STORAGE_ADAPTER_DESCRIPTOR`, DDK.md §1.11).
@@ -292,6 +294,11 @@ impl AdapterHandle {
         self.submit(srb, done)
     }
 
+    /// Switch the verifier mode while the adapter runs; requests after the switch are checked in the new mode.
+    pub fn set_verifier(&self, mode: VerifierMode) {
+        let _ = self.inner.tx.send(Msg::SetVerifier(mode));
+    }
+
     pub fn stats(&self) -> PortStats {
         self.inner.stats.snapshot()
     }
@@ -462,6 +469,7 @@ fn engine_loop<E>(mut core: Core<E>, mut ext: E, rx: Receiver<Msg>) {
                         core.dma.grant = Some(g);
                     }
                 }
+                Msg::SetVerifier(mode) => core.mode = mode,
                 Msg::Shutdown(ack) => {
                     core.flush_all_queues();
                     shutdown = Some((ack, Instant::now() + Duration::from_secs(5)));
