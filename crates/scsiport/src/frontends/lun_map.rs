@@ -169,6 +169,9 @@ impl ScsiBackend for LunMap {
         let op = cmd.cdb.first().copied();
         cmd.initiator = self.nexus(cmd.initiator);
         if self.unit_attention(cmd.initiator, op) {
+            if let Some(m) = self.get(cmd.lun) {
+                m.stats.begin().finish(Op::Other, 0, false);
+            }
             return ScsiResponse::check_condition(0x06, 0x3F, 0x0E);
         }
         if op == Some(REPORT_LUNS) {
