@@ -130,7 +130,7 @@ impl IscsiTargetConfig {
 }
 
 /// One NBD export.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct NbdExportConfig {
     pub name: String,
@@ -139,12 +139,6 @@ pub struct NbdExportConfig {
     pub read_only: bool,
     /// Shown by `nbdinfo --list` (NBD_INFO_DESCRIPTION); default: "scsiport disk <disk>".
     pub description: Option<String>,
-}
-
-impl Default for NbdExportConfig {
-    fn default() -> Self {
-        NbdExportConfig { name: String::new(), disk: String::new(), read_only: false, description: None }
-    }
 }
 
 /// `[control]`: the Unix socket `scsiport ctl` talks to.
