@@ -99,6 +99,8 @@ pub struct DiskConfig {
     pub naa: Option<String>,
     /// Write cache enabled at start (WCE); off, every write is durable before it completes.
     pub write_cache: bool,
+    /// Power-loss testing: record what each flush makes durable into this log (see `durability.rs`).
+    pub durability_log: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -199,6 +201,7 @@ impl Default for DiskConfig {
             revision: "0001".into(),
             naa: None,
             write_cache: true,
+            durability_log: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod control;
+pub mod durability;
 pub mod exercise;
 pub mod frontends;
 pub mod frontends_config;

@@ -50,6 +50,13 @@ impl Machine {
                         )
                     }
                 };
+                let backend: Arc<dyn Backend> = match &d.durability_log {
+                    Some(log) => Arc::new(
+                        crate::durability::DurabilityLog::new(backend, log)
+                            .with_context(|| format!("{field}.durability_log: {}", log.display()))?,
+                    ),
+                    None => backend,
+                };
                 let serial = d.serial.clone().unwrap_or_else(|| format!("{}T{}L{}", a.name, d.target, d.lun));
                 let pr_state_file = (d.backend == BackendKind::File).then(|| d.path.with_extension("pr"));
                 let dc = scsi::DiskConfig {

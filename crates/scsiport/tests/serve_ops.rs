@@ -602,3 +602,24 @@ fn readiness_is_notified_to_the_service_manager() {
     let n = sock.recv(&mut buf).expect("no STOPPING notification");
     assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
 }
+
+#[test]
+fn the_documented_operator_example_is_a_valid_configuration() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/config.md")).unwrap();
+    let at = doc.find("## An operator's file").expect("the section");
+    let start = at + doc[at..].find("```toml\n").unwrap() + "```toml\n".len();
+    let text = &doc[start..start + doc[start..].find("```").unwrap()];
+    let cfg = scsiport::config::Config::from_toml(text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.adapters.len(), 2);
+    let targets = scsiport::frontends_config::iscsi_targets(&cfg);
+    assert_eq!(targets.len(), 3);
+    assert_eq!(targets[0].portals.len(), 2);
+    assert!(targets[0].target_config(targets[0].portals[0]).admits("iqn.2004-10.com.ubuntu:db-7"));
+    assert_eq!(scsiport::frontends_config::nbd_exports(&cfg).len(), 2);
+    assert!(cfg.metrics.listen.is_some());
+    // The unit file beside it is the one the document shows.
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/scsiport.service")).unwrap();
+    let control = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/control.md")).unwrap();
+    assert!(control.contains(&unit), "docs/scsiport.service and docs/control.md disagree");
+    assert!(unit.contains("Type=notify"));
+}
