@@ -238,7 +238,7 @@ fn iscsi_clients_work_through_a_fragmenting_proxy() {
     check(&o, "iscsi-readcapacity16");
     assert!(o.stdout.contains("Total size:16777216"), "{}", o.stdout);
     // libiscsi's own READ/WRITE tests: data-in and data-out PDUs of many sizes, immediate data and R2Ts.
-    for test in ["SCSI.Read10", "SCSI.Write10", "SCSI.Read16", "SCSI.Write16", "SCSI.WriteVerify10"] {
+    for test in ["SCSI.Read10", "SCSI.Write10", "SCSI.Read16", "SCSI.Write16", "SCSI.Verify10", "SCSI.Unmap"] {
         let o = run(600, &t[3], &["-t", test, &lun]);
         check(&o, test);
         assert!(!o.stdout.contains("FAILED"), "{test}: {}", o.stdout);
