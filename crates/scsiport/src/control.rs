@@ -67,6 +67,11 @@ pub enum Request {
     Reload,
 }
 
+/// Parse one request line (what the control socket reads from a client).
+pub fn parse_request(line: &[u8]) -> Result<Request, String> {
+    serde_json::from_slice::<Request>(line).map_err(|e| format!("bad request: {e}"))
+}
+
 /// Run one request against the server.
 pub async fn handle(running: &Running, req: Request) -> Result<Value, String> {
     let e = |x: anyhow::Error| format!("{x:#}");
@@ -180,12 +185,12 @@ async fn client(running: Arc<Running>, stream: UnixStream) -> io::Result<()> {
         } else if line.iter().all(|b| b.is_ascii_whitespace()) {
             continue;
         } else {
-            match serde_json::from_slice::<Request>(&line) {
+            match parse_request(&line) {
                 Ok(req) => match handle(&running, req).await {
                     Ok(v) => json!({"ok": true, "result": v}),
                     Err(e) => json!({"ok": false, "error": e}),
                 },
-                Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
+                Err(e) => json!({"ok": false, "error": e}),
             }
         };
         let mut out = serde_json::to_vec(&reply).unwrap_or_default();
