@@ -89,11 +89,11 @@ loop() {
 
 nbd_rand() {
   timeout -k 5 600 fio --name=rand --ioengine=nbd --uri="nbd://127.0.0.1:$nbd/soak" --rw=randwrite \
-    --bsrange=4k-256k --size=128m --iodepth=16 --verify=crc32c --do_verify=1 --verify_fatal=1 --randrepeat=0
+    --bsrange=4k-256k --size=128m --iodepth=16 --verify=crc32c --do_verify=1 --verify_fatal=1 --randrepeat=0 --verify_state_save=0
 }
 nbd_seq() {
   timeout -k 5 600 fio --name=seq --ioengine=nbd --uri="nbd://127.0.0.1:$nbd/soak" --rw=write --offset=256m \
-    --bs=1m --size=128m --iodepth=4 --verify=md5 --do_verify=1 --verify_fatal=1
+    --bs=1m --size=128m --iodepth=4 --verify=md5 --do_verify=1 --verify_fatal=1 --verify_state_save=0
 }
 iscsi_rw() {
   # libiscsi's own tests write patterns and read them back.

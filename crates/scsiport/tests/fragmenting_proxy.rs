@@ -203,6 +203,7 @@ fn nbd_clients_work_through_a_fragmenting_proxy() {
                 "--size=2m",
                 "--iodepth=8",
                 "--verify=crc32c",
+                "--verify_state_save=0",
                 "--do_verify=1",
             ],
         ),

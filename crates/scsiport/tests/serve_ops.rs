@@ -333,6 +333,7 @@ fn a_configuration_of_two_adapters_three_targets_and_two_exports_is_operated_whi
                     "--size=16m",
                     "--iodepth=8",
                     "--verify=crc32c",
+                    "--verify_state_save=0",
                     "--do_verify=1",
                     "--loops=3",
                 ],
