@@ -244,7 +244,11 @@ fn iscsi_clients_work_through_a_fragmenting_proxy() {
         check(&o, test);
         assert!(!o.stdout.contains("FAILED"), "{test}: {}", o.stdout);
         // With --dataloss nothing is skipped for want of permission to write.
-        assert!(o.stdout.contains("passed") && !o.stdout.contains("--dataloss flag is not set"), "{test}: {}", o.stdout);
+        assert!(
+            o.stdout.contains("passed") && !o.stdout.contains("--dataloss flag is not set"),
+            "{test}: {}",
+            o.stdout
+        );
     }
     assert!(proxy.pieces.load(Ordering::Relaxed) > 100_000, "the proxy did not fragment");
 }
