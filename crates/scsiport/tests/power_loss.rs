@@ -136,7 +136,7 @@ fn nbd_writes(port: u16, first: u64, n: u64, seed: u64) -> Vec<Written> {
                 c.write(off, &data, false).expect("write");
                 unflushed.push(out.len());
                 out.push(Written { off, data, acked_at: monotonic_ns(), durable_at: None });
-                if rng.next() % 2 == 0 {
+                if rng.next().is_multiple_of(2) {
                     c.flush().expect("flush");
                     let t = monotonic_ns();
                     for i in unflushed.drain(..) {
@@ -169,7 +169,7 @@ fn iscsi_writes(port: u16, first: u64, n: u64, seed: u64, write_cache: bool) -> 
         }
         let t = monotonic_ns();
         out.push(Written { off, data, acked_at: t, durable_at: durable.then_some(t) });
-        if mode == 3 && rng.next() % 2 == 0 {
+        if mode == 3 && rng.next().is_multiple_of(2) {
             assert_eq!(c.command(&[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]), 0, "SYNCHRONIZE CACHE");
             let t = monotonic_ns();
             for i in unflushed.drain(..) {
