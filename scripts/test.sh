@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need=(
   "iscsi-test-cu:libiscsi-bin"
   "iscsi-inq:libiscsi-bin"
+  "iscsi-perf:libiscsi-bin"
   "tgtd:tgt"
   "fio:fio"
   "nbdinfo:libnbd-bin"

@@ -97,7 +97,8 @@ pub struct TargetConfig {
     pub name: String,
     pub alias: Option<String>,
     pub chap: Option<Chap>,
-    /// Initiator names allowed to log in; `None` admits everyone.
+    /// Initiator names allowed to log in (exact names, or patterns with `*` and `?`, compared
+    /// case-insensitively); `None` admits everyone.
     pub allowed_initiators: Option<Vec<String>>,
     /// Address reported in SendTargets (TargetAddress, RFC 7143 §13.8).
     pub portal: SocketAddr,
@@ -129,7 +130,49 @@ impl TargetConfig {
     pub fn admits(&self, initiator: &str) -> bool {
         match &self.allowed_initiators {
             None => true,
-            Some(list) => list.iter().any(|n| n.eq_ignore_ascii_case(initiator)),
+            Some(list) => list.iter().any(|n| name_matches(n, initiator)),
         }
+    }
+}
+
+/// Whether an initiator name matches an access-list entry: ASCII case-insensitive, `*` matches any run of
+/// characters (also none), `?` exactly one. An entry without wildcards is an exact name.
+pub fn name_matches(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    // Iterative glob with one backtrack point (the last `*`): linear in practice, never exponential.
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi].eq_ignore_ascii_case(&n[ni])) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_matches;
+
+    #[test]
+    fn access_list_patterns() {
+        assert!(name_matches("iqn.1994-05.com.redhat:abc", "IQN.1994-05.com.RedHat:abc"));
+        assert!(!name_matches("iqn.1994-05.com.redhat:abc", "iqn.1994-05.com.redhat:abcd"));
+        assert!(name_matches("iqn.1994-05.com.redhat:*", "iqn.1994-05.com.redhat:host-1"));
+        assert!(name_matches("iqn.*:host-?", "iqn.2004-10.com.ubuntu:host-7"));
+        assert!(!name_matches("iqn.*:host-?", "iqn.2004-10.com.ubuntu:host-77"));
+        assert!(name_matches("*", ""));
+        assert!(!name_matches("iqn.2000-01.org.a:*", "iqn.2000-01.org.b:x"));
+        assert!(name_matches("*a*b*", "xxaxxbxx"));
     }
 }

@@ -45,6 +45,16 @@ impl<B: ScsiBackend> IscsiServer<B> {
         &self.targets
     }
 
+    /// The logged-in sessions (discovery included).
+    pub fn sessions(&self) -> Vec<crate::session::SessionSummary> {
+        self.sessions.list()
+    }
+
+    /// End the session with this TSIH; false when there is none.
+    pub fn close_session(&self, tsih: u16) -> bool {
+        self.sessions.close(tsih)
+    }
+
     /// Number of logged-in sessions (discovery included).
     pub fn session_count(&self) -> usize {
         self.sessions.len()
@@ -94,10 +104,11 @@ impl<B: ScsiBackend> IscsiServer<B> {
 
     async fn connection(self: &Arc<Self>, stream: TcpStream, shutdown: watch::Receiver<bool>) -> io::Result<()> {
         stream.set_nodelay(true)?;
+        let peer = stream.peer_addr().ok();
         let (rd, wr) = stream.into_split();
         let mut reader = PduReader::new(rd);
         let mut writer = PduWriter::new(wr);
-        let logged = tokio::time::timeout(LOGIN_TIMEOUT, self.login(&mut reader, &mut writer))
+        let logged = tokio::time::timeout(LOGIN_TIMEOUT, self.login(&mut reader, &mut writer, peer))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "login timed out"))??;
         let Some((LoggedIn { login, guard }, stat_sn)) = logged else {
@@ -162,6 +173,7 @@ impl<B: ScsiBackend> IscsiServer<B> {
         &self,
         reader: &mut PduReader<R>,
         writer: &mut PduWriter<W>,
+        peer: Option<std::net::SocketAddr>,
     ) -> io::Result<Option<(LoggedIn<'_>, Sn)>>
     where
         R: tokio::io::AsyncRead + Unpin,
@@ -201,7 +213,7 @@ impl<B: ScsiBackend> IscsiServer<B> {
                 isid: outcome.isid,
                 target: outcome.target,
             };
-            let guard = self.sessions.register(key).await;
+            let guard = self.sessions.register_from(key, peer).await;
             let mut resp = resp;
             resp.tsih = guard.tsih;
             let max = Sn(outcome.initial_cmd_sn.0.wrapping_add(depth.max(1) - 1));

@@ -18,6 +18,8 @@ pub struct SessionKey {
 
 struct Entry {
     tsih: u16,
+    peer: Option<std::net::SocketAddr>,
+    since: std::time::SystemTime,
     kill: watch::Sender<bool>,
     closed: Option<oneshot::Receiver<()>>,
 }
@@ -26,6 +28,19 @@ struct Entry {
 struct Inner {
     next_tsih: u16,
     sessions: HashMap<SessionKey, Entry>,
+}
+
+/// What [`SessionTable::list`] reports of one session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionSummary {
+    pub tsih: u16,
+    /// The initiator name, lower case.
+    pub initiator: String,
+    pub isid: [u8; 6],
+    /// Index of the target in the server's list (`None`: a discovery session).
+    pub target: Option<usize>,
+    pub peer: Option<std::net::SocketAddr>,
+    pub since: std::time::SystemTime,
 }
 
 /// All sessions of one server.
@@ -74,8 +89,45 @@ impl SessionTable {
         self.len() == 0
     }
 
+    /// The live sessions, in TSIH order.
+    pub fn list(&self) -> Vec<SessionSummary> {
+        let mut v: Vec<SessionSummary> = self
+            .lock()
+            .sessions
+            .iter()
+            .map(|(k, e)| SessionSummary {
+                tsih: e.tsih,
+                initiator: k.initiator.clone(),
+                isid: k.isid,
+                target: k.target,
+                peer: e.peer,
+                since: e.since,
+            })
+            .collect();
+        v.sort_by_key(|s| s.tsih);
+        v
+    }
+
+    /// Tell the session with this TSIH to end (its connection is closed, its tasks aborted). False when there is
+    /// none.
+    pub fn close(&self, tsih: u16) -> bool {
+        let inner = self.lock();
+        match inner.sessions.values().find(|e| e.tsih == tsih) {
+            Some(e) => {
+                let _ = e.kill.send(true);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Registers a new session, first ending any live session with the same key.
     pub async fn register(&self, key: SessionKey) -> SessionGuard<'_> {
+        self.register_from(key, None).await
+    }
+
+    /// [`SessionTable::register`] for a connection from `peer`.
+    pub async fn register_from(&self, key: SessionKey, peer: Option<std::net::SocketAddr>) -> SessionGuard<'_> {
         let old = {
             let mut inner = self.lock();
             inner.sessions.get_mut(&key).map(|e| {
@@ -100,7 +152,8 @@ impl SessionTable {
         inner.next_tsih = tsih;
         let (kill_tx, kill_rx) = watch::channel(false);
         let (closed_tx, closed_rx) = oneshot::channel();
-        inner.sessions.insert(key.clone(), Entry { tsih, kill: kill_tx, closed: Some(closed_rx) });
+        let since = std::time::SystemTime::now();
+        inner.sessions.insert(key.clone(), Entry { tsih, peer, since, kill: kill_tx, closed: Some(closed_rx) });
         SessionGuard { table: self, key, tsih, kill: kill_rx, _closed: closed_tx }
     }
 }

@@ -174,6 +174,16 @@ impl<D: BlockDevice> NbdServer<D> {
         conn::serve(self.shared.clone(), r, w, shutdown).await
     }
 
+    /// As [`serve_stream`](Self::serve_stream) for a stream already split into its halves (no lock between them):
+    /// for a caller that runs its own accept loop.
+    pub async fn serve_split<R, W>(&self, reader: R, writer: W, shutdown: CancellationToken) -> io::Result<()>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        conn::serve(self.shared.clone(), reader, writer, shutdown).await
+    }
+
     /// Accepts TCP connections until `shutdown` fires, then stops accepting,
     /// lets in-flight requests finish and their replies go out (for at most
     /// `shutdown_grace`), and returns.

@@ -269,6 +269,11 @@ impl AdapterHandle {
         self.submit(Srb::reset_bus(path_id))
     }
 
+    /// Switch the verifier mode while the adapter runs; requests after the switch are checked in the new mode.
+    pub fn set_verifier(&self, mode: VerifierMode) {
+        let _ = self.inner.tx.send(Msg::SetVerifier(mode));
+    }
+
     pub fn stats(&self) -> PortStats {
         self.inner.stats.snapshot()
     }

@@ -16,6 +16,14 @@ pub struct Config {
     pub adapters: Vec<AdapterConfig>,
     pub nbd: NbdConfig,
     pub iscsi: IscsiConfig,
+    /// iSCSI targets with their own LUN maps, portals and access control (see `frontends_config`).
+    #[serde(rename = "iscsi_target")]
+    pub iscsi_targets: Vec<crate::frontends_config::IscsiTargetConfig>,
+    /// NBD exports (see `frontends_config`).
+    #[serde(rename = "nbd_export")]
+    pub nbd_exports: Vec<crate::frontends_config::NbdExportConfig>,
+    pub control: crate::frontends_config::ControlConfig,
+    pub metrics: crate::frontends_config::MetricsConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -100,6 +108,15 @@ pub struct DiskConfig {
     pub serial: Option<String>,
     /// Fault injection (see the scsi crate's FaultConfig).
     pub faults: Option<scsi::FaultConfig>,
+    /// INQUIRY product revision level (at most 4 characters).
+    pub revision: String,
+    /// NAA world wide name for VPD page 0x83 as 16 hex digits (NAA 2, 3 or 5); default: derived from vendor,
+    /// product and serial, so stable across restarts.
+    pub naa: Option<String>,
+    /// Write cache enabled at start (WCE); off, every write is durable before it completes.
+    pub write_cache: bool,
+    /// Power-loss testing: record what each flush makes durable into this log (see `durability.rs`).
+    pub durability_log: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -137,6 +154,10 @@ impl Default for Config {
             adapters: vec![AdapterConfig::default()],
             nbd: NbdConfig::default(),
             iscsi: IscsiConfig::default(),
+            iscsi_targets: Vec::new(),
+            nbd_exports: Vec::new(),
+            control: Default::default(),
+            metrics: Default::default(),
         }
     }
 }
@@ -195,6 +216,10 @@ impl Default for DiskConfig {
             product: "SYSDMA DISK".into(),
             serial: None,
             faults: None,
+            revision: "0001".into(),
+            naa: None,
+            write_cache: true,
+            durability_log: None,
         }
     }
 }
@@ -235,7 +260,7 @@ pub struct ConfigError {
     pub message: String,
 }
 
-fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError { field: field.into(), message: message.into() }
 }
 
@@ -258,6 +283,7 @@ impl Config {
         let mut cfg = Config::default();
         cfg.nbd.enabled = false;
         cfg.iscsi.enabled = false;
+        cfg.control.enabled = false;
         cfg.memory.size = memory;
         cfg.adapters[0].disks[0].backend = BackendKind::Ram;
         cfg.adapters[0].disks[0].size = disk;
@@ -374,9 +400,11 @@ impl Config {
                 if d.backend == BackendKind::File && d.path.as_os_str().is_empty() {
                     return Err(err(g("path"), "a file backend needs a path"));
                 }
+                crate::frontends_config::validate_disk(d, &g)?;
             }
         }
-        if self.nbd.enabled {
+        crate::frontends_config::validate(self)?;
+        if self.nbd.enabled && self.nbd_exports.is_empty() {
             let Some((a, t, l)) = parse_disk_ref(&self.nbd.disk) else {
                 return Err(err("nbd.disk", format!("'{}' is not adapter:target:lun", self.nbd.disk)));
             };
@@ -389,7 +417,7 @@ impl Config {
                 return Err(err("nbd.export", "the export name must be 1 to 4096 bytes"));
             }
         }
-        if self.iscsi.enabled {
+        if self.iscsi.enabled && self.iscsi_targets.is_empty() {
             if !self.adapters.iter().any(|x| x.name == self.iscsi.adapter) {
                 return Err(err("iscsi.adapter", format!("no adapter named '{}'", self.iscsi.adapter)));
             }

@@ -1,8 +1,13 @@
 //! scsiport: the machine (memory, HAL, adapters, disks), its configuration, and the commands of the binary.
 
 pub mod config;
+pub mod control;
+pub mod durability;
 pub mod exercise;
 pub mod frontends;
+pub mod frontends_config;
 pub mod machine;
+pub mod metrics;
+pub mod ops;
 pub mod serve;
 pub mod size;

@@ -50,6 +50,13 @@ impl Machine {
                         )
                     }
                 };
+                let backend: Arc<dyn Backend> = match &d.durability_log {
+                    Some(log) => Arc::new(
+                        crate::durability::DurabilityLog::new(backend, log)
+                            .with_context(|| format!("{field}.durability_log: {}", log.display()))?,
+                    ),
+                    None => backend,
+                };
                 let serial = d.serial.clone().unwrap_or_else(|| format!("{}T{}L{}", a.name, d.target, d.lun));
                 let pr_state_file = (d.backend == BackendKind::File).then(|| d.path.with_extension("pr"));
                 let dc = scsi::DiskConfig {
@@ -62,6 +69,9 @@ impl Machine {
                     serial,
                     pr_state_file,
                     faults: d.faults.clone().unwrap_or_default(),
+                    revision: d.revision.clone(),
+                    wwn: d.naa.as_deref().and_then(|n| crate::frontends_config::parse_naa(n).ok()).unwrap_or(0),
+                    write_cache: d.write_cache,
                     ..Default::default()
                 };
                 let disk = Arc::new(Disk::new(dc, backend).map_err(|e| anyhow::anyhow!("{field}: {e}"))?);
@@ -153,6 +163,11 @@ impl Machine {
     /// The disk logical unit itself (for fault injection and inspection).
     pub fn disk(&self, adapter: &str, target: u8, lun: u8) -> Option<&Arc<Disk>> {
         self.disks.iter().find(|(a, t, l, _)| a == adapter && *t == target && *l == lun).map(|(_, _, _, d)| d)
+    }
+
+    /// Every disk: adapter name, target, LUN and the logical unit.
+    pub fn disks(&self) -> impl Iterator<Item = (&str, u8, u8, &Arc<Disk>)> {
+        self.disks.iter().map(|(a, t, l, d)| (a.as_str(), *t, *l, d))
     }
 
     /// Open a disk through the class driver.

@@ -10,6 +10,7 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+mod ctl;
 mod trace_cmd;
 
 #[derive(Parser)]
@@ -57,6 +58,17 @@ enum Command {
         /// A miniport built against include/scsiport/miniport.h (shared library) for the first adapter's card.
         #[arg(long)]
         miniport: Option<PathBuf>,
+    },
+    /// Talk to a running `scsiport serve` over its control socket (docs/control.md).
+    Ctl {
+        /// The control socket (default ./scsiport-data/control.sock).
+        #[arg(long, global = true)]
+        socket: Option<PathBuf>,
+        /// Print the answer as one JSON object.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: ctl::CtlCommand,
     },
     /// Write a pattern over a RAM disk through the whole stack, read it back and verify every byte.
     Exercise {
@@ -147,6 +159,7 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
+        Command::Ctl { socket, json, command } => ctl::run(socket, json, command),
         Command::Serve {
             config,
             nbd_listen,
@@ -197,7 +210,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
             }
             cfg.validate()?;
-            scsiport::serve::run(cfg)?;
+            scsiport::serve::run_from(cfg, config)?;
             Ok(0)
         }
         Command::Exercise {

@@ -210,6 +210,11 @@ impl<E> Core<E> {
         self.slots.handle_of(id)
     }
 
+    /// Switch the verifier mode; requests after the switch are checked in the new mode.
+    pub(crate) fn set_verifier_mode(&mut self, mode: VerifierMode) {
+        self.mode = mode;
+    }
+
     /// Report a violation. Returns true when the offending operation must be refused (strict mode, non-advisory rule).
     pub fn violation(&mut self, rule: Rule, srb: Option<SrbHandle>, detail: String) -> bool {
         if self.mode == VerifierMode::Off {

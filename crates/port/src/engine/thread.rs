@@ -6,7 +6,7 @@ use crate::bus::HbaHardware;
 use crate::config::{AdapterResources, HwInitializationData};
 use crate::srb::SrbStatus;
 use crate::stats::StatsCell;
-use crate::verifier::Violation;
+use crate::verifier::{VerifierMode, Violation};
 use crate::{AdapterCapabilities, AdapterOptions, PortError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use hal::Hal;
@@ -21,6 +21,8 @@ pub(crate) enum Msg {
     /// The HAL's callback: the adapter channel the engine waits for is free.
     Granted,
     Shutdown(Sender<()>),
+    /// Change the verifier mode of a running adapter (between requests, on the engine thread).
+    SetVerifier(VerifierMode),
 }
 
 /// A running engine.
@@ -124,6 +126,7 @@ fn engine_loop<E>(mut core: Core<E>, mut ext: E, rx: Receiver<Msg>) {
                     }
                 }
                 Msg::Granted => core.channel_granted(),
+                Msg::SetVerifier(mode) => core.set_verifier_mode(mode),
                 Msg::Shutdown(ack) => {
                     core.flush_all_queues();
                     shutdown = Some((ack, Instant::now() + Duration::from_secs(5)));

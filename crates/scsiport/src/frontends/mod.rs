@@ -1,6 +1,8 @@
 //! Glue between the transports and the storage stack: NBD over the class driver, iSCSI over pass-through SRBs.
 
 pub mod iscsi_lun;
+pub mod lun_map;
+pub mod metered;
 pub mod nbd_disk;
 
 use bytes::{Bytes, BytesMut};
