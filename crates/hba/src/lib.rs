@@ -35,6 +35,8 @@ pub struct HbaConfig {
     pub application_dedicated: bool,
     /// Tagged commands outstanding per logical unit; 1 turns tagged queuing off.
     pub queue_depth: u8,
+    /// The card sits in an EISA machine (its miniport reports `Dma32BitAddresses`).
+    pub eisa_dma: bool,
     /// The bus: target ID (0–6) and the target at that ID.
     pub targets: Vec<(u8, Arc<scsi::Target>)>,
 }
@@ -49,6 +51,7 @@ impl Default for HbaConfig {
             demand_mode: true,
             application_dedicated: true,
             queue_depth: DEFAULT_QUEUE_DEPTH,
+            eisa_dma: false,
             targets: Vec::new(),
         }
     }
@@ -62,6 +65,7 @@ impl HbaConfig {
             demand_mode: self.demand_mode,
             application_dedicated: self.application_dedicated,
             queue_depth: self.queue_depth,
+            eisa_dma: self.eisa_dma,
         }
     }
 

@@ -367,6 +367,7 @@ fn bring_up<E>(core: &mut Core<E>, ext: &mut E, res: &AdapterResources) -> Resul
             } else {
                 cfg.maximum_transfer_length
             },
+            dma32_bit_addresses: cfg.dma_32bit_addresses,
         };
         let adapter = core.hal.get_adapter(&desc).map_err(|source| PortError::Hal { name: name.clone(), source })?;
         map_registers = adapter.number_of_map_registers();

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    pub machine: MachineConfig,
     pub memory: MemoryConfig,
     pub verifier: VerifierConfig,
     pub trace: TraceConfig,
@@ -16,6 +17,23 @@ pub struct Config {
     pub adapters: Vec<AdapterConfig>,
     pub nbd: NbdConfig,
     pub iscsi: IscsiConfig,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MachineConfig {
+    /// The system bus, which decides the system DMA controller.
+    pub bus: BusKind,
+}
+
+/// `[machine] bus`: a PC/AT (ISA, the 8237 pair with 24-bit addresses) or an EISA machine
+/// (the EISA system component's DMA with 32-bit addresses).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    #[default]
+    Isa,
+    Eisa,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -115,6 +133,7 @@ pub struct IscsiConfig {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            machine: MachineConfig::default(),
             memory: MemoryConfig::default(),
             verifier: VerifierConfig::default(),
             trace: TraceConfig::default(),
@@ -437,6 +456,15 @@ mod tests {
         assert_eq!(c.nbd.listen.to_string(), "127.0.0.1:10809");
         assert_eq!(c.iscsi.listen.to_string(), "127.0.0.1:3260");
         assert_eq!(c.iscsi.target, "iqn.2026-11.io.scsiport:default");
+    }
+
+    #[test]
+    fn machine_bus_is_isa_by_default_and_takes_eisa() {
+        assert_eq!(Config::default().machine.bus, BusKind::Isa);
+        let c = Config::from_toml("[machine]\nbus = \"eisa\"\n").unwrap();
+        assert_eq!(c.machine.bus, BusKind::Eisa);
+        let e = Config::from_toml("[machine]\nbus = \"mca\"\n").unwrap_err();
+        assert_eq!(e.field, "machine.bus");
     }
 
     #[test]

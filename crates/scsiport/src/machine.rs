@@ -1,10 +1,10 @@
 //! The modelled machine: physical memory, the HAL with its 8237 pair, the host adapters with their miniports, the
 //! SCSI buses and their disks.
 
-use crate::config::{BackendKind, Config};
+use crate::config::{BackendKind, BusKind, Config};
 use anyhow::{bail, Context};
 use class::DiskClass;
-use hal::{Hal, HalConfig, SystemMemory};
+use hal::{Hal, HalConfig, SystemBus, SystemMemory};
 use port::{AdapterHandle, AdapterOptions, LuAddress, Trace};
 use scsi::{Backend, Disk, FileBackend, FileOptions, RamBackend, Target};
 use std::sync::Arc;
@@ -28,7 +28,11 @@ impl Machine {
     pub fn build_with_trace(cfg: &Config, trace: Option<Trace>) -> anyhow::Result<Machine> {
         cfg.validate()?;
         let memory = SystemMemory::new(cfg.memory.size.0).context("memory.size")?;
-        let hal = Hal::new(memory.clone(), HalConfig { map_register_pages: cfg.memory.map_register_pages })
+        let bus = match cfg.machine.bus {
+            BusKind::Isa => SystemBus::Isa,
+            BusKind::Eisa => SystemBus::Eisa,
+        };
+        let hal = Hal::new(memory.clone(), HalConfig { map_register_pages: cfg.memory.map_register_pages, bus })
             .context("memory.map_register_pages")?;
         let mut adapters = Vec::new();
         let mut disks = Vec::new();
@@ -84,6 +88,7 @@ impl Machine {
                 demand_mode: a.demand_mode,
                 application_dedicated: a.application_dedicated,
                 queue_depth: a.queue_depth,
+                eisa_dma: bus == SystemBus::Eisa,
                 targets,
             };
             let options = AdapterOptions {
