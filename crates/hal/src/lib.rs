@@ -57,6 +57,7 @@
 //! register: reading it elsewhere consumes TC bits the flush relies on.
 
 mod adapter;
+mod clock;
 mod dma8237;
 mod error;
 mod frames;
@@ -66,6 +67,7 @@ pub use adapter::{
     AdapterObject, ChannelGrant, DeviceDescription, Direction, DmaSpeed, DmaWidth, Hal, HalConfig, HalStats, MapInfo,
     SystemBus,
 };
+pub use clock::{picos_to_duration, MachineTiming, Picos, VirtualTime};
 pub use dma8237::{ChannelState, DmaChannel, DmaController, DmaDevice, DmaMode, ServiceOutcome, TransferType};
 pub use error::HalError;
 pub use memory::{Buffer, Placement, SystemMemory};

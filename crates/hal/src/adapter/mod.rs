@@ -80,11 +80,13 @@ pub struct HalConfig {
     /// Size of the bounce pool below 16 MiB, in pages (map registers).
     pub map_register_pages: u32,
     pub bus: SystemBus,
+    /// Virtual time for the DMA controllers (off when None).
+    pub timing: Option<crate::MachineTiming>,
 }
 
 impl Default for HalConfig {
     fn default() -> Self {
-        Self { map_register_pages: 256, bus: SystemBus::Isa }
+        Self { map_register_pages: 256, bus: SystemBus::Isa, timing: None }
     }
 }
 
@@ -131,10 +133,11 @@ impl Hal {
         let pages = config.map_register_pages as usize;
         let pool =
             mem.alloc(pages * PAGE_SIZE as usize, Placement::Contiguous { below_16m: true, align: POOL_ALIGN })?;
-        let controller = match config.bus {
+        let mut controller = match config.bus {
             SystemBus::Isa => DmaController::new(),
             SystemBus::Eisa => DmaController::eisa(),
         };
+        controller.set_timing(config.timing);
         Ok(Arc::new(Self {
             bus: config.bus,
             mem,
@@ -228,6 +231,11 @@ impl Hal {
     pub fn with_dma<R>(&self, f: impl FnOnce(&mut DmaController, &SystemMemory) -> R) -> R {
         let mut bus = self.dma.lock();
         f(&mut bus.ctl, &self.mem)
+    }
+
+    /// The virtual time the DMA transfers so far would have taken (zero with timing off).
+    pub fn virtual_time(&self) -> crate::VirtualTime {
+        self.dma.lock().ctl.virtual_time()
     }
 
     pub fn stats(&self) -> HalStats {

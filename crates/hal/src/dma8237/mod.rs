@@ -20,6 +20,7 @@
 
 mod service;
 
+use crate::clock::{MachineTiming, VirtualTime};
 use crate::HalError;
 
 /// A system DMA channel, 0..=7 (4 is the cascade).
@@ -157,6 +158,7 @@ pub struct ServiceOutcome {
 /// write change only the timing of a cycle; memory-to-memory and channel 0 address hold
 /// are stored and not acted on (`docs/dma.md`).
 const CMD_DISABLE: u8 = 0x04;
+const CMD_COMPRESSED: u8 = 0x08;
 const CMD_ROTATING: u8 = 0x10;
 const CMD_DREQ_ACTIVE_LOW: u8 = 0x40;
 const CMD_DACK_ACTIVE_HIGH: u8 = 0x80;
@@ -312,6 +314,9 @@ pub struct DmaController {
     regs: [Regs; 8],
     /// The EISA system component's DMA extensions are present.
     eisa: bool,
+    /// Virtual time: off when None.
+    timing: Option<MachineTiming>,
+    vtime: VirtualTime,
     /// Staging for decrement-mode, verify and out-of-memory runs; allocated once.
     scratch: Vec<u8>,
     port_log: Option<Vec<(u16, u8)>>,
@@ -332,6 +337,8 @@ impl DmaController {
             chips: [Chip::default(); 2],
             regs: [Regs::default(); 8],
             eisa: false,
+            timing: None,
+            vtime: VirtualTime::default(),
             scratch: vec![0; SCRATCH_BYTES],
             port_log: None,
         };
@@ -351,6 +358,20 @@ impl DmaController {
     /// component's high page, count high byte and extended mode registers.
     pub fn eisa() -> Self {
         Self { eisa: true, ..Self::new() }
+    }
+
+    /// Turns virtual time on (charging every transfer the clocks `timing` gives) or off.
+    pub fn set_timing(&mut self, timing: Option<MachineTiming>) {
+        self.timing = timing;
+    }
+
+    pub fn timing(&self) -> Option<MachineTiming> {
+        self.timing
+    }
+
+    /// The virtual time the transfers since the timing was set would have taken.
+    pub fn virtual_time(&self) -> VirtualTime {
+        self.vtime
     }
 
     /// Are the EISA extensions present?

@@ -8,8 +8,10 @@
 //! system memory directly.
 
 use super::{
-    DmaChannel, DmaController, DmaDevice, ServiceOutcome, CMD_DACK_ACTIVE_HIGH, MODE_AUTO_INIT, MODE_DECREMENT,
+    DmaChannel, DmaController, DmaDevice, ServiceOutcome, CMD_COMPRESSED, CMD_DACK_ACTIVE_HIGH, MODE_AUTO_INIT,
+    MODE_DECREMENT,
 };
+use crate::clock::RunShape;
 use crate::SystemMemory;
 
 /// The longest run staged through the scratch buffer.
@@ -96,6 +98,7 @@ impl DmaController {
         let unit = geo.bytes_per_cycle;
         let mut left = limit;
         let mut block_running = false;
+        let mut new_grant = true;
         loop {
             let level = dev.dreq();
             self.set_dreq(ch, level);
@@ -155,6 +158,22 @@ impl DmaController {
             }
             left -= done;
             out.bytes += u64::from(done) * unit as u64;
+            if let Some(t) = self.timing {
+                let command = self.chips[ch.chip()].command;
+                let clocks = t.run_clocks(RunShape {
+                    cycles: u64::from(done),
+                    first_address: r.cur_addr,
+                    decrement,
+                    compressed: command & CMD_COMPRESSED != 0,
+                    single: mode == MODE_SINGLE,
+                    new_grant,
+                    eisa_timing: self.eisa.then_some((r.ext_mode >> 4) & 3),
+                });
+                let ps = t.clocks(clocks);
+                self.vtime.per_channel[idx] += ps;
+                self.vtime.total += ps;
+            }
+            new_grant = false;
             let step = u64::from(done) * unit as u64;
             let new_pa = if decrement { pa.wrapping_sub(step) } else { pa.wrapping_add(step) };
             self.set_address(idx, geo, new_pa, done, decrement);
