@@ -24,6 +24,8 @@ pub struct Config {
 pub struct MachineConfig {
     /// The system bus, which decides the system DMA controller.
     pub bus: BusKind,
+    /// Virtual time for DMA: a `hal::MachineTiming` preset name; off when absent.
+    pub timing: Option<String>,
 }
 
 /// `[machine] bus`: a PC/AT (ISA, the 8237 pair with 24-bit addresses) or an EISA machine
@@ -301,6 +303,15 @@ impl Config {
                 "memory.size",
                 format!("{} must be a multiple of 4 KiB between 16 MiB and 4 GiB", self.memory.size),
             ));
+        }
+        if let Some(t) = &self.machine.timing {
+            let Some(preset) = hal::MachineTiming::preset(t) else {
+                let names: Vec<&str> = hal::MachineTiming::PRESETS.iter().map(|p| p.name).collect();
+                return Err(err("machine.timing", format!("'{t}' is not one of {}", names.join(", "))));
+            };
+            if preset.is_eisa() != (self.machine.bus == BusKind::Eisa) {
+                return Err(err("machine.timing", format!("'{t}' does not match machine.bus")));
+            }
         }
         if self.memory.map_register_pages < 17 || self.memory.map_register_pages > 2048 {
             return Err(err("memory.map_register_pages", "must be between 17 and 2048"));

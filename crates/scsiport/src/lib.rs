@@ -6,3 +6,4 @@ pub mod frontends;
 pub mod machine;
 pub mod serve;
 pub mod size;
+pub mod timing;

@@ -32,8 +32,10 @@ impl Machine {
             BusKind::Isa => SystemBus::Isa,
             BusKind::Eisa => SystemBus::Eisa,
         };
-        let hal = Hal::new(memory.clone(), HalConfig { map_register_pages: cfg.memory.map_register_pages, bus })
-            .context("memory.map_register_pages")?;
+        let timing = cfg.machine.timing.as_deref().and_then(hal::MachineTiming::preset);
+        let hal =
+            Hal::new(memory.clone(), HalConfig { map_register_pages: cfg.memory.map_register_pages, bus, timing })
+                .context("memory.map_register_pages")?;
         let mut adapters = Vec::new();
         let mut disks = Vec::new();
         for (i, a) in cfg.adapters.iter().enumerate() {

@@ -80,6 +80,10 @@ enum Command {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+        /// Also report the modelled machine's DMA throughput in virtual time: pc-at-8mhz, pc-at-6mhz or eisa-8mhz
+        /// (which also makes the machine EISA).
+        #[arg(long)]
+        timing: Option<String>,
     },
     /// Run the exercise workload with the trace on; write Chrome trace-event JSON and an SVG timeline.
     Trace {
@@ -174,9 +178,27 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             scsiport::serve::run(cfg)?;
             Ok(0)
         }
-        Command::Exercise { size, block, channel, passthrough, placement, workers, queue_depth, seed, json } => {
+        Command::Exercise {
+            size,
+            block,
+            channel,
+            passthrough,
+            placement,
+            workers,
+            queue_depth,
+            seed,
+            json,
+            timing,
+        } => {
             let blk = block.0 as usize;
             let mut cfg = Config::in_process(size, scsiport::exercise::memory_for(blk, workers));
+            let timing = timing.as_deref().map(scsiport::timing::preset).transpose()?;
+            if let Some(t) = timing {
+                cfg.machine.timing = Some(t.name.to_string());
+                if t.is_eisa() {
+                    cfg.machine.bus = scsiport::config::BusKind::Eisa;
+                }
+            }
             let a = &mut cfg.adapters[0];
             a.dma_channel = channel;
             a.queue_depth = queue_depth;
@@ -191,8 +213,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 progress: !json && std::io::stderr().is_terminal(),
             };
             let report = scsiport::exercise::run(&machine, &opts);
+            let (virtual_time, dma_bytes) = (machine.hal().virtual_time(), machine.hal().stats().dma_bytes);
             machine.shutdown();
-            let report = report?;
+            let mut report = report?;
+            if let Some(t) = timing {
+                report.timing = Some(scsiport::timing::report(t, dma_bytes, virtual_time.total)?);
+            }
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -217,6 +243,23 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     report.srbs, report.dma_ops, report.sub_transfers_per_srb, report.flushes, report.cancelled_maps,
                     report.bounced_bytes, report.map_register_waits, report.channel_waits, report.violations
                 );
+                if let Some(t) = &report.timing {
+                    println!(
+                        "modelled {}: the exercise's DMA took {:.3} s of virtual time, {:.0} KiB/s",
+                        t.preset, t.virtual_s, t.virtual_kib_per_s
+                    );
+                    for r in &t.modes {
+                        println!(
+                            "  {:>2}-bit {:<6} {:<10} {:>9.0} KiB/s ({} bytes in {:.6} s)",
+                            r.width_bits,
+                            r.mode,
+                            r.eisa_timing.unwrap_or(""),
+                            r.virtual_kib_per_s,
+                            r.bytes,
+                            r.virtual_s
+                        );
+                    }
+                }
             }
             Ok(if report.verified && report.violations == 0 { 0 } else { 2 })
         }
