@@ -7,7 +7,7 @@
 pub mod hw;
 pub mod miniport;
 
-pub use hw::{BusDevice, Hba, HbaCounters, HbaMonitor, HbaSettings, ScsiBus};
+pub use hw::{BusDevice, Hba, HbaCounters, HbaMonitor, HbaSettings, ScsiBus, ScsiTiming};
 pub use miniport::{
     hw_initialization_data, MiniportConfig, RefMiniport, DEFAULT_MAX_TRANSFER, DEFAULT_QUEUE_DEPTH, IOCTL_NEXUS_LOSS,
     IOCTL_SIGNATURE, SRB_IO_CONTROL_SIZE,
@@ -37,6 +37,8 @@ pub struct HbaConfig {
     pub queue_depth: u8,
     /// The card sits in an EISA machine (its miniport reports `Dma32BitAddresses`).
     pub eisa_dma: bool,
+    /// Virtual time for the card's SCSI bus phases (off when None).
+    pub scsi_timing: Option<ScsiTiming>,
     /// The bus: target ID (0–6) and the target at that ID.
     pub targets: Vec<(u8, Arc<scsi::Target>)>,
 }
@@ -52,6 +54,7 @@ impl Default for HbaConfig {
             application_dedicated: true,
             queue_depth: DEFAULT_QUEUE_DEPTH,
             eisa_dma: false,
+            scsi_timing: None,
             targets: Vec::new(),
         }
     }
@@ -106,7 +109,10 @@ impl HbaConfig {
                 )));
             }
         }
-        Ok(Hba::new(HbaSettings { io_base: self.io_base, irq: self.irq, dma_channel: self.dma_channel }, bus))
+        let mut hba =
+            Hba::new(HbaSettings { io_base: self.io_base, irq: self.irq, dma_channel: self.dma_channel }, bus);
+        hba.set_scsi_timing(self.scsi_timing);
+        Ok(hba)
     }
 
     /// The resources the machine gives the port (what it presets in the configuration).

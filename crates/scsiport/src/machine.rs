@@ -14,6 +14,8 @@ pub struct Machine {
     memory: Arc<SystemMemory>,
     hal: Arc<Hal>,
     adapters: Vec<(String, AdapterHandle)>,
+    /// The cards' counters (and SCSI-phase virtual time).
+    monitors: Vec<hba::HbaMonitor>,
     disks: Vec<(String, u8, u8, Arc<Disk>)>,
     trace: Option<Trace>,
 }
@@ -37,6 +39,7 @@ impl Machine {
             Hal::new(memory.clone(), HalConfig { map_register_pages: cfg.memory.map_register_pages, bus, timing })
                 .context("memory.map_register_pages")?;
         let mut adapters = Vec::new();
+        let mut monitors = Vec::new();
         let mut disks = Vec::new();
         for (i, a) in cfg.adapters.iter().enumerate() {
             let mut targets: Vec<(u8, Arc<Target>)> = Vec::new();
@@ -91,6 +94,7 @@ impl Machine {
                 application_dedicated: a.application_dedicated,
                 queue_depth: a.queue_depth,
                 eisa_dma: bus == SystemBus::Eisa,
+                scsi_timing: timing.map(|_| hba::ScsiTiming::SCSI2_5MB),
                 targets,
             };
             let options = AdapterOptions {
@@ -99,14 +103,27 @@ impl Machine {
                 trace: trace.clone(),
                 ..Default::default()
             };
-            let handle = hba::start_adapter(hal.clone(), hc, options).with_context(|| format!("adapter[{i}]"))?;
+            let hw = hc.build_hardware().with_context(|| format!("adapter[{i}]"))?;
+            monitors.push(hw.monitor());
+            let handle = hba::start_with_hardware(hal.clone(), hw, hc.miniport_config(), hc.resources(), options)
+                .with_context(|| format!("adapter[{i}]"))?;
             adapters.push((a.name.clone(), handle));
         }
-        Ok(Machine { memory, hal, adapters, disks, trace })
+        Ok(Machine { memory, hal, adapters, monitors, disks, trace })
     }
 
     pub fn memory(&self) -> &Arc<SystemMemory> {
         &self.memory
+    }
+
+    /// Virtual time the cards' SCSI bus phases took, in picoseconds (0 with timing off): all phases, and the data
+    /// phases' share.
+    pub fn scsi_virtual_picos(&self) -> (u64, u64) {
+        let data_ps = if self.hal.timing().is_some() { hba::ScsiTiming::SCSI2_5MB.data_byte_ps } else { 0 };
+        self.monitors
+            .iter()
+            .map(|m| m.counters())
+            .fold((0, 0), |(all, data), c| (all + c.scsi_virtual_ps, data + (c.bytes_in + c.bytes_out) * data_ps))
     }
 
     pub fn hal(&self) -> &Arc<Hal> {

@@ -213,11 +213,17 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 progress: !json && std::io::stderr().is_terminal(),
             };
             let report = scsiport::exercise::run(&machine, &opts);
-            let (virtual_time, dma_bytes) = (machine.hal().virtual_time(), machine.hal().stats().dma_bytes);
+            let (scsi_ps, scsi_data_ps) = machine.scsi_virtual_picos();
+            let measured = scsiport::timing::Measured {
+                dma_bytes: machine.hal().stats().dma_bytes,
+                dma_ps: machine.hal().virtual_time().total,
+                scsi_ps,
+                scsi_data_ps,
+            };
             machine.shutdown();
             let mut report = report?;
             if let Some(t) = timing {
-                report.timing = Some(scsiport::timing::report(t, dma_bytes, virtual_time.total)?);
+                report.timing = Some(scsiport::timing::report(t, measured)?);
             }
             if json {
                 println!("{}", serde_json::to_string(&report)?);
@@ -245,8 +251,14 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 );
                 if let Some(t) = &report.timing {
                     println!(
-                        "modelled {}: the exercise's DMA took {:.3} s of virtual time, {:.0} KiB/s",
-                        t.preset, t.virtual_s, t.virtual_kib_per_s
+                        "modelled {}: {:.3} s of virtual time, {:.0} KiB/s (DMA {:.3} s, {:.0} KiB/s; SCSI phases {:.3} s, data {:.3} s)",
+                        t.preset,
+                        t.virtual_s,
+                        t.virtual_kib_per_s,
+                        t.dma_virtual_s,
+                        t.dma_virtual_kib_per_s,
+                        t.scsi_virtual_s,
+                        t.scsi_data_virtual_s
                     );
                     for r in &t.modes {
                         println!(

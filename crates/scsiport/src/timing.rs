@@ -21,9 +21,17 @@ pub struct ModeRow {
 #[derive(Clone, Debug, Serialize)]
 pub struct TimingReport {
     pub preset: &'static str,
-    /// Virtual time the exercise's DMA transfers took, and its bytes over that time.
+    /// The modelled machine's time for the exercise's I/O, and the bytes moved over that time: the SCSI phases
+    /// outside the data phase, plus the data phase, whose pace the slower of the DMA and the SCSI bus sets (the
+    /// card's FIFO lets the two run together).
     pub virtual_s: f64,
     pub virtual_kib_per_s: f64,
+    /// Virtual time of the DMA transfers alone, and their rate.
+    pub dma_virtual_s: f64,
+    pub dma_virtual_kib_per_s: f64,
+    /// Virtual time of all SCSI bus phases, and of the data phases among them.
+    pub scsi_virtual_s: f64,
+    pub scsi_data_virtual_s: f64,
     pub modes: Vec<ModeRow>,
 }
 
@@ -127,14 +135,31 @@ pub fn mode_table(timing: MachineTiming) -> anyhow::Result<Vec<ModeRow>> {
     Ok(rows)
 }
 
-/// The report after an exercise on a machine built with `timing`: `dma_bytes` moved by the exercise's DMA in
-/// `virtual_picos` of virtual time.
-pub fn report(timing: MachineTiming, dma_bytes: u64, virtual_picos: u64) -> anyhow::Result<TimingReport> {
-    let virtual_s = virtual_picos as f64 / 1e12;
+/// The virtual time of an exercise, from its parts.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Measured {
+    /// Bytes the DMA moved, and the picoseconds it took.
+    pub dma_bytes: u64,
+    pub dma_ps: u64,
+    /// Picoseconds of all SCSI phases, and of the data phases among them.
+    pub scsi_ps: u64,
+    pub scsi_data_ps: u64,
+}
+
+/// The report after an exercise on a machine built with `timing`.
+pub fn report(timing: MachineTiming, m: Measured) -> anyhow::Result<TimingReport> {
+    let s = |ps: u64| ps as f64 / 1e12;
+    let rate = |secs: f64| if secs > 0.0 { m.dma_bytes as f64 / 1024.0 / secs } else { 0.0 };
+    let serial = m.scsi_ps.saturating_sub(m.scsi_data_ps);
+    let virtual_s = s(serial + m.dma_ps.max(m.scsi_data_ps));
     Ok(TimingReport {
         preset: timing.name,
         virtual_s,
-        virtual_kib_per_s: if virtual_s > 0.0 { dma_bytes as f64 / 1024.0 / virtual_s } else { 0.0 },
+        virtual_kib_per_s: rate(virtual_s),
+        dma_virtual_s: s(m.dma_ps),
+        dma_virtual_kib_per_s: rate(s(m.dma_ps)),
+        scsi_virtual_s: s(m.scsi_ps),
+        scsi_data_virtual_s: s(m.scsi_data_ps),
         modes: mode_table(timing)?,
     })
 }

@@ -25,8 +25,8 @@ fn pc_at_timing_reports_virtual_throughput_per_width_and_mode() {
     assert_eq!(t["preset"], "pc-at-8mhz");
     // The exercise ran on channel 5 in demand mode: 32 MiB of data (and the few bytes of the disk's INQUIRY and
     // READ CAPACITY) moved at the 16-bit demand rate.
-    let rate = t["virtual_kib_per_s"].as_f64().unwrap();
-    let secs = t["virtual_s"].as_f64().unwrap();
+    let rate = t["dma_virtual_kib_per_s"].as_f64().unwrap();
+    let secs = t["dma_virtual_s"].as_f64().unwrap();
     let kib = rate * secs;
     assert!((32768.0..32769.0).contains(&kib), "{kib} KiB: {t}");
     let modes = t["modes"].as_array().unwrap();
@@ -37,6 +37,13 @@ fn pc_at_timing_reports_virtual_throughput_per_width_and_mode() {
     for m in modes {
         assert!(m["virtual_s"].as_f64().unwrap() > 0.0 && m["virtual_kib_per_s"].as_f64().unwrap() > 0.0);
     }
+    // The SCSI bus (5 MB/s) outruns a 2 MB/s DMA channel: the data phase goes at the DMA's pace, and the
+    // selection, command and status phases of every SRB add to it.
+    let (scsi, scsi_data) = (t["scsi_virtual_s"].as_f64().unwrap(), t["scsi_data_virtual_s"].as_f64().unwrap());
+    assert!(scsi_data > 0.0 && scsi > scsi_data && scsi_data < secs, "{t}");
+    let total = t["virtual_s"].as_f64().unwrap();
+    assert!((total - (secs + scsi - scsi_data)).abs() < 1e-9, "{t}");
+    assert!(t["virtual_kib_per_s"].as_f64().unwrap() < rate);
 }
 
 #[test]

@@ -233,6 +233,11 @@ impl Hal {
         f(&mut bus.ctl, &self.mem)
     }
 
+    /// The timing preset virtual time runs on, if any.
+    pub fn timing(&self) -> Option<crate::MachineTiming> {
+        self.dma.lock().ctl.timing()
+    }
+
     /// The virtual time the DMA transfers so far would have taken (zero with timing off).
     pub fn virtual_time(&self) -> crate::VirtualTime {
         self.dma.lock().ctl.virtual_time()
