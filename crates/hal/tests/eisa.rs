@@ -61,6 +61,12 @@ fn extension_ports_exist_only_on_eisa() {
     }
     assert!(eisa.decodes(0x40B) && eisa.decodes(0x4D6));
     assert!(!isa.decodes(0x40B));
+    // The same answer without a controller at hand (the port driver's DMA-port check).
+    for p in [0x481, 0x4CE, 0x40B, 0x00, 0xD4, 0x8B] {
+        assert!(DmaController::is_eisa_dma_port(p), "{p:#x}");
+    }
+    assert!(!DmaController::is_dma_port(0x481));
+    assert!(!DmaController::is_eisa_dma_port(0x40A), "chaining registers are not decoded");
     let mut isa = isa;
     isa.io_write(0x481, 0x12);
     assert_eq!(isa.io_read(0x481), 0xFF, "open bus on a PC/AT");

@@ -384,6 +384,12 @@ impl DmaController {
         decode(port, false).is_some()
     }
 
+    /// Is `port` decoded by the DMA controllers of an EISA machine (the PC/AT ports and the
+    /// EISA extensions)?
+    pub fn is_eisa_dma_port(port: u16) -> bool {
+        decode(port, true).is_some()
+    }
+
     /// Is `port` decoded by this controller (with its EISA extensions, if any)?
     pub fn decodes(&self, port: u16) -> bool {
         decode(port, self.eisa).is_some()
