@@ -54,6 +54,7 @@ fn rig() -> Rig {
             demand_mode: true,
             auto_initialize: false,
             maximum_length: 0,
+            dma32_bit_addresses: false,
         })
         .expect("adapter");
     let buf = mem.alloc(LEN, Placement::Contiguous { below_16m: true, align: 128 << 10 }).expect("buffer");

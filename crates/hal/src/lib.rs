@@ -30,6 +30,7 @@
 //!     demand_mode: true,
 //!     auto_initialize: false,
 //!     maximum_length: 0,
+//!     dma32_bit_addresses: false,
 //! })?;
 //! // A buffer above 16 MiB: out of the controller's reach, so the map bounces.
 //! let buf = mem.alloc(8192, Placement::Above16M)?;
@@ -62,6 +63,7 @@
 
 mod access;
 mod adapter;
+mod clock;
 mod dma8237;
 mod error;
 mod frames;
@@ -69,7 +71,9 @@ mod memory;
 
 pub use adapter::{
     AdapterObject, ChannelGrant, DeviceDescription, Direction, DmaSpeed, DmaWidth, Hal, HalConfig, HalStats, MapInfo,
+    SystemBus,
 };
+pub use clock::{picos_to_duration, MachineTiming, Picos, VirtualTime};
 pub use dma8237::{ChannelState, DmaChannel, DmaController, DmaDevice, DmaMode, ServiceOutcome, TransferType};
 pub use error::HalError;
 pub use memory::{Buffer, Placement, RunMut, RunRef, SystemMemory};
@@ -80,6 +84,8 @@ pub const PAGE_SIZE: u64 = 4096;
 pub const DEFAULT_MEMORY_SIZE: u64 = 64 << 20;
 /// The reach of the PC/AT system DMA controller: 24 address bits.
 pub const ISA_DMA_LIMIT: u64 = 16 << 20;
+/// The reach of an EISA DMA channel programmed with its high page register: 32 bits.
+pub const EISA_DMA_LIMIT: u64 = 1 << 32;
 
 /// A physical (bus) address in system memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -249,15 +249,26 @@ fn single_all_and_clear_mask_and_master_clear() {
     let masked: Vec<bool> = (4..8).map(|n| c.channel_state(ch(n)).masked).collect();
     assert_eq!(masked, vec![false, true, false, true]);
 
-    // Master clear: all masked, flip-flop low, status and requests cleared.
+    // Master clear: all masked, flip-flop low, command, status and requests cleared.
+    let m = mem();
+    program(&mut c, 1, READ | DEMAND, 0, 0x100, 3);
+    assert!(c.service(ch(1), &m, &mut Dev::taking(4)).terminal_count);
+    assert!(c.channel_state(ch(1)).terminal_count, "a TC bit is set before the clear");
     c.io_write(p1.request, 0x04 | 1);
-    c.io_write(p1.addr, 0xAA);
+    c.io_write(p1.status, 0x04); // command: controller disabled
+    c.io_write(p1.addr, 0xAA); // byte pointer now on the high byte
     c.io_write(p1.master_clear, 0);
     assert!((0..4).all(|n| c.channel_state(ch(n)).masked));
     assert!(!c.channel_state(ch(1)).request);
+    assert!(!c.channel_state(ch(1)).terminal_count);
+    assert_eq!(c.io_read(p1.status), 0, "TC and request bits cleared");
     c.io_write(p1.addr, 0x11);
-    assert_eq!(c.channel_state(ch(1)).base_address & 0xFF, 0x11);
-    assert_eq!(c.io_read(p1.status), 0);
+    assert_eq!(c.channel_state(ch(1)).base_address & 0xFF, 0x11, "flip-flop back on the low byte");
+    // The command register was cleared: the controller is enabled again.
+    program(&mut c, 1, READ | DEMAND, 0, 0x100, 3);
+    assert_eq!(c.service(ch(1), &m, &mut Dev::taking(100)).bytes, 4);
+    // Controller 2 was not touched by controller 1's master clear.
+    assert!(!c.channel_state(ch(4)).masked);
 }
 
 #[test]
@@ -322,10 +333,30 @@ fn channel5_word_address_wraps_inside_its_128k_page_ignoring_page_bit0() {
 fn channel4_cascade_is_never_serviced() {
     let m = mem();
     let mut c = DmaController::new();
-    program(&mut c, 4, WRITE | DEMAND, 0x01, 0, 15);
+    // Channel 4 stays in the cascade mode the BIOS set; its address, page and count
+    // registers are loaded as if for a transfer, and it is unmasked.
+    let p = ports(4);
+    c.io_write(p.clear_ff, 0);
+    for b in [0x00, 0x00] {
+        c.io_write(p.addr, b);
+    }
+    c.io_write(p.page, 0x01);
+    for b in [0x0F, 0x00] {
+        c.io_write(p.count, b);
+    }
+    let s = c.channel_state(ch(4));
+    assert_eq!((s.mode, s.masked, s.base_count), (DmaMode::Cascade, false, 15));
     let mut d = Dev::supplying(pattern(16, 1));
     assert_eq!(c.service(ch(4), &m, &mut d).bytes, 0);
+    // Through the priority encoder too: a device on channel 4 asserting DREQ is never
+    // acknowledged, and its DREQ input cannot be driven (it is controller 1's HRQ).
+    let outs = c.service_all(&m, &mut [(ch(4), &mut d as &mut dyn DmaDevice)]);
+    assert_eq!(outs[0].bytes, 0);
+    assert_eq!(d.pos, 0, "the device supplied nothing");
     assert_eq!(phys(&m, 0x1_0000, 16), vec![0; 16]);
+    let s = c.channel_state(ch(4));
+    assert_eq!((s.current_address, s.current_count), (0, 15));
+    assert_eq!(c.io_read(0xD0) & 0x11, 0, "no TC and no request on channel 4");
 }
 
 #[test]
@@ -455,12 +486,27 @@ fn device_dropping_dreq_stops_the_transfer_mid_count() {
 fn sixteen_bit_channels_count_whole_words() {
     let m = mem();
     let mut c = DmaController::new();
-    program(&mut c, 6, WRITE | DEMAND, 0x0A, 0x0000, 9);
+    // Word address 0x0010 on page 0x0A is byte 0x0A_0020; count 9 is ten words.
+    program(&mut c, 6, WRITE | DEMAND, 0x0A, 0x0010, 9);
     let mut d = Dev::supplying(vec![1, 2, 3]);
     let out = c.service(ch(6), &m, &mut d);
     assert_eq!(out.bytes, 4, "a started word cycle completes");
     let s = c.channel_state(ch(6));
-    assert_eq!((s.current_address, s.current_count), (2, 7));
+    assert_eq!((s.current_address, s.current_count), (0x0012, 7), "address and count move in words");
+    // The second word's high byte had nothing driving it: the floating bus.
+    assert_eq!(phys(&m, 0x0A_0020, 6), vec![1, 2, 3, 0xFF, 0, 0]);
+    assert_eq!(phys(&m, 0x0A_0010, 16), vec![0; 16], "nothing below the word address");
+    // The other eight words land right after, twenty bytes in all.
+    let rest = pattern(16, 6);
+    let out = c.service(ch(6), &m, &mut Dev::supplying(rest.clone()));
+    assert_eq!(out, hal::ServiceOutcome { bytes: 16, terminal_count: true });
+    assert_eq!(phys(&m, 0x0A_0024, 16), rest);
+    assert_eq!(phys(&m, 0x0A_0034, 2), vec![0, 0]);
+    // Reading: ten words give the device twenty bytes in memory order.
+    program(&mut c, 6, READ | DEMAND, 0x0A, 0x0010, 9);
+    let mut d = Dev::taking(100);
+    assert_eq!(c.service(ch(6), &m, &mut d).bytes, 20);
+    assert_eq!(d.sink, phys(&m, 0x0A_0020, 20));
 }
 
 #[test]
@@ -517,4 +563,306 @@ fn port_write_log_records_in_order() {
         ]
     );
     assert!(c.take_port_writes().is_empty());
+}
+
+// ---- 8237A behaviour a program can observe (datasheet: status, request and command
+// registers, transfer modes, priority, verify) ----
+
+/// A device that holds DREQ up until it has handled `budget` bytes and logs, for every
+/// byte it handles, its channel number into a log shared with the other devices.
+struct Logged {
+    n: u8,
+    budget: usize,
+    log: std::rc::Rc<std::cell::RefCell<Vec<u8>>>,
+}
+
+impl DmaDevice for Logged {
+    fn dreq(&self) -> bool {
+        self.budget > 0
+    }
+    fn dma_write(&mut self, data: &[u8]) -> usize {
+        let k = data.len().min(self.budget);
+        self.budget -= k;
+        self.log.borrow_mut().extend(std::iter::repeat_n(self.n, k));
+        k
+    }
+    fn dma_read(&mut self, buf: &mut [u8]) -> usize {
+        let k = buf.len().min(self.budget);
+        buf[..k].fill(self.n);
+        self.budget -= k;
+        self.log.borrow_mut().extend(std::iter::repeat_n(self.n, k));
+        k
+    }
+}
+
+/// A device whose DREQ is held up and which has no data at all: any data strobe is a
+/// failure.
+struct NoData;
+
+impl DmaDevice for NoData {
+    fn dreq(&self) -> bool {
+        true
+    }
+    fn dma_write(&mut self, _: &[u8]) -> usize {
+        panic!("IOW strobed during a verify transfer")
+    }
+    fn dma_read(&mut self, _: &mut [u8]) -> usize {
+        panic!("IOR strobed during a verify transfer")
+    }
+}
+
+fn status(c: &mut DmaController, chip2: bool) -> u8 {
+    c.io_read(if chip2 { 0xD0 } else { 0x08 })
+}
+
+#[test]
+fn status_request_bits_show_hardware_dreq_live() {
+    let mut c = DmaController::new();
+    c.set_dreq(ch(1), true);
+    c.set_dreq(ch(6), true);
+    assert_eq!(status(&mut c, false) >> 4, 0b0010);
+    assert_eq!(status(&mut c, false) >> 4, 0b0010, "a status read does not clear request bits");
+    assert_eq!(status(&mut c, true) >> 4 & 0b1110, 0b0100);
+    assert!(c.channel_state(ch(1)).dreq);
+    c.set_dreq(ch(1), false);
+    assert_eq!(status(&mut c, false) >> 4, 0, "the bit follows the line down");
+    // The request register's bits show as well, and both together.
+    c.io_write(0x09, 0x04 | 3);
+    c.set_dreq(ch(0), true);
+    assert_eq!(status(&mut c, false) >> 4, 0b1001);
+}
+
+#[test]
+fn masked_channel_with_dreq_held_shows_the_request_and_moves_nothing() {
+    let m = mem();
+    let mut c = DmaController::new();
+    program(&mut c, 2, WRITE | DEMAND, 0x03, 0x0000, 15);
+    c.io_write(0x0A, 0x04 | 2);
+    let mut d = Dev::supplying(pattern(16, 2));
+    assert_eq!(c.service(ch(2), &m, &mut d).bytes, 0);
+    assert_eq!(d.pos, 0);
+    assert_eq!(status(&mut c, false), 0b0100_0000, "DREQ 2 requesting, no TC");
+    assert_eq!(phys(&m, 0x3_0000, 16), vec![0; 16]);
+    // Unmasked, the held request is served.
+    c.io_write(0x0A, 2);
+    assert_eq!(c.service(ch(2), &m, &mut d).bytes, 16);
+    assert_eq!(phys(&m, 0x3_0000, 16), pattern(16, 2));
+}
+
+#[test]
+fn channel_at_tc_with_dreq_still_up_shows_both_and_stays_masked() {
+    let m = mem();
+    let mut c = DmaController::new();
+    program(&mut c, 1, WRITE | DEMAND, 0x04, 0x0000, 3);
+    // The device has 100 bytes to give and keeps DREQ up after the channel's 4.
+    let mut d = Dev::supplying(pattern(100, 1));
+    assert_eq!(c.service(ch(1), &m, &mut d), hal::ServiceOutcome { bytes: 4, terminal_count: true });
+    assert!(d.dreq());
+    assert_eq!(status(&mut c, false), 0b0010_0010, "TC 1 and request 1");
+    assert_eq!(status(&mut c, false), 0b0010_0000, "TC cleared by the read, the request is live");
+    assert!(c.channel_state(ch(1)).masked);
+    assert_eq!(c.service(ch(1), &m, &mut d).bytes, 0);
+    assert_eq!(phys(&m, 0x4_0000, 5), [&pattern(4, 1)[..], &[0]].concat());
+}
+
+#[test]
+fn controller1_requests_show_as_channel4_on_controller2() {
+    let m = mem();
+    let mut c = DmaController::new();
+    program(&mut c, 3, READ | DEMAND, 0, 0, 7);
+    c.set_dreq(ch(3), true);
+    assert_eq!(status(&mut c, true) >> 4 & 1, 1, "controller 1's HRQ is channel 4's DREQ");
+    assert_eq!(c.next_channel(), Some(ch(3)));
+    // Masked on controller 1, the DREQ still shows there but raises no HRQ.
+    c.io_write(0x0A, 0x04 | 3);
+    assert_eq!(status(&mut c, false) >> 4, 0b1000);
+    assert_eq!(status(&mut c, true) >> 4 & 1, 0);
+    assert_eq!(c.next_channel(), None);
+    // A software request (block mode) raises HRQ even on the masked channel.
+    program(&mut c, 0, BLOCK | VERIFY, 0, 0, 7);
+    c.io_write(0x0A, 0x04);
+    c.io_write(0x09, 0x04);
+    assert_eq!(status(&mut c, true) >> 4 & 1, 1);
+    assert_eq!(c.next_channel(), Some(ch(0)));
+    let outs = c.service_all(&m, &mut []);
+    assert!(outs.is_empty());
+}
+
+#[test]
+fn block_mode_runs_to_tc_after_dreq_drops_demand_mode_stops_and_resumes() {
+    let m = mem();
+    let mut c = DmaController::new();
+    // Block: the device supplies 4 bytes then drops DREQ; the channel runs on to TC and
+    // the last 12 cycles write the floating bus.
+    program(&mut c, 1, WRITE | BLOCK, 0x05, 0x0000, 15);
+    let data = pattern(4, 9);
+    let out = c.service(ch(1), &m, &mut Dev::supplying(data.clone()));
+    assert_eq!(out, hal::ServiceOutcome { bytes: 16, terminal_count: true });
+    assert_eq!(phys(&m, 0x5_0000, 16), [&data[..], &[0xFF; 12]].concat());
+    assert_eq!(c.channel_state(ch(1)).current_count, 0xFFFF);
+
+    // Demand: the same device stops the transfer after 4; registers hold; it resumes.
+    program(&mut c, 1, WRITE | DEMAND, 0x06, 0x0000, 15);
+    let out = c.service(ch(1), &m, &mut Dev::supplying(data.clone()));
+    assert_eq!(out, hal::ServiceOutcome { bytes: 4, terminal_count: false });
+    let s = c.channel_state(ch(1));
+    assert_eq!((s.current_address, s.current_count, s.masked), (4, 11, false));
+    assert_eq!(status(&mut c, false) >> 4 & 0b10, 0, "DREQ down: no request");
+    let more = pattern(12, 3);
+    let out = c.service(ch(1), &m, &mut Dev::supplying(more.clone()));
+    assert_eq!(out, hal::ServiceOutcome { bytes: 12, terminal_count: true });
+    assert_eq!(phys(&m, 0x6_0000, 16), [&data[..], &more[..]].concat());
+}
+
+#[test]
+fn software_request_runs_on_a_masked_channel_in_block_mode() {
+    let m = mem();
+    let mut c = DmaController::new();
+    m.write_phys(PhysAddr(0x7_0000), &pattern(8, 4)).unwrap();
+    program(&mut c, 2, READ | BLOCK, 0x07, 0x0000, 7);
+    c.io_write(0x0F, 0x0F); // all masked
+    c.io_write(0x09, 0x04 | 2);
+    assert_eq!(status(&mut c, false) >> 4, 0b0100);
+    // The device never raises DREQ but answers its DACK.
+    let mut d = Dev::taking(100);
+    d.budget = 100;
+    struct Deaf(Dev);
+    impl DmaDevice for Deaf {
+        fn dreq(&self) -> bool {
+            false
+        }
+        fn dma_write(&mut self, data: &[u8]) -> usize {
+            self.0.dma_write(data)
+        }
+        fn dma_read(&mut self, buf: &mut [u8]) -> usize {
+            self.0.dma_read(buf)
+        }
+    }
+    let mut deaf = Deaf(d);
+    let out = c.service(ch(2), &m, &mut deaf);
+    assert_eq!(out, hal::ServiceOutcome { bytes: 8, terminal_count: true });
+    assert_eq!(deaf.0.sink, pattern(8, 4));
+    assert_eq!(status(&mut c, false), 0b0000_0100, "TC 2, the request bit cleared at TC");
+    // In demand mode the same request does nothing (datasheet: block mode only).
+    program(&mut c, 2, READ | DEMAND, 0x07, 0x0000, 7);
+    c.io_write(0x09, 0x04 | 2);
+    assert_eq!(c.service(ch(2), &m, &mut deaf).bytes, 0);
+}
+
+fn logged(n: u8, budget: usize, log: &std::rc::Rc<std::cell::RefCell<Vec<u8>>>) -> Logged {
+    Logged { n, budget, log: log.clone() }
+}
+
+#[test]
+fn fixed_priority_serves_channel_0_first_and_controller1_through_channel4() {
+    let m = mem();
+    let mut c = DmaController::new();
+    for n in [5, 3, 1] {
+        program(&mut c, n, WRITE | DEMAND, 0x10 + n, 0, 3);
+    }
+    let log = Default::default();
+    let (mut d5, mut d3, mut d1) = (logged(5, 8, &log), logged(3, 4, &log), logged(1, 4, &log));
+    assert_eq!(c.next_channel(), None);
+    let outs = c.service_all(&m, &mut [(ch(5), &mut d5), (ch(3), &mut d3), (ch(1), &mut d1)]);
+    assert!(outs.iter().all(|o| o.terminal_count));
+    // Channel 4 (controller 1) outranks 5 on controller 2; 1 outranks 3 on controller 1.
+    let order: Vec<u8> = log.borrow().iter().copied().collect();
+    assert_eq!(order, [vec![1; 4], vec![3; 4], vec![5; 8]].concat());
+    assert_eq!(phys(&m, 0x11_0000, 4), vec![1; 4]);
+    // Page 0x15 on a word channel: bit 0 ignored, the words land at 0x14_0000.
+    assert_eq!(phys(&m, 0x14_0000, 8), vec![5; 8]);
+}
+
+#[test]
+fn single_mode_gives_the_bus_back_after_each_cycle() {
+    let m = mem();
+    let run = |mode: u8, command: u8| {
+        let mut c = DmaController::new();
+        c.io_write(0x08, command);
+        for n in [1, 2] {
+            program(&mut c, n, WRITE | mode, 0x20 + n, 0, 2);
+        }
+        let log = Default::default();
+        let (mut a, mut b) = (logged(1, 3, &log), logged(2, 3, &log));
+        c.service_all(&m, &mut [(ch(2), &mut b), (ch(1), &mut a)]);
+        let v: Vec<u8> = log.borrow().clone();
+        v
+    };
+    // Rotating priority: the channel just served drops to the lowest, so single-mode
+    // channels alternate; demand mode keeps the bus until DREQ drops or TC.
+    assert_eq!(run(SINGLE, 0x10), vec![1, 2, 1, 2, 1, 2]);
+    assert_eq!(run(DEMAND, 0x10), vec![1, 1, 1, 2, 2, 2]);
+    assert_eq!(run(BLOCK, 0x10), vec![1, 1, 1, 2, 2, 2]);
+    // Fixed priority: channel 1 wins every re-arbitration while it requests.
+    assert_eq!(run(SINGLE, 0x00), vec![1, 1, 1, 2, 2, 2]);
+}
+
+#[test]
+fn rotating_priority_starts_after_the_channel_served_last() {
+    let m = mem();
+    let mut c = DmaController::new();
+    c.io_write(0x08, 0x10);
+    for n in 0..4 {
+        program(&mut c, n, WRITE | DEMAND, 0x30 + n, 0, 0);
+    }
+    // Serve channel 2 alone; it becomes the lowest: 3, 0, 1, 2 is the new order.
+    c.service(ch(2), &m, &mut Dev::supplying(vec![9]));
+    program(&mut c, 2, WRITE | DEMAND, 0x32, 0, 0);
+    let log = Default::default();
+    let mut ds: Vec<Logged> = (0..4).map(|n| logged(n, 1, &log)).collect();
+    let mut list: Vec<(DmaChannel, &mut dyn DmaDevice)> =
+        ds.iter_mut().enumerate().map(|(n, d)| (ch(n as u8), d as &mut dyn DmaDevice)).collect();
+    c.service_all(&m, &mut list);
+    assert_eq!(*log.borrow(), vec![3, 0, 1, 2]);
+}
+
+#[test]
+fn dreq_sense_active_low_turns_idle_lines_into_requests() {
+    let mut c = DmaController::new();
+    c.io_write(0x08, 0x40);
+    c.set_dreq(ch(1), true);
+    assert_eq!(status(&mut c, false) >> 4, 0b1101, "every channel whose line is low requests");
+    c.io_write(0x08, 0x00);
+    assert_eq!(status(&mut c, false) >> 4, 0b0010);
+}
+
+#[test]
+fn dack_active_high_runs_cycles_the_device_never_sees() {
+    let m = mem();
+    let mut c = DmaController::new();
+    c.io_write(0x08, 0x80);
+    program(&mut c, 1, WRITE | DEMAND, 0x08, 0x0000, 7);
+    let mut d = Dev::supplying(pattern(8, 1));
+    let out = c.service(ch(1), &m, &mut d);
+    assert_eq!(out, hal::ServiceOutcome { bytes: 8, terminal_count: true });
+    assert_eq!(d.pos, 0, "no acknowledge reached the device");
+    assert_eq!(phys(&m, 0x8_0000, 8), vec![0xFF; 8]);
+}
+
+#[test]
+fn verify_moves_no_data_and_needs_none_from_the_device() {
+    let m = mem();
+    let mut c = DmaController::new();
+    m.write_phys(PhysAddr(0x9_0000), &pattern(32, 5)).unwrap();
+    for mode in [DEMAND, SINGLE, BLOCK] {
+        program(&mut c, 1, VERIFY | mode, 0x09, 0x0000, 31);
+        let out = c.service(ch(1), &m, &mut NoData);
+        assert_eq!(out, hal::ServiceOutcome { bytes: 32, terminal_count: true }, "mode {mode:#x}");
+        assert_eq!(phys(&m, 0x9_0000, 32), pattern(32, 5));
+        let s = c.channel_state(ch(1));
+        assert_eq!((s.current_address, s.current_count), (32, 0xFFFF));
+    }
+}
+
+#[test]
+fn compressed_timing_and_extended_write_leave_transfers_unchanged() {
+    let m = mem();
+    for command in [0x08, 0x20] {
+        let mut c = DmaController::new();
+        c.io_write(0x08, command);
+        program(&mut c, 1, WRITE | DEMAND, 0x0B, 0x0000, 7);
+        let out = c.service(ch(1), &m, &mut Dev::supplying(pattern(8, command)));
+        assert_eq!(out.bytes, 8);
+        assert_eq!(phys(&m, 0xB_0000, 8), pattern(8, command));
+    }
 }

@@ -8,7 +8,7 @@ pub mod hw;
 pub mod miniport;
 pub mod regs;
 
-pub use hw::{BusDevice, Hba, HbaCounters, HbaMonitor, HbaSettings, ScsiBus};
+pub use hw::{BusDevice, Hba, HbaCounters, HbaMonitor, HbaSettings, ScsiBus, ScsiTiming};
 pub use miniport::{
     hw_initialization_data, MiniportConfig, RefMiniport, DEFAULT_MAX_TRANSFER, DEFAULT_QUEUE_DEPTH, IOCTL_NEXUS_LOSS,
     IOCTL_SIGNATURE, SRB_IO_CONTROL_SIZE,
@@ -36,6 +36,10 @@ pub struct HbaConfig {
     pub application_dedicated: bool,
     /// Tagged commands outstanding per logical unit; 1 turns tagged queuing off.
     pub queue_depth: u8,
+    /// The card sits in an EISA machine (its miniport reports `Dma32BitAddresses`).
+    pub eisa_dma: bool,
+    /// Virtual time for the card's SCSI bus phases (off when None).
+    pub scsi_timing: Option<ScsiTiming>,
     /// The bus: target ID (0–6) and the target at that ID.
     pub targets: Vec<(u8, Arc<scsi::Target>)>,
 }
@@ -50,6 +54,8 @@ impl Default for HbaConfig {
             demand_mode: true,
             application_dedicated: true,
             queue_depth: DEFAULT_QUEUE_DEPTH,
+            eisa_dma: false,
+            scsi_timing: None,
             targets: Vec::new(),
         }
     }
@@ -63,6 +69,7 @@ impl HbaConfig {
             demand_mode: self.demand_mode,
             application_dedicated: self.application_dedicated,
             queue_depth: self.queue_depth,
+            eisa_dma: self.eisa_dma,
         }
     }
 
@@ -103,7 +110,10 @@ impl HbaConfig {
                 return Err(setting(format!("target ID {id} is not on the bus: targets are 0-6, the adapter is ID 7")));
             }
         }
-        Ok(Hba::new(HbaSettings { io_base: self.io_base, irq: self.irq, dma_channel: self.dma_channel }, bus))
+        let mut hba =
+            Hba::new(HbaSettings { io_base: self.io_base, irq: self.irq, dma_channel: self.dma_channel }, bus);
+        hba.set_scsi_timing(self.scsi_timing);
+        Ok(hba)
     }
 
     /// The resources the machine gives the port (what it presets in the configuration).

@@ -5,7 +5,7 @@ mod common;
 
 use common::machine::{Machine, LU0};
 use common::*;
-use hal::Placement;
+use hal::{Placement, SystemBus};
 use port::{scsi_status, Srb, SrbFlags, SrbStatus};
 
 fn write_read_round_trip(channel: u8, placement: Placement, lba: u32, len: usize, seed: u64) {
@@ -14,7 +14,20 @@ fn write_read_round_trip(channel: u8, placement: Placement, lba: u32, len: usize
 
 /// The same with buffers starting `page_offset` bytes into their first page (a 64 KiB SRB then spans 17 pages).
 fn round_trip_at(channel: u8, placement: Placement, page_offset: usize, lba: u32, len: usize, seed: u64) {
-    let m = Machine::new(channel, 4096);
+    round_trip_on(SystemBus::Isa, channel, placement, page_offset, lba, len, seed);
+}
+
+/// The round trip on a given system bus; returns the machine for further checks.
+fn round_trip_on(
+    bus: SystemBus,
+    channel: u8,
+    placement: Placement,
+    page_offset: usize,
+    lba: u32,
+    len: usize,
+    seed: u64,
+) -> Machine {
+    let m = Machine::on(bus, hba::HbaConfig { dma_channel: channel, ..hba::HbaConfig::default() }, 4096);
     let alloc = |p: Placement| m.mem.alloc_at(len, page_offset, p).expect("buffer");
     let out = alloc(placement.clone());
     let data = pattern(len, seed);
@@ -42,6 +55,7 @@ fn round_trip_at(channel: u8, placement: Placement, page_offset: usize, lba: u32
     assert_eq!(stats.cancelled_maps, 0);
     assert_eq!(stats.dma_bytes, 2 * len as u64);
     m.assert_no_violations();
+    m
 }
 
 #[test]
@@ -196,4 +210,54 @@ fn odd_length_inquiry_on_a_16_bit_channel() {
     let mut got = vec![0u8; 37];
     buf.read(0, &mut got).expect("read");
     assert_eq!(got, data);
+}
+
+/// The same data path on an EISA machine: the controller reaches all of system memory through its high page
+/// registers and its address counter runs across 64 KiB pages, so a physically contiguous buffer never bounces,
+/// above 16 MiB or not; only physically scattered pages still need the map registers (system DMA has no
+/// scatter/gather).
+mod eisa {
+    use super::*;
+
+    fn round_trip(channel: u8, placement: Placement, page_offset: usize, len: usize, seed: u64) -> Machine {
+        round_trip_on(SystemBus::Eisa, channel, placement, page_offset, 0, len, seed)
+    }
+
+    #[test]
+    fn channel5_64k_round_trip_above_16m_without_bounce() {
+        let m = round_trip(5, Placement::Above16M, 0, 64 << 10, 11);
+        let s = m.hal.stats();
+        assert_eq!((s.maps, s.bounced_maps, s.bounced_bytes), (2, 0, 0), "{s:?}");
+    }
+
+    #[test]
+    fn channel1_64k_round_trip_above_16m_across_a_dma_page_without_bounce() {
+        // 4095 bytes into a page: the 64 KiB run crosses a 64 KiB boundary, which a PC/AT 8237 cannot.
+        let m = round_trip(1, Placement::Above16M, 4095, 64 << 10, 12);
+        assert_eq!(m.hal.stats().bounced_maps, 0);
+    }
+
+    #[test]
+    fn channel6_single_block_above_16m_without_bounce() {
+        let m = round_trip(6, Placement::Above16M, 512, 512, 13);
+        assert_eq!(m.hal.stats().bounced_maps, 0);
+    }
+
+    #[test]
+    fn channel5_scattered_pages_still_bounce() {
+        let m = round_trip(5, Placement::Scattered { seed: 7 }, 0, 64 << 10, 14);
+        assert_eq!(m.hal.stats().bounced_maps, 2);
+    }
+
+    #[test]
+    fn channel1_contiguous_low_round_trip() {
+        let m = round_trip(1, Placement::Contiguous { below_16m: true, align: 64 << 10 }, 7, 32 << 10, 15);
+        assert_eq!(m.hal.stats().bounced_maps, 0);
+    }
+
+    #[test]
+    fn the_same_buffers_bounce_on_a_pc_at() {
+        let m = round_trip_on(SystemBus::Isa, 5, Placement::Above16M, 0, 0, 64 << 10, 16);
+        assert_eq!(m.hal.stats().bounced_maps, 2);
+    }
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    pub machine: MachineConfig,
     pub memory: MemoryConfig,
     pub verifier: VerifierConfig,
     pub trace: TraceConfig,
@@ -24,6 +25,25 @@ pub struct Config {
     pub nbd_exports: Vec<crate::frontends_config::NbdExportConfig>,
     pub control: crate::frontends_config::ControlConfig,
     pub metrics: crate::frontends_config::MetricsConfig,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MachineConfig {
+    /// The system bus, which decides the system DMA controller.
+    pub bus: BusKind,
+    /// Virtual time for DMA: a `hal::MachineTiming` preset name; off when absent.
+    pub timing: Option<String>,
+}
+
+/// `[machine] bus`: a PC/AT (ISA, the 8237 pair with 24-bit addresses) or an EISA machine
+/// (the EISA system component's DMA with 32-bit addresses).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    #[default]
+    Isa,
+    Eisa,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -148,6 +168,7 @@ pub struct IscsiConfig {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            machine: MachineConfig::default(),
             memory: MemoryConfig::default(),
             verifier: VerifierConfig::default(),
             trace: TraceConfig::default(),
@@ -327,6 +348,15 @@ impl Config {
                 format!("{} must be a multiple of 4 KiB between 16 MiB and 4 GiB", self.memory.size),
             ));
         }
+        if let Some(t) = &self.machine.timing {
+            let Some(preset) = hal::MachineTiming::preset(t) else {
+                let names: Vec<&str> = hal::MachineTiming::PRESETS.iter().map(|p| p.name).collect();
+                return Err(err("machine.timing", format!("'{t}' is not one of {}", names.join(", "))));
+            };
+            if preset.is_eisa() != (self.machine.bus == BusKind::Eisa) {
+                return Err(err("machine.timing", format!("'{t}' does not match machine.bus")));
+            }
+        }
         if self.memory.map_register_pages < 17 || self.memory.map_register_pages > 2048 {
             return Err(err("memory.map_register_pages", "must be between 17 and 2048"));
         }
@@ -483,6 +513,15 @@ mod tests {
         assert_eq!(c.nbd.listen.to_string(), "127.0.0.1:10809");
         assert_eq!(c.iscsi.listen.to_string(), "127.0.0.1:3260");
         assert_eq!(c.iscsi.target, "iqn.2026-11.io.scsiport:default");
+    }
+
+    #[test]
+    fn machine_bus_is_isa_by_default_and_takes_eisa() {
+        assert_eq!(Config::default().machine.bus, BusKind::Isa);
+        let c = Config::from_toml("[machine]\nbus = \"eisa\"\n").unwrap();
+        assert_eq!(c.machine.bus, BusKind::Eisa);
+        let e = Config::from_toml("[machine]\nbus = \"mca\"\n").unwrap_err();
+        assert_eq!(e.field, "machine.bus");
     }
 
     #[test]

@@ -65,6 +65,9 @@ pub struct ExerciseReport {
     pub seconds: f64,
     pub passthrough: bool,
     pub channel: Option<u8>,
+    /// With `--timing`: the modelled machine's DMA throughput.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timing: Option<crate::timing::TimingReport>,
 }
 
 /// The pattern: each 8-byte word names its own disk offset, mixed with the seed, so a misplaced or stale block shows.
@@ -237,6 +240,7 @@ pub fn run(machine: &Machine, opts: &ExerciseOptions) -> anyhow::Result<Exercise
         seconds: phase_secs[0] + phase_secs[1],
         passthrough: opts.passthrough,
         channel: adapter.capabilities().dma_channel,
+        timing: None,
     })
 }
 

@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod ops;
 pub mod serve;
 pub mod size;
+pub mod timing;

@@ -1,10 +1,10 @@
 //! The modelled machine: physical memory, the HAL with its 8237 pair, the host adapters with their miniports, the
 //! SCSI buses and their disks.
 
-use crate::config::{BackendKind, Config, HbaKind};
+use crate::config::{BackendKind, BusKind, Config, HbaKind};
 use anyhow::{bail, Context};
 use class::DiskClass;
-use hal::{Hal, HalConfig, SystemMemory};
+use hal::{Hal, HalConfig, SystemBus, SystemMemory};
 use port::{AdapterHandle, AdapterOptions, LuAddress, Trace};
 use scsi::{Backend, Disk, FileBackend, FileOptions, RamBackend, Target};
 use std::sync::Arc;
@@ -14,6 +14,8 @@ pub struct Machine {
     memory: Arc<SystemMemory>,
     hal: Arc<Hal>,
     adapters: Vec<(String, AdapterHandle)>,
+    /// The cards' counters (and SCSI-phase virtual time).
+    monitors: Vec<hba::HbaMonitor>,
     disks: Vec<(String, u8, u8, Arc<Disk>)>,
     trace: Option<Trace>,
 }
@@ -28,9 +30,16 @@ impl Machine {
     pub fn build_with_trace(cfg: &Config, trace: Option<Trace>) -> anyhow::Result<Machine> {
         cfg.validate()?;
         let memory = SystemMemory::new(cfg.memory.size.0).context("memory.size")?;
-        let hal = Hal::new(memory.clone(), HalConfig { map_register_pages: cfg.memory.map_register_pages })
-            .context("memory.map_register_pages")?;
+        let bus = match cfg.machine.bus {
+            BusKind::Isa => SystemBus::Isa,
+            BusKind::Eisa => SystemBus::Eisa,
+        };
+        let timing = cfg.machine.timing.as_deref().and_then(hal::MachineTiming::preset);
+        let hal =
+            Hal::new(memory.clone(), HalConfig { map_register_pages: cfg.memory.map_register_pages, bus, timing })
+                .context("memory.map_register_pages")?;
         let mut adapters = Vec::new();
+        let mut monitors = Vec::new();
         let mut disks = Vec::new();
         for (i, a) in cfg.adapters.iter().enumerate() {
             let mut targets: Vec<(u8, Arc<Target>)> = Vec::new();
@@ -94,6 +103,8 @@ impl Machine {
                 demand_mode: a.demand_mode,
                 application_dedicated: a.application_dedicated,
                 queue_depth: a.queue_depth,
+                eisa_dma: bus == SystemBus::Eisa,
+                scsi_timing: timing.map(|_| hba::ScsiTiming::SCSI2_5MB),
                 targets,
             };
             let options = AdapterOptions {
@@ -112,10 +123,14 @@ impl Machine {
             };
             let handle = match (a.kind, miniport) {
                 (HbaKind::Reference, None) => {
-                    hba::start_adapter(hal.clone(), hc, options).with_context(|| format!("adapter[{i}]"))?
+                    let hw = hc.build_hardware().with_context(|| format!("adapter[{i}]"))?;
+                    monitors.push(hw.monitor());
+                    hba::start_with_hardware(hal.clone(), hw, hc.miniport_config(), hc.resources(), options)
+                        .with_context(|| format!("adapter[{i}]"))?
                 }
                 (HbaKind::Reference, Some(miniport)) => {
                     let hw = hc.build_hardware().with_context(|| format!("adapter[{i}]"))?;
+                    monitors.push(hw.monitor());
                     miniport_c::start(&miniport, hal.clone(), Box::new(hw), hc.resources(), options)
                         .with_context(|| format!("adapter[{i}].miniport"))?
                 }
@@ -137,11 +152,21 @@ impl Machine {
             };
             adapters.push((a.name.clone(), handle));
         }
-        Ok(Machine { memory, hal, adapters, disks, trace })
+        Ok(Machine { memory, hal, adapters, monitors, disks, trace })
     }
 
     pub fn memory(&self) -> &Arc<SystemMemory> {
         &self.memory
+    }
+
+    /// Virtual time the cards' SCSI bus phases took, in picoseconds (0 with timing off): all phases, and the data
+    /// phases' share.
+    pub fn scsi_virtual_picos(&self) -> (u64, u64) {
+        let data_ps = if self.hal.timing().is_some() { hba::ScsiTiming::SCSI2_5MB.data_byte_ps } else { 0 };
+        self.monitors
+            .iter()
+            .map(|m| m.counters())
+            .fold((0, 0), |(all, data), c| (all + c.scsi_virtual_ps, data + (c.bytes_in + c.bytes_out) * data_ps))
     }
 
     pub fn hal(&self) -> &Arc<Hal> {

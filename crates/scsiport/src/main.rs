@@ -101,6 +101,10 @@ enum Command {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+        /// Also report the modelled machine's DMA throughput in virtual time: pc-at-8mhz, pc-at-6mhz or eisa-8mhz
+        /// (which also makes the machine EISA).
+        #[arg(long)]
+        timing: Option<String>,
     },
     /// Run the exercise workload with the trace on; write Chrome trace-event JSON and an SVG timeline.
     Trace {
@@ -225,9 +229,17 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             hba,
             miniport,
             json,
+            timing,
         } => {
             let blk = block.0 as usize;
             let mut cfg = Config::in_process(size, scsiport::exercise::memory_for(blk, workers));
+            let timing = timing.as_deref().map(scsiport::timing::preset).transpose()?;
+            if let Some(t) = timing {
+                cfg.machine.timing = Some(t.name.to_string());
+                if t.is_eisa() {
+                    cfg.machine.bus = scsiport::config::BusKind::Eisa;
+                }
+            }
             let a = &mut cfg.adapters[0];
             a.dma_channel = channel;
             a.queue_depth = queue_depth;
@@ -245,12 +257,22 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             let report = scsiport::exercise::run(&machine, &opts);
             let violations: Vec<port::Violation> = machine.adapters().flat_map(|a| a.violations()).collect();
+            let (scsi_ps, scsi_data_ps) = machine.scsi_virtual_picos();
+            let measured = scsiport::timing::Measured {
+                dma_bytes: machine.hal().stats().dma_bytes,
+                dma_ps: machine.hal().virtual_time().total,
+                scsi_ps,
+                scsi_data_ps,
+            };
             machine.shutdown();
             // What the verifier found names the miniport's mistake, whether or not the workload got through.
             for v in &violations {
                 eprintln!("scsiport: verifier: {v}");
             }
-            let report = report?;
+            let mut report = report?;
+            if let Some(t) = timing {
+                report.timing = Some(scsiport::timing::report(t, measured)?);
+            }
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -275,6 +297,29 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     report.srbs, report.dma_ops, report.sub_transfers_per_srb, report.flushes, report.cancelled_maps,
                     report.bounced_bytes, report.map_register_waits, report.channel_waits, report.violations
                 );
+                if let Some(t) = &report.timing {
+                    println!(
+                        "modelled {}: {:.3} s of virtual time, {:.0} KiB/s (DMA {:.3} s, {:.0} KiB/s; SCSI phases {:.3} s, data {:.3} s)",
+                        t.preset,
+                        t.virtual_s,
+                        t.virtual_kib_per_s,
+                        t.dma_virtual_s,
+                        t.dma_virtual_kib_per_s,
+                        t.scsi_virtual_s,
+                        t.scsi_data_virtual_s
+                    );
+                    for r in &t.modes {
+                        println!(
+                            "  {:>2}-bit {:<6} {:<10} {:>9.0} KiB/s ({} bytes in {:.6} s)",
+                            r.width_bits,
+                            r.mode,
+                            r.eisa_timing.unwrap_or(""),
+                            r.virtual_kib_per_s,
+                            r.bytes,
+                            r.virtual_s
+                        );
+                    }
+                }
             }
             Ok(if report.verified && report.violations == 0 { 0 } else { 2 })
         }

@@ -176,3 +176,24 @@ fn class_requests_go_tagged_when_adapter_and_disk_both_queue() {
         m.shutdown();
     }
 }
+
+#[test]
+fn on_an_eisa_machine_buffers_above_16m_move_without_bounce() {
+    let mut cfg = config(5, 8 << 20);
+    cfg.machine.bus = scsiport::config::BusKind::Eisa;
+    let m = Machine::build(&cfg).expect("machine builds");
+    let disk = m.open_first_disk().unwrap();
+    let len = 256 << 10;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0xE15A);
+    let out = m.memory().alloc(len, Placement::Above16M).unwrap();
+    let data = fill_random(&out, len, &mut rng);
+    disk.write(8, &out, 0, len, false).unwrap();
+    let back = m.memory().alloc(len, Placement::Above16M).unwrap();
+    disk.read(8, &back, 0, len).unwrap();
+    let mut got = vec![0u8; len];
+    back.read(0, &mut got).unwrap();
+    assert!(got == data, "data differs after an EISA round trip");
+    let s = m.hal().stats();
+    assert!(s.maps >= 2 * pieces(len, disk.limits().maximum_transfer_length as usize));
+    assert_eq!((s.bounced_maps, s.bounced_bytes), (0, 0), "{s:?}");
+}

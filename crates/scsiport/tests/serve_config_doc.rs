@@ -19,6 +19,8 @@ fn doc_example() -> String {
 #[test]
 fn the_documented_example_parses_with_every_section() {
     let cfg = Config::from_toml(&doc_example()).expect("the example is valid");
+    assert_eq!(cfg.machine.bus, scsiport::config::BusKind::Isa);
+    assert_eq!(cfg.machine.timing.as_deref(), Some("pc-at-8mhz"));
     assert_eq!(cfg.memory.size.0, 512 << 20);
     assert_eq!(cfg.adapters.len(), 2);
     assert_eq!(cfg.adapters[0].disks.len(), 2);

@@ -27,8 +27,9 @@ pub enum DmaWidth {
     Bits32,
 }
 
-/// `DmaSpeed` of a DEVICE_DESCRIPTION. The PC/AT controller runs compatible timing; the
-/// EISA types are accepted and have no effect on this model.
+/// `DmaSpeed` of a DEVICE_DESCRIPTION. On an EISA machine it selects the extended mode
+/// register's timing type (compatible, A, B, C = burst); the PC/AT controller runs
+/// compatible timing whatever is asked. Type F is not an EISA timing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DmaSpeed {
     Compatible,
@@ -56,6 +57,21 @@ pub struct DeviceDescription {
     pub auto_initialize: bool,
     /// 0 = 64 KiB (the ISA default).
     pub maximum_length: u32,
+    /// `Dma32BitAddresses`: the device drives 32 address lines. On an EISA machine the
+    /// HAL then programs the high page register and the channel reaches all of system
+    /// memory; on a PC/AT the 8237's 24 bits bound it whatever this says.
+    pub dma32_bit_addresses: bool,
+}
+
+/// The system bus of the modelled machine, which decides the DMA controller.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SystemBus {
+    /// PC/AT: the 8237 pair with 74LS612 page registers, 24-bit addresses.
+    #[default]
+    Isa,
+    /// EISA: the 8237-compatible pair of the EISA system component with its high page,
+    /// count high byte and extended mode registers (`docs/dma.md`, "EISA").
+    Eisa,
 }
 
 /// HAL set-up.
@@ -63,11 +79,14 @@ pub struct DeviceDescription {
 pub struct HalConfig {
     /// Size of the bounce pool below 16 MiB, in pages (map registers).
     pub map_register_pages: u32,
+    pub bus: SystemBus,
+    /// Virtual time for the DMA controllers (off when None).
+    pub timing: Option<crate::MachineTiming>,
 }
 
 impl Default for HalConfig {
     fn default() -> Self {
-        Self { map_register_pages: 256 }
+        Self { map_register_pages: 256, bus: SystemBus::Isa, timing: None }
     }
 }
 
@@ -94,6 +113,7 @@ struct DmaBus {
 
 /// The HAL: system memory, the DMA controller pair on its bus, the map-register pool.
 pub struct Hal {
+    bus: SystemBus,
     mem: Arc<SystemMemory>,
     dma: Mutex<DmaBus>,
     alloc: Mutex<Allocator>,
@@ -113,9 +133,15 @@ impl Hal {
         let pages = config.map_register_pages as usize;
         let pool =
             mem.alloc(pages * PAGE_SIZE as usize, Placement::Contiguous { below_16m: true, align: POOL_ALIGN })?;
+        let mut controller = match config.bus {
+            SystemBus::Isa => DmaController::new(),
+            SystemBus::Eisa => DmaController::eisa(),
+        };
+        controller.set_timing(config.timing);
         Ok(Arc::new(Self {
+            bus: config.bus,
             mem,
-            dma: Mutex::new(DmaBus { ctl: DmaController::new(), tc_latch: 0 }),
+            dma: Mutex::new(DmaBus { ctl: controller, tc_latch: 0 }),
             alloc: Mutex::new(Allocator::new(pages)),
             pool,
             stats: StatsCell::default(),
@@ -137,10 +163,17 @@ impl Hal {
         self.pool.pages().first().copied().unwrap_or(PhysAddr(0))
     }
 
-    /// HalGetAdapter: validates the description (system DMA only: `master` false; width
-    /// matching the channel: 0–3 8-bit, 5–7 16-bit; channel 4 refused). Map registers =
-    /// maximum length / PAGE_SIZE + 1, the length capped at what one programming of the
-    /// channel can move (64 KiB or 128 KiB) and the count at the pool's size.
+    /// The system bus this HAL was built for.
+    pub fn bus(&self) -> SystemBus {
+        self.bus
+    }
+
+    /// HalGetAdapter: validates the description (system DMA only: `master` false;
+    /// channel 4 refused; on a PC/AT the width matching the channel: 0–3 8-bit, 5–7
+    /// 16-bit; on EISA any of 8, 16 or 32 bits on any channel, and an EISA timing).
+    /// Map registers = maximum length / PAGE_SIZE + 1, the length capped at what one
+    /// programming of the channel can move (PC/AT: 64 KiB or 128 KiB; EISA: the 24-bit
+    /// count) and the count at the pool's size.
     pub fn get_adapter(self: &Arc<Self>, desc: &DeviceDescription) -> Result<AdapterObject, HalError> {
         if desc.master {
             return Err(HalError::InvalidDescription {
@@ -151,21 +184,32 @@ impl Hal {
         if ch.is_cascade() {
             return Err(HalError::InvalidChannel(ch.number()));
         }
-        let width_ok = match desc.dma_width {
-            DmaWidth::Bits8 => !ch.is_16bit(),
-            DmaWidth::Bits16 => ch.is_16bit(),
-            DmaWidth::Bits32 => false,
+        let layout = match self.bus {
+            SystemBus::Isa => {
+                let width_ok = match desc.dma_width {
+                    DmaWidth::Bits8 => !ch.is_16bit(),
+                    DmaWidth::Bits16 => ch.is_16bit(),
+                    DmaWidth::Bits32 => false,
+                };
+                if !width_ok {
+                    return Err(HalError::InvalidDescription {
+                        reason: "DmaWidth does not match the channel (0-3 are 8-bit, 5-7 are 16-bit)",
+                    });
+                }
+                transfer::Layout::isa(ch)
+            }
+            SystemBus::Eisa => {
+                if desc.dma_speed == DmaSpeed::TypeF {
+                    return Err(HalError::InvalidDescription { reason: "DmaSpeed TypeF is not an EISA timing" });
+                }
+                transfer::Layout::eisa(desc)
+            }
         };
-        if !width_ok {
-            return Err(HalError::InvalidDescription {
-                reason: "DmaWidth does not match the channel (0-3 are 8-bit, 5-7 are 16-bit)",
-            });
-        }
         let max_len = match desc.maximum_length {
             0 => 64 << 10,
             n => u64::from(n),
         }
-        .min(ch.page_size());
+        .min(layout.max_transfer);
         let map_registers = ((max_len / PAGE_SIZE) as u32 + 1).min(self.map_register_pages());
         Ok(AdapterObject {
             hal: Arc::clone(self),
@@ -178,6 +222,7 @@ impl Hal {
             }),
             desc: desc.clone(),
             map_registers,
+            layout,
         })
     }
 
@@ -186,6 +231,16 @@ impl Hal {
     pub fn with_dma<R>(&self, f: impl FnOnce(&mut DmaController, &SystemMemory) -> R) -> R {
         let mut bus = self.dma.lock();
         f(&mut bus.ctl, &self.mem)
+    }
+
+    /// The timing preset virtual time runs on, if any.
+    pub fn timing(&self) -> Option<crate::MachineTiming> {
+        self.dma.lock().ctl.timing()
+    }
+
+    /// The virtual time the DMA transfers so far would have taken (zero with timing off).
+    pub fn virtual_time(&self) -> crate::VirtualTime {
+        self.dma.lock().ctl.virtual_time()
     }
 
     pub fn stats(&self) -> HalStats {
@@ -210,6 +265,7 @@ pub struct AdapterObject {
     shared: Arc<AdapterShared>,
     desc: DeviceDescription,
     map_registers: u32,
+    layout: transfer::Layout,
 }
 
 /// Ownership of the channel and of a run of map registers. Linear: give it back with

@@ -6,11 +6,21 @@
 //! The 74LS612 page registers supply the address bits above the 8237's 16.
 //! Register behaviour follows the Intel 8237A datasheet: base and current registers,
 //! count holds N−1, terminal count on roll-over from 0, self-mask at TC unless
-//! auto-initialize, the byte-pointer flip-flop, and a status register whose TC bits
-//! clear when it is read.
+//! auto-initialize, the byte-pointer flip-flop, a status register whose TC bits clear
+//! when it is read and whose request bits show the DREQ lines live, software requests
+//! that no mask stops, block / demand / single transfer modes, and fixed or rotating
+//! priority among requesting channels. `docs/dma.md` lists every command-register bit
+//! and what the model does with it.
+//!
+//! On an EISA machine (`DmaController::eisa`) the system component adds, at its own
+//! ports, a high page register (address bits 31–24) and a count high byte (count bits
+//! 23–16) per channel and an extended mode register per controller (transfer size and
+//! timing type); the address then runs as one 32-bit counter across 64 KiB pages
+//! (`docs/dma.md`, "EISA").
 
 mod service;
 
+use crate::clock::{MachineTiming, VirtualTime};
 use crate::HalError;
 
 /// A system DMA channel, 0..=7 (4 is the cascade).
@@ -105,11 +115,18 @@ pub struct ChannelState {
     pub terminal_count: bool,
     /// The request register's bit for this channel.
     pub request: bool,
+    /// The channel's DREQ input as the device drives it (true = asserted).
+    pub dreq: bool,
+    /// EISA high page register: address bits 31–24 (0 on a PC/AT).
+    pub high_page: u8,
+    /// EISA count high byte: bits 23–16 of the current count (0 on a PC/AT).
+    pub count_high: u8,
+    /// EISA extended mode register value for this channel (bits 1–0 hold the channel).
+    pub extended_mode: u8,
 }
 
 /// The device side of a DMA channel (the HBA implements it). `service` calls it with the
-/// bus lock held, so it must not call back into the HAL. A verify transfer runs the
-/// device's cycles through `dma_read` and discards the bytes (no memory strobe).
+/// bus lock held, so it must not call back into the HAL.
 pub trait DmaDevice {
     /// Is DREQ asserted now?
     fn dreq(&self) -> bool;
@@ -119,6 +136,12 @@ pub trait DmaDevice {
     /// Device → memory ("write" transfer). The device fills `buf`; returns how many
     /// bytes it supplied.
     fn dma_read(&mut self, buf: &mut [u8]) -> usize;
+    /// A verify transfer: `cycles` DACK cycles with neither I/O nor memory strobes, so no
+    /// data moves either way. Returns after how many of them the device dropped DREQ (all
+    /// of them by default: a device that keeps DREQ up for the whole verify).
+    fn verify_cycles(&mut self, cycles: usize) -> usize {
+        cycles
+    }
     /// EOP: the channel reached terminal count.
     fn terminal_count(&mut self) {}
 }
@@ -130,16 +153,25 @@ pub struct ServiceOutcome {
     pub terminal_count: bool,
 }
 
-/// Command register bit 2: controller disable. The other command bits (memory-to-memory,
-/// compressed timing, rotating priority, DREQ/DACK sense) are stored and read back by
-/// nothing: the PC/AT wires neither memory-to-memory transfers nor other polarities, and
-/// priority does not arise when one service call serves one channel.
+/// Command register bits (8237A datasheet, command register). Disable, rotating
+/// priority, DREQ sense and DACK sense take effect here; compressed timing and extended
+/// write change only the timing of a cycle; memory-to-memory and channel 0 address hold
+/// are stored and not acted on (`docs/dma.md`).
 const CMD_DISABLE: u8 = 0x04;
+const CMD_COMPRESSED: u8 = 0x08;
+const CMD_ROTATING: u8 = 0x10;
+const CMD_DREQ_ACTIVE_LOW: u8 = 0x40;
+const CMD_DACK_ACTIVE_HIGH: u8 = 0x80;
 /// Mode register fields.
 const MODE_DECREMENT: u8 = 0x20;
 const MODE_AUTO_INIT: u8 = 0x10;
 /// Channel 4's mode as the BIOS leaves it: cascade, channel 0 of controller 2.
 const MODE_CASCADE_CH4: u8 = 0xC0;
+/// EISA extended mode register, bits 3–2: transfer size (`docs/dma.md`, "EISA").
+const EXT_SIZE_8: u8 = 0x00;
+const EXT_SIZE_16_WORDS: u8 = 0x04;
+const EXT_SIZE_32: u8 = 0x08;
+// 0x0C: 16-bit I/O counting bytes, the address not shifted.
 
 /// Per-chip registers.
 #[derive(Clone, Copy, Debug, Default)]
@@ -151,6 +183,10 @@ struct Chip {
     request: u8,
     /// Mask bits 0–3.
     mask: u8,
+    /// DREQ input levels bits 0–3, as the devices drive them (1 = asserted).
+    dreq: u8,
+    /// Rotating priority: the channel served last, now lowest (datasheet, priority).
+    last_served: u8,
     /// Byte-pointer flip-flop: false = next access is the low byte.
     high_byte: bool,
     temp: u8,
@@ -158,9 +194,18 @@ struct Chip {
 
 impl Chip {
     /// Master clear (datasheet): command, status, request, temporary registers and the
-    /// flip-flop cleared, all mask bits set.
+    /// flip-flop cleared, all mask bits set. The DREQ inputs are the devices' and stay.
     fn master_clear(&mut self) {
-        *self = Chip { mask: 0x0F, ..Chip::default() };
+        *self = Chip { mask: 0x0F, dreq: self.dreq, last_served: 3, ..Chip::default() };
+    }
+
+    /// Channels (bits 0–3) whose DREQ input reads as a request under the DREQ sense bit.
+    fn hw_requests(&self) -> u8 {
+        if self.command & CMD_DREQ_ACTIVE_LOW != 0 {
+            !self.dreq & 0x0F
+        } else {
+            self.dreq
+        }
     }
 }
 
@@ -173,6 +218,14 @@ struct Regs {
     cur_count: u16,
     mode: u8,
     page: u8,
+    /// EISA: the address counter carries into the page registers, so auto-initialize
+    /// reloads them from these.
+    base_page: u8,
+    high_page: u8,
+    base_high_page: u8,
+    base_count_high: u8,
+    cur_count_high: u8,
+    ext_mode: u8,
 }
 
 /// One decoded I/O port.
@@ -189,18 +242,41 @@ enum Port {
     ClearMask(usize),
     AllMask(usize),
     Page(DmaChannel),
+    HighPage(DmaChannel),
+    CountHigh(DmaChannel),
+    ExtendedMode(usize),
 }
 
 /// Page register ports per channel (PC/AT 74LS612 wiring); 0x8F is channel 4's, unused.
 const PAGE_PORTS: [u16; 8] = [0x87, 0x83, 0x81, 0x82, 0x8F, 0x8B, 0x89, 0x8A];
+/// EISA high page registers: the page port + 0x400 (`docs/dma.md`, "EISA").
+const HIGH_PAGE_PORTS: [u16; 8] = [0x487, 0x483, 0x481, 0x482, 0x48F, 0x48B, 0x489, 0x48A];
+/// EISA count high bytes: the count port + 0x400 on controller 1, 0x4C2 + 4 × (n − 4)
+/// on controller 2 (channel 4, the cascade, has none).
+const COUNT_HIGH_PORTS: [u16; 7] = [0x401, 0x403, 0x405, 0x407, 0x4C6, 0x4CA, 0x4CE];
+/// EISA extended mode registers of controller 1 and 2.
+const EXT_MODE_PORTS: [u16; 2] = [0x40B, 0x4D6];
 
-fn decode(port: u16) -> Option<Port> {
+fn decode(port: u16, eisa: bool) -> Option<Port> {
     let (chip, reg) = match port {
         0x00..=0x0F => (0usize, port),
         0xC0..=0xDE if port.is_multiple_of(2) => (1usize, (port - 0xC0) / 2),
         _ => {
-            let ch = PAGE_PORTS.iter().position(|&p| p == port)?;
-            return Some(Port::Page(DmaChannel(ch as u8)));
+            if let Some(ch) = PAGE_PORTS.iter().position(|&p| p == port) {
+                return Some(Port::Page(DmaChannel(ch as u8)));
+            }
+            if !eisa {
+                return None;
+            }
+            if let Some(ch) = HIGH_PAGE_PORTS.iter().position(|&p| p == port) {
+                return Some(Port::HighPage(DmaChannel(ch as u8)));
+            }
+            if let Some(i) = COUNT_HIGH_PORTS.iter().position(|&p| p == port) {
+                let ch = if i < 4 { i } else { i + 1 };
+                return Some(Port::CountHigh(DmaChannel(ch as u8)));
+            }
+            let chip = EXT_MODE_PORTS.iter().position(|&p| p == port)?;
+            return Some(Port::ExtendedMode(chip));
         }
     };
     let ch = DmaChannel((chip * 4) as u8 + (reg / 2) as u8);
@@ -221,10 +297,26 @@ fn decode(port: u16) -> Option<Port> {
 /// Largest run one service step moves: a full 128 KiB page of words.
 const SCRATCH_BYTES: usize = 128 << 10;
 
+/// How a channel's cycles map onto addresses and counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    /// Bytes one transfer cycle moves.
+    pub bytes_per_cycle: usize,
+    /// What one cycle subtracts from the count register.
+    pub count_step: u32,
+    /// The address register holds A16–A1 (word channels): page bit 0 is ignored.
+    pub shifted: bool,
+}
+
 /// Both chips, the page registers, command/status/request/mask registers.
 pub struct DmaController {
     chips: [Chip; 2],
     regs: [Regs; 8],
+    /// The EISA system component's DMA extensions are present.
+    eisa: bool,
+    /// Virtual time: off when None.
+    timing: Option<MachineTiming>,
+    vtime: VirtualTime,
     /// Staging for decrement-mode, verify and out-of-memory runs; allocated once.
     scratch: Vec<u8>,
     port_log: Option<Vec<(u16, u8)>>,
@@ -244,6 +336,9 @@ impl DmaController {
         let mut c = Self {
             chips: [Chip::default(); 2],
             regs: [Regs::default(); 8],
+            eisa: false,
+            timing: None,
+            vtime: VirtualTime::default(),
             scratch: vec![0; SCRATCH_BYTES],
             port_log: None,
         };
@@ -251,12 +346,53 @@ impl DmaController {
         c.chips[1].master_clear();
         c.regs[4].mode = MODE_CASCADE_CH4;
         c.chips[1].mask &= !1;
+        for (n, r) in c.regs.iter_mut().enumerate() {
+            // The EISA reset value of the extended mode register: channels 0–3 8-bit,
+            // 5–7 16-bit counting words with the address shifted (ISA-compatible).
+            r.ext_mode = if n >= 4 { EXT_SIZE_16_WORDS } else { EXT_SIZE_8 } | (n as u8 & 3);
+        }
         c
     }
 
-    /// Is `port` decoded by the DMA controllers or their page registers?
+    /// The controllers of an EISA machine: the PC/AT pair plus the EISA system
+    /// component's high page, count high byte and extended mode registers.
+    pub fn eisa() -> Self {
+        Self { eisa: true, ..Self::new() }
+    }
+
+    /// Turns virtual time on (charging every transfer the clocks `timing` gives) or off.
+    pub fn set_timing(&mut self, timing: Option<MachineTiming>) {
+        self.timing = timing;
+    }
+
+    pub fn timing(&self) -> Option<MachineTiming> {
+        self.timing
+    }
+
+    /// The virtual time the transfers since the timing was set would have taken.
+    pub fn virtual_time(&self) -> VirtualTime {
+        self.vtime
+    }
+
+    /// Are the EISA extensions present?
+    pub fn is_eisa(&self) -> bool {
+        self.eisa
+    }
+
+    /// Is `port` decoded by the PC/AT DMA controllers or their page registers?
     pub fn is_dma_port(port: u16) -> bool {
-        decode(port).is_some()
+        decode(port, false).is_some()
+    }
+
+    /// Is `port` decoded by the DMA controllers of an EISA machine (the PC/AT ports and the
+    /// EISA extensions)?
+    pub fn is_eisa_dma_port(port: u16) -> bool {
+        decode(port, true).is_some()
+    }
+
+    /// Is `port` decoded by this controller (with its EISA extensions, if any)?
+    pub fn decodes(&self, port: u16) -> bool {
+        decode(port, self.eisa).is_some()
     }
 
     /// Starts (or stops, returning nothing more) recording every `io_write` as (port, value).
@@ -269,9 +405,102 @@ impl DmaController {
         self.port_log.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
+    /// Drives a channel's DREQ input: a device raises it and may hold it as long as it
+    /// likes; the status register shows it live. `service` also samples the device's
+    /// `dreq()` into this line when it runs. Channel 4's input is controller 1's HRQ and
+    /// cannot be driven.
+    pub fn set_dreq(&mut self, ch: DmaChannel, asserted: bool) {
+        if ch.is_cascade() {
+            return;
+        }
+        let c = &mut self.chips[ch.chip()];
+        if asserted {
+            c.dreq |= ch.bit();
+        } else {
+            c.dreq &= !ch.bit();
+        }
+    }
+
+    /// Status bits 4–7 of a chip: each channel requesting service — its DREQ input
+    /// (masked or not) or its request register bit; on controller 2, channel 4's bit is
+    /// controller 1's hold request.
+    fn status_requests(&self, chip: usize) -> u8 {
+        let c = &self.chips[chip];
+        let mut req = c.hw_requests() | c.request;
+        if chip == 1 {
+            req = (req & !1) | u8::from(self.hold_request(0));
+        }
+        req & 0x0F
+    }
+
+    /// A chip's HRQ: enabled, and some channel not in cascade mode with an unmasked DREQ
+    /// or a software request.
+    fn hold_request(&self, chip: usize) -> bool {
+        self.pending(chip) != 0
+    }
+
+    /// Channels (bits 0–3) of a chip that would win the bus if it were granted: the chip
+    /// enabled, the channel not in cascade mode, and an unmasked DREQ or a block-mode
+    /// software request (which no mask stops).
+    fn pending(&self, chip: usize) -> u8 {
+        let c = &self.chips[chip];
+        if c.command & CMD_DISABLE != 0 {
+            return 0;
+        }
+        let mut p = 0;
+        for n in 0..4u8 {
+            let idx = chip * 4 + usize::from(n);
+            let mode = self.regs[idx].mode >> 6;
+            if mode == 3 {
+                continue;
+            }
+            let bit = 1 << n;
+            let hw = c.hw_requests() & !c.mask & bit != 0;
+            let sw = c.request & bit != 0 && mode == 2;
+            if hw || sw {
+                p |= bit;
+            }
+        }
+        if chip == 1 && self.regs[4].mode >> 6 == 3 && c.mask & 1 == 0 && self.hold_request(0) {
+            p |= 1;
+        }
+        p
+    }
+
+    /// The channel (0–3) of a chip that the priority encoder picks among `pending`:
+    /// channel 0 first under fixed priority; under rotating priority the one after the
+    /// channel served last.
+    fn pick(&self, chip: usize, pending: u8) -> Option<u8> {
+        if pending == 0 {
+            return None;
+        }
+        let c = &self.chips[chip];
+        let first = if c.command & CMD_ROTATING != 0 { (c.last_served + 1) % 4 } else { 0 };
+        (0..4).map(|i| (first + i) % 4).find(|&n| pending & (1 << n) != 0)
+    }
+
+    /// The channel the controllers would serve next, if any: controller 2 arbitrates
+    /// among its channels, and when channel 4 (the cascade) wins, controller 1 among its.
+    pub fn next_channel(&self) -> Option<DmaChannel> {
+        let n2 = self.pick(1, self.pending(1))?;
+        if n2 != 0 {
+            return Some(DmaChannel(4 + n2));
+        }
+        self.pick(0, self.pending(0)).map(DmaChannel)
+    }
+
+    /// Rotating priority: the channel just served becomes the lowest of its chip (and,
+    /// for controller 1, channel 4 the lowest of controller 2).
+    fn served(&mut self, ch: DmaChannel) {
+        self.chips[ch.chip()].last_served = ch.0 % 4;
+        if ch.chip() == 0 {
+            self.chips[1].last_served = 0;
+        }
+    }
+
     /// An I/O read; open bus (0xFF) for ports nobody decodes and for write-only registers.
     pub fn io_read(&mut self, port: u16) -> u8 {
-        match decode(port) {
+        match decode(port, self.eisa) {
             Some(Port::Address(ch)) => {
                 let v = self.regs[usize::from(ch.0)].cur_addr;
                 self.byte_of(ch.chip(), v)
@@ -281,21 +510,22 @@ impl DmaController {
                 self.byte_of(ch.chip(), v)
             }
             Some(Port::StatusCommand(chip)) => {
-                // Status: bits 0–3 TC, 4–7 request; reading clears the TC bits (datasheet).
-                let c = &mut self.chips[chip];
-                let v = c.tc | (c.request << 4);
-                c.tc = 0;
+                // Status: bits 0–3 TC (cleared by this read), 4–7 requests (live).
+                let v = self.chips[chip].tc | (self.status_requests(chip) << 4);
+                self.chips[chip].tc = 0;
                 v
             }
             Some(Port::TempMasterClear(chip)) => self.chips[chip].temp,
             Some(Port::Page(ch)) => self.regs[usize::from(ch.0)].page,
+            Some(Port::HighPage(ch)) => self.regs[usize::from(ch.0)].high_page,
+            Some(Port::CountHigh(ch)) => self.regs[usize::from(ch.0)].cur_count_high,
             _ => 0xFF,
         }
     }
 
     /// An I/O write; ignored for ports nobody decodes.
     pub fn io_write(&mut self, port: u16, value: u8) {
-        let Some(decoded) = decode(port) else {
+        let Some(decoded) = decode(port, self.eisa) else {
             return;
         };
         if let Some(log) = self.port_log.as_mut() {
@@ -322,7 +552,22 @@ impl DmaController {
             Port::TempMasterClear(chip) => self.chips[chip].master_clear(),
             Port::ClearMask(chip) => self.chips[chip].mask = 0,
             Port::AllMask(chip) => self.chips[chip].mask = value & 0x0F,
-            Port::Page(ch) => self.regs[usize::from(ch.0)].page = value,
+            Port::Page(ch) => {
+                let r = &mut self.regs[usize::from(ch.0)];
+                r.page = value;
+                r.base_page = value;
+            }
+            Port::HighPage(ch) => {
+                let r = &mut self.regs[usize::from(ch.0)];
+                r.high_page = value;
+                r.base_high_page = value;
+            }
+            Port::CountHigh(ch) => {
+                let r = &mut self.regs[usize::from(ch.0)];
+                r.base_count_high = value;
+                r.cur_count_high = value;
+            }
+            Port::ExtendedMode(chip) => self.regs[chip * 4 + usize::from(value & 3)].ext_mode = value,
         }
     }
 
@@ -368,15 +613,40 @@ impl DmaController {
             masked: c.mask & ch.bit() != 0,
             terminal_count: c.tc & ch.bit() != 0,
             request: c.request & ch.bit() != 0,
+            dreq: c.dreq & ch.bit() != 0,
+            high_page: r.high_page,
+            count_high: r.cur_count_high,
+            extended_mode: r.ext_mode,
         }
     }
 
-    /// Can the channel win the bus now? Its chip enabled, the channel unmasked and not
-    /// in cascade mode; for controller 1 also the cascade path through channel 4.
-    fn channel_enabled(&self, ch: DmaChannel) -> bool {
+    /// How the channel's cycles step: on a PC/AT by its controller's wiring, on EISA by
+    /// the extended mode register's transfer size.
+    pub(crate) fn geometry(&self, ch: DmaChannel) -> Geometry {
+        let size = if self.eisa {
+            self.regs[usize::from(ch.0)].ext_mode & 0x0C
+        } else if ch.is_16bit() {
+            EXT_SIZE_16_WORDS
+        } else {
+            EXT_SIZE_8
+        };
+        match size {
+            EXT_SIZE_8 => Geometry { bytes_per_cycle: 1, count_step: 1, shifted: false },
+            EXT_SIZE_16_WORDS => Geometry { bytes_per_cycle: 2, count_step: 1, shifted: true },
+            EXT_SIZE_32 => Geometry { bytes_per_cycle: 4, count_step: 4, shifted: false },
+            // EXT_SIZE_16_BYTES
+            _ => Geometry { bytes_per_cycle: 2, count_step: 2, shifted: false },
+        }
+    }
+
+    /// Is the channel's path to the bus open: its chip enabled, the channel not in
+    /// cascade mode, and for controller 1 the cascade through channel 4 (controller 2
+    /// enabled, channel 4 unmasked and in cascade mode)? The channel's own mask is
+    /// checked by the caller: it stops DREQ but not software requests.
+    fn path_open(&self, ch: DmaChannel) -> bool {
         let c = &self.chips[ch.chip()];
         let r = &self.regs[usize::from(ch.0)];
-        let own = c.command & CMD_DISABLE == 0 && c.mask & ch.bit() == 0 && r.mode >> 6 != 3;
+        let own = c.command & CMD_DISABLE == 0 && r.mode >> 6 != 3;
         if ch.chip() == 1 {
             return own;
         }

@@ -11,7 +11,7 @@ use hal::{
 
 pub fn hal_with(pages: u32) -> Arc<Hal> {
     let mem = SystemMemory::new(32 << 20).unwrap();
-    Hal::new(mem, HalConfig { map_register_pages: pages }).unwrap()
+    Hal::new(mem, HalConfig { map_register_pages: pages, ..HalConfig::default() }).unwrap()
 }
 
 pub fn desc(channel: u8, maximum_length: u32) -> DeviceDescription {
@@ -24,6 +24,7 @@ pub fn desc(channel: u8, maximum_length: u32) -> DeviceDescription {
         demand_mode: true,
         auto_initialize: false,
         maximum_length,
+        dma32_bit_addresses: false,
     }
 }
 

@@ -62,6 +62,7 @@ impl hal::DmaDevice for Hba {
         match task.write(cmd.moved, &data[..n]) {
             Ok(()) => {
                 super::HbaMonitor::add(&self.counters.0.bytes_out, n as u64);
+                self.charge(0, 0, n as u64);
                 self.advance_data(n);
                 n
             }
@@ -83,6 +84,7 @@ impl hal::DmaDevice for Hba {
         match task.read(cmd.moved, &mut buf[..n]) {
             Ok(()) => {
                 super::HbaMonitor::add(&self.counters.0.bytes_in, n as u64);
+                self.charge(0, 0, n as u64);
                 self.advance_data(n);
                 n
             }

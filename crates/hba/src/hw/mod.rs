@@ -7,11 +7,13 @@
 mod bus;
 mod data;
 mod tagged;
+mod timing;
 
 /// The register file, re-exported where the model's users have always found it; it lives in [`crate::regs`].
 pub use crate::regs;
 
 pub use bus::{BusDevice, ScsiBus, MAX_LUN};
+pub use timing::ScsiTiming;
 
 use port::{HbaHardware, IoWidth};
 use regs::{control, flags, int, status};
@@ -95,6 +97,8 @@ pub struct HbaCounters {
     pub reselections: u64,
     /// The most commands the targets held disconnected at once.
     pub peak_disconnected: u64,
+    /// Virtual time the SCSI bus phases took, in picoseconds (0 unless the card has a `ScsiTiming`).
+    pub scsi_virtual_ps: u64,
 }
 
 /// The card's counters, readable by its owner after the card went to a port driver.
@@ -107,6 +111,7 @@ struct Cells {
     aborts: AtomicU64,
     reselections: AtomicU64,
     peak_disconnected: AtomicU64,
+    scsi_virtual_ps: AtomicU64,
 }
 
 /// A handle on a card's counters.
@@ -125,6 +130,7 @@ impl HbaMonitor {
             aborts: get(&c.aborts),
             reselections: get(&c.reselections),
             peak_disconnected: get(&c.peak_disconnected),
+            scsi_virtual_ps: get(&c.scsi_virtual_ps),
         }
     }
 
@@ -157,6 +163,8 @@ pub struct Hba {
     /// Tagged commands the targets took and disconnected from, oldest first (`docs/hba.md`, "Tagged queuing").
     disconnected: std::collections::VecDeque<tagged::Disconnected>,
     counters: HbaMonitor,
+    /// Virtual time of the SCSI phases: off when None.
+    scsi_timing: Option<ScsiTiming>,
 }
 
 impl Hba {
@@ -182,6 +190,21 @@ impl Hba {
             cmd: None,
             disconnected: std::collections::VecDeque::new(),
             counters: HbaMonitor::default(),
+            scsi_timing: None,
+        }
+    }
+
+    /// Charges every SCSI bus phase from now on the virtual time `timing` gives (None: off).
+    pub fn set_scsi_timing(&mut self, timing: Option<ScsiTiming>) {
+        self.scsi_timing = timing;
+    }
+
+    /// Adds the virtual time of a phase: `selections` arbitrations and selections, `async_bytes` command, status and
+    /// message bytes, `data_bytes` bytes of data.
+    fn charge(&self, selections: u64, async_bytes: u64, data_bytes: u64) {
+        if let Some(t) = self.scsi_timing {
+            let ps = selections * t.selection_ps + async_bytes * t.async_byte_ps + data_bytes * t.data_byte_ps;
+            HbaMonitor::add(&self.counters.0.scsi_virtual_ps, ps);
         }
     }
 
@@ -371,6 +394,8 @@ impl Hba {
         let body = self.cdb.get(skip..).unwrap_or(&[]);
         let len = body.len().min(16);
         cdb[..len].copy_from_slice(&body[..len]);
+        // Command phase: the messages (IDENTIFY, tag) and the CDB.
+        self.charge(0, self.cdb.len().min(skip + 16) as u64, 0);
         self.cdb.clear();
         (cdb, len)
     }
@@ -380,6 +405,7 @@ impl Hba {
     fn select_target(&mut self) -> Option<Arc<dyn BusDevice>> {
         self.clear_results();
         HbaMonitor::add(&self.counters.0.commands, 1);
+        self.charge(1, 0, 0);
         // A device that asserts RST at arbitration resets the bus instead (the bus-reset fault).
         let mut reset_requested = false;
         for d in self.bus.devices() {
@@ -429,6 +455,8 @@ impl Hba {
     /// Status phase: record the status byte, run autosense after CHECK CONDITION, raise `COMMAND_COMPLETE`.
     fn complete(&mut self, target: u8, lun: u64, nexus: Nexus, outcome: Outcome) {
         self.phase = Phase::Idle;
+        // Status byte and COMMAND COMPLETE message.
+        self.charge(0, 2, 0);
         self.scsi_status = outcome.status.0;
         if outcome.status == ScsiStatus::CHECK_CONDITION && self.control & control::AUTOSENSE != 0 {
             // The sense data the target returned with the status is what REQUEST SENSE reports (SAM-5 autosense);

@@ -87,6 +87,8 @@ impl Hba {
         self.owner = (d.target, d.lun, Some(d.tag));
         self.clear_results();
         HbaMonitor::add(&self.counters.0.reselections, 1);
+        // Reselection, then IDENTIFY and the queue tag message (2 bytes).
+        self.charge(1, 3, 0);
         let Some(device) = self.bus.device(d.target).cloned() else {
             // The bus is fixed at build time, so a target that took a command is still there.
             return;

@@ -12,7 +12,7 @@ mod isr;
 mod queue;
 
 use crate::regs::{self, status};
-use hal::{DmaWidth, LogicalAddr};
+use hal::{DmaSpeed, DmaWidth, LogicalAddr};
 use port::{
     FindAdapterStatus, HwInitializationData, InterfaceType, LuAddress, Notification, PortConfigurationInformation,
     PortContext, SrbFlags, SrbFunction, SrbHandle, SrbStatus,
@@ -37,6 +37,9 @@ pub struct MiniportConfig {
     /// Tagged commands outstanding per logical unit (`TaggedQueuing` and `MultipleRequestPerLu`); 1 or less turns
     /// tagged queuing off. At most [`regs::TAG_SLOTS`].
     pub queue_depth: u8,
+    /// The machine's system DMA controller is EISA's: report `Dma32BitAddresses` so that
+    /// the HAL programs the high page register and no buffer needs bouncing for its address.
+    pub eisa_dma: bool,
 }
 
 /// Default tagged-queue depth per logical unit.
@@ -49,6 +52,7 @@ impl Default for MiniportConfig {
             demand_mode: true,
             application_dedicated: true,
             queue_depth: DEFAULT_QUEUE_DEPTH,
+            eisa_dma: false,
         }
     }
 }
@@ -429,6 +433,10 @@ fn hw_find_adapter(
     // Controller 2 moves words: buffers must start on a word (DESIGN.md, 8237 pair).
     cfg.alignment_mask = u32::from(wide);
     cfg.demand_mode = ext.config.demand_mode;
+    // On EISA the system DMA controller drives all 32 address lines itself (the card only
+    // sees DACK and the I/O strobes); the card keeps ISA-compatible cycle timing.
+    cfg.dma_32bit_addresses = ext.config.eisa_dma;
+    cfg.dma_speed = DmaSpeed::Compatible;
     ext.segment = segment_size(ext.config.max_transfer, channel);
     cfg.maximum_transfer_length = ext.segment;
     cfg.number_of_physical_breaks = PHYSICAL_BREAKS;

@@ -1,7 +1,7 @@
 //! A machine with system memory, the HAL, and one reference adapter with a RAM disk at target 0.
 
 use super::ram_target;
-use hal::{Buffer, Hal, HalConfig, Placement, SystemMemory};
+use hal::{Buffer, Hal, HalConfig, Placement, SystemBus, SystemMemory};
 use hba::{start_with_hardware, HbaConfig, HbaMonitor};
 use port::{AdapterHandle, AdapterOptions, EventKind, LuAddress, Srb, SrbId, Trace};
 use scsi::Disk;
@@ -25,9 +25,16 @@ impl Machine {
         Self::with(HbaConfig { dma_channel: channel, ..HbaConfig::default() }, blocks)
     }
 
-    pub fn with(mut cfg: HbaConfig, blocks: u64) -> Self {
+    pub fn with(cfg: HbaConfig, blocks: u64) -> Self {
+        Self::on(SystemBus::Isa, cfg, blocks)
+    }
+
+    /// The machine on a PC/AT (ISA) or an EISA system bus; on EISA the card's miniport
+    /// reports `Dma32BitAddresses`.
+    pub fn on(bus: SystemBus, mut cfg: HbaConfig, blocks: u64) -> Self {
         let mem = SystemMemory::new(64 << 20).expect("system memory");
-        let hal = Hal::new(mem.clone(), HalConfig::default()).expect("hal");
+        let hal = Hal::new(mem.clone(), HalConfig { bus, ..HalConfig::default() }).expect("hal");
+        cfg.eisa_dma = bus == SystemBus::Eisa;
         let (target, disk) = ram_target(blocks);
         cfg.targets = vec![(0, target)];
         let trace = Trace::new(1_000_000);

@@ -61,6 +61,7 @@ impl<E> Core<E> {
                 } else {
                     cfg.maximum_transfer_length
                 },
+                dma32_bit_addresses: cfg.dma_32bit_addresses,
             };
             let adapter =
                 self.hal.get_adapter(&desc).map_err(|source| PortError::Hal { name: name.clone(), source })?;

@@ -331,7 +331,11 @@ impl<E> Core<E> {
     /// Check a port access. `Ok(true)`: the card's port; `Ok(false)`: let through to the system DMA controller (warn
     /// and off modes, as the original port would); `Err(())`: refused.
     fn check_port(&mut self, port: u16, bytes: u16) -> Result<bool, ()> {
-        if DmaController::is_dma_port(port) {
+        let dma_port = match self.hal.bus() {
+            hal::SystemBus::Isa => DmaController::is_dma_port(port),
+            hal::SystemBus::Eisa => DmaController::is_eisa_dma_port(port),
+        };
+        if dma_port {
             let refuse = self.violation(
                 Rule::DmaControllerAccess,
                 None,

@@ -56,7 +56,7 @@ pub fn start<E: Send + 'static>(
     queued: bool,
 ) -> AdapterHandle {
     let mem = SystemMemory::new(32 << 20).expect("memory");
-    let hal = Hal::new(mem, HalConfig { map_register_pages: 64 }).expect("hal");
+    let hal = Hal::new(mem, HalConfig { map_register_pages: 64, ..HalConfig::default() }).expect("hal");
     let init_data = HwInitializationData {
         adapter_interface_type: InterfaceType::Isa,
         hw_initialize: init::<E>,
