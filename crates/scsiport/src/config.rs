@@ -84,6 +84,12 @@ pub struct DiskConfig {
     pub serial: Option<String>,
     /// Fault injection (see the scsi crate's FaultConfig).
     pub faults: Option<scsi::FaultConfig>,
+    /// Physical block size in bytes (0: the logical block size); see `docs/config.md`.
+    pub physical_block_size: u32,
+    /// A removable medium (PREVENT ALLOW MEDIUM REMOVAL, load and eject).
+    pub removable: bool,
+    /// How fast SANITIZE OVERWRITE writes the medium (0: as fast as the backend).
+    pub sanitize_rate: ByteSize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -177,6 +183,9 @@ impl Default for DiskConfig {
             product: "SYSDMA DISK".into(),
             serial: None,
             faults: None,
+            physical_block_size: 0,
+            removable: false,
+            sanitize_rate: ByteSize(scsi::DiskConfig::default().sanitize_bytes_per_second),
         }
     }
 }

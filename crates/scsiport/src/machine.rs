@@ -62,6 +62,9 @@ impl Machine {
                     serial,
                     pr_state_file,
                     faults: d.faults.clone().unwrap_or_default(),
+                    physical_block_size: d.physical_block_size,
+                    removable: d.removable,
+                    sanitize_bytes_per_second: d.sanitize_rate.0,
                     ..Default::default()
                 };
                 let disk = Arc::new(Disk::new(dc, backend).map_err(|e| anyhow::anyhow!("{field}: {e}"))?);

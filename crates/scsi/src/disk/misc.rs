@@ -120,7 +120,7 @@ pub(crate) fn report_luns(_: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
 }
 
 /// START STOP UNIT (SBC-3 §5.25). LOEJ loads (START = 1) or ejects a removable medium
-/// (see [`super::medium`]); on a fixed medium it changes nothing. A power condition other
+/// (see [`super::medium`]); on a fixed medium LOEJ changes nothing. A power condition other
 /// than START_VALID (0h) leaves the started state alone.
 pub(crate) fn start_stop_unit(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
     let power = cdb[4] >> 4;
@@ -134,10 +134,15 @@ pub(crate) fn start_stop_unit(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin
                     return Begin::check(s);
                 }
             }
-            if loej && super::medium::removable(inner) {
-                if let Err(s) = inner.medium.load_eject(start) {
-                    return Begin::check(s);
+            if super::medium::removable(inner) {
+                // The removable medium has no spindle to stop: START alone is a power
+                // hint; with LOEJ it loads or ejects (docs/config.md, `removable`).
+                if loej {
+                    if let Err(s) = inner.medium.load_eject(start) {
+                        return Begin::check(s);
+                    }
                 }
+                return Begin::good();
             }
             inner.started.store(start, Ordering::Release);
             Begin::good()
