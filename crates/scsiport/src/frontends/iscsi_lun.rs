@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
+mod copy;
+
 /// The LUNs of one adapter's bus as an iSCSI target: LUN `target * 8 + lun`.
 pub struct PassThroughLuns {
     adapter: AdapterHandle,
@@ -21,6 +23,8 @@ pub struct PassThroughLuns {
     tasks: Mutex<HashMap<(u64, u32), (SrbId, LuAddress)>>,
     budget: Arc<Semaphore>,
     timeout_secs: u32,
+    /// The copy manager's state (EXTENDED COPY, RECEIVE COPY RESULTS).
+    copies: copy::CopyManager,
 }
 
 impl PassThroughLuns {
@@ -36,6 +40,7 @@ impl PassThroughLuns {
             tasks: Mutex::new(HashMap::new()),
             budget: Arc::new(Semaphore::new(pages)),
             timeout_secs: 30,
+            copies: copy::CopyManager::default(),
         }
     }
 
@@ -92,6 +97,94 @@ impl ScsiBackend for PassThroughLuns {
     }
 
     async fn execute(&self, cmd: ScsiCommand) -> ScsiResponse {
+        if self.luns.contains(&cmd.lun) {
+            if let Some(response) = self.copy_manager(&cmd).await {
+                return response;
+            }
+        }
+        self.pass_through(cmd).await
+    }
+
+    async fn abort_task(&self, initiator: u64, _lun: u64, tag: u32) -> TmfResponse {
+        // Task tags are unique per I_T nexus, so the tag alone names the task (its LU is recorded with it).
+        let found = self.tasks.lock().get(&(initiator, tag)).copied();
+        let Some((id, address)) = found else { return TmfResponse::NoTask };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.adapter.abort(id, address, move |s| {
+            let _ = tx.send(s);
+        });
+        // Whether the abort found the task running or it had just finished, the task is gone (RFC 7143 §11.5.1).
+        let _ = rx.await;
+        TmfResponse::Complete
+    }
+
+    async fn abort_task_set(&self, initiator: u64, lun: u64) -> TmfResponse {
+        let victims: Vec<(SrbId, LuAddress)> = self
+            .tasks
+            .lock()
+            .iter()
+            .filter(|((i, _), (_, a))| *i == initiator && Self::address(lun) == *a)
+            .map(|(_, v)| *v)
+            .collect();
+        for (id, address) in victims {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.adapter.abort(id, address, move |s| {
+                let _ = tx.send(s);
+            });
+            let _ = rx.await;
+        }
+        TmfResponse::Complete
+    }
+
+    async fn nexus_loss(&self, initiator: u64) {
+        // Held copy results belong to the I_T nexus (SPC-4 §5.17.4.4).
+        self.copies.forget(initiator);
+        // The HBA's application-dedicated request: that requester's identity leaves the bus, and the targets release
+        // what its I_T nexus held (SPC-2 reservations).
+        let Some(&first) = self.luns.first() else { return };
+        let mut payload = vec![0u8; hba::SRB_IO_CONTROL_SIZE + 8];
+        payload[0..4].copy_from_slice(&(hba::SRB_IO_CONTROL_SIZE as u32).to_le_bytes());
+        payload[4..12].copy_from_slice(&hba::IOCTL_SIGNATURE);
+        payload[12..16].copy_from_slice(&10u32.to_le_bytes());
+        payload[16..20].copy_from_slice(&hba::IOCTL_NEXUS_LOSS.to_le_bytes());
+        payload[24..28].copy_from_slice(&8u32.to_le_bytes());
+        payload[28..36].copy_from_slice(&initiator.to_le_bytes());
+        let Ok(buf) = self.memory.alloc(payload.len(), Placement::Any) else { return };
+        if buf.write(0, &payload).is_err() {
+            return;
+        }
+        let mut srb = Srb::execute_scsi(Self::address(first), &[]).with_data(
+            &buf,
+            0,
+            payload.len() as u32,
+            port::SrbFlags::DATA_OUT,
+        );
+        srb.function = SrbFunction::IO_CONTROL;
+        srb.time_out_value = 10;
+        self.submit(srb).await;
+    }
+
+    async fn lun_reset(&self, lun: u64) -> TmfResponse {
+        if !self.luns.contains(&lun) {
+            return TmfResponse::NoLun;
+        }
+        // SCSI Port sends no RESET_DEVICE to miniports: a LUN reset becomes a reset of the bus the LU is on.
+        self.target_reset().await
+    }
+
+    async fn target_reset(&self) -> TmfResponse {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.adapter.reset_bus(0, move |s| {
+            let _ = tx.send(s);
+        });
+        let _ = rx.await;
+        TmfResponse::Complete
+    }
+}
+
+impl PassThroughLuns {
+    /// One command as one pass-through SRB to the port driver.
+    async fn pass_through(&self, cmd: ScsiCommand) -> ScsiResponse {
         if !self.luns.contains(&cmd.lun) {
             // SPC-4 §4.6.4: an absent LUN answers INQUIRY with "not capable", everything else 05/25/00.
             if cmd.cdb.first() == Some(&0x12) {
@@ -220,80 +313,6 @@ impl ScsiBackend for PassThroughLuns {
             // Anything else is the port's or adapter's failure (including a verifier refusal): internal target failure.
             _ => check(0x04, 0x44, 0x00),
         }
-    }
-
-    async fn abort_task(&self, initiator: u64, _lun: u64, tag: u32) -> TmfResponse {
-        // Task tags are unique per I_T nexus, so the tag alone names the task (its LU is recorded with it).
-        let found = self.tasks.lock().get(&(initiator, tag)).copied();
-        let Some((id, address)) = found else { return TmfResponse::NoTask };
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.adapter.abort(id, address, move |s| {
-            let _ = tx.send(s);
-        });
-        // Whether the abort found the task running or it had just finished, the task is gone (RFC 7143 §11.5.1).
-        let _ = rx.await;
-        TmfResponse::Complete
-    }
-
-    async fn abort_task_set(&self, initiator: u64, lun: u64) -> TmfResponse {
-        let victims: Vec<(SrbId, LuAddress)> = self
-            .tasks
-            .lock()
-            .iter()
-            .filter(|((i, _), (_, a))| *i == initiator && Self::address(lun) == *a)
-            .map(|(_, v)| *v)
-            .collect();
-        for (id, address) in victims {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            self.adapter.abort(id, address, move |s| {
-                let _ = tx.send(s);
-            });
-            let _ = rx.await;
-        }
-        TmfResponse::Complete
-    }
-
-    async fn nexus_loss(&self, initiator: u64) {
-        // The HBA's application-dedicated request: that requester's identity leaves the bus, and the targets release
-        // what its I_T nexus held (SPC-2 reservations).
-        let Some(&first) = self.luns.first() else { return };
-        let mut payload = vec![0u8; hba::SRB_IO_CONTROL_SIZE + 8];
-        payload[0..4].copy_from_slice(&(hba::SRB_IO_CONTROL_SIZE as u32).to_le_bytes());
-        payload[4..12].copy_from_slice(&hba::IOCTL_SIGNATURE);
-        payload[12..16].copy_from_slice(&10u32.to_le_bytes());
-        payload[16..20].copy_from_slice(&hba::IOCTL_NEXUS_LOSS.to_le_bytes());
-        payload[24..28].copy_from_slice(&8u32.to_le_bytes());
-        payload[28..36].copy_from_slice(&initiator.to_le_bytes());
-        let Ok(buf) = self.memory.alloc(payload.len(), Placement::Any) else { return };
-        if buf.write(0, &payload).is_err() {
-            return;
-        }
-        let mut srb = Srb::execute_scsi(Self::address(first), &[]).with_data(
-            &buf,
-            0,
-            payload.len() as u32,
-            port::SrbFlags::DATA_OUT,
-        );
-        srb.function = SrbFunction::IO_CONTROL;
-        srb.time_out_value = 10;
-        self.submit(srb).await;
-    }
-
-    async fn lun_reset(&self, lun: u64) -> TmfResponse {
-        if !self.luns.contains(&lun) {
-            return TmfResponse::NoLun;
-        }
-        // SCSI Port sends no RESET_DEVICE to miniports: a LUN reset becomes a reset of the bus the LU is on.
-        self.target_reset().await
-    }
-
-    async fn target_reset(&self) -> TmfResponse {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.adapter.reset_bus(0, move |s| {
-            let _ = tx.send(s);
-        });
-        let _ = rx.await;
-        TmfResponse::Complete
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod iscsi_lun;
 pub mod nbd_disk;
+pub mod xcopy;
 
 use bytes::{Bytes, BytesMut};
 use hal::{Buffer, HalError};
