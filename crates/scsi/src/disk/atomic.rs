@@ -1,5 +1,5 @@
 //! WRITE ATOMIC(16) (SBC-4 §5.48) and the atomic fields of the Block Limits VPD page
-//! (SBC-4 §6.6.4). `docs/scsi-atomic.md` describes the limits and where they are enforced.
+//! (SBC-4 §6.6.4). `docs/scsi-features.md` describes the limits and where they are enforced.
 //!
 //! The whole data-out buffer is collected first and written with every other writer held
 //! off (the same gate COMPARE AND WRITE takes), so a reader never sees part of it and an

@@ -1,5 +1,5 @@
 //! SANITIZE (SBC-4 §5.30): OVERWRITE, BLOCK ERASE (with logical block provisioning, by
-//! deallocating every block) and EXIT FAILURE MODE. `docs/scsi-sanitize.md` describes the
+//! deallocating every block) and EXIT FAILURE MODE. `docs/scsi-features.md` describes the
 //! behaviour.
 //!
 //! The operation runs on its own thread and survives task aborts, resets and the loss of

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 mod copy;
+mod preempt;
 
 /// The LUNs of one adapter's bus as an iSCSI target: LUN `target * 8 + lun`.
 pub struct PassThroughLuns {
@@ -100,6 +101,9 @@ impl ScsiBackend for PassThroughLuns {
         if self.luns.contains(&cmd.lun) {
             if let Some(response) = self.copy_manager(&cmd).await {
                 return response;
+            }
+            if preempt::is_preempt_and_abort(&cmd.cdb) {
+                return self.preempt_and_abort(cmd).await;
             }
         }
         self.pass_through(cmd).await

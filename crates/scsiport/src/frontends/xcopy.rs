@@ -1,7 +1,7 @@
 //! The iSCSI target's copy manager (SPC-4 §5.17, §6.4, §6.18): EXTENDED COPY (LID1) with
 //! block-to-block segment descriptors (02h) between LUs of this target named by
 //! identification-descriptor CSCD descriptors (E4h), and RECEIVE COPY RESULTS (COPY STATUS,
-//! OPERATING PARAMETERS). `docs/xcopy.md` describes it.
+//! OPERATING PARAMETERS). `docs/scsi-features.md` describes it.
 //!
 //! This module parses and answers; the copy's READs and WRITEs are pass-through SRBs that
 //! `iscsi_lun` submits to the port driver like any initiator's command.

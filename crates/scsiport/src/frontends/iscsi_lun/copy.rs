@@ -3,7 +3,7 @@
 //! of the initiator's I_T nexus (so reservations, unit attentions and task management
 //! apply to it as to any command). The Third-Party Copy VPD page and the two commands'
 //! entries in REPORT SUPPORTED OPERATION CODES are added to what the LU reports.
-//! `docs/xcopy.md` describes it; parsing is in [`crate::frontends::xcopy`].
+//! `docs/scsi-features.md` describes it; parsing is in [`crate::frontends::xcopy`].
 
 use super::{check, PassThroughLuns};
 use crate::frontends::xcopy::{self, CopyList, CopySense, CopyState, CopyStatus, ListIdUsage};
