@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 mod copy;
+mod dataout;
 mod preempt;
 
 /// The LUNs of one adapter's bus as an iSCSI target: LUN `target * 8 + lun`.
@@ -104,6 +105,11 @@ impl ScsiBackend for PassThroughLuns {
             }
             if preempt::is_preempt_and_abort(&cmd.cdb) {
                 return self.preempt_and_abort(cmd).await;
+            }
+            let bs = self.block_sizes.get(&cmd.lun).copied().unwrap_or(512);
+            let sent = if cmd.direction == DataDirection::Out { u64::from(cmd.expected_len) } else { 0 };
+            if dataout::required_len(&cmd.cdb, bs).is_some_and(|want| want != sent) {
+                return check(0x05, 0x24, 0x00);
             }
         }
         self.pass_through(cmd).await
