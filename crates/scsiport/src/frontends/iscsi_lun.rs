@@ -108,7 +108,9 @@ impl ScsiBackend for PassThroughLuns {
             }
             let bs = self.block_sizes.get(&cmd.lun).copied().unwrap_or(512);
             let sent = if cmd.direction == DataDirection::Out { u64::from(cmd.expected_len) } else { 0 };
-            if dataout::required_len(&cmd.cdb, bs).is_some_and(|want| want != sent) {
+            // Without any data-out the LU's own checks (write protection, the CDB) come first and a short
+            // transfer ends it; a buffer of another length is refused before it can be taken in part.
+            if dataout::required_len(&cmd.cdb, bs).is_some_and(|want| sent != 0 && want != sent) {
                 return check(0x05, 0x24, 0x00);
             }
         }
