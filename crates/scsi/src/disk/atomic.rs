@@ -68,10 +68,10 @@ fn check(inner: &Inner, r: Range, boundary: u16) -> Result<(), Sense> {
     if inner.write_protected() {
         return Err(Sense::write_protected());
     }
-    if lim.alignment > 1 && r.lba % u64::from(lim.alignment) != 0 {
+    if lim.alignment > 1 && !r.lba.is_multiple_of(u64::from(lim.alignment)) {
         return Err(Sense::invalid_field_in_cdb(2, None));
     }
-    if lim.granularity > 1 && r.blocks % u64::from(lim.granularity) != 0 {
+    if lim.granularity > 1 && !r.blocks.is_multiple_of(u64::from(lim.granularity)) {
         return Err(Sense::invalid_field_in_cdb(12, None));
     }
     if boundary == 0 {

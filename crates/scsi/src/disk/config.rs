@@ -143,7 +143,7 @@ impl DiskConfig {
             self.physical_block_size = self.block_size;
         }
         let ratio = self.physical_block_size / self.block_size;
-        if self.physical_block_size % self.block_size != 0 || !ratio.is_power_of_two() || ratio > 1 << 15 {
+        if !self.physical_block_size.is_multiple_of(self.block_size) || !ratio.is_power_of_two() || ratio > 1 << 15 {
             return Err(ConfigError::PhysicalBlockSize {
                 physical: self.physical_block_size,
                 logical: self.block_size,

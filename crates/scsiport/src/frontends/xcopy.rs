@@ -161,7 +161,7 @@ pub fn parse(list: &[u8]) -> Result<Option<CopyList>, CopySense> {
         // No segment descriptor that reads inline data is supported.
         return Err(CopySense::INVALID_FIELD_IN_PARAMETER_LIST.at(12));
     }
-    if cscd_len % CSCD_LEN != 0 {
+    if !cscd_len.is_multiple_of(CSCD_LEN) {
         return Err(CopySense::INVALID_FIELD_IN_PARAMETER_LIST.at(2));
     }
     if cscd_len / CSCD_LEN > usize::from(MAX_CSCD_DESCRIPTORS) {
@@ -286,7 +286,7 @@ pub fn operating_parameters() -> Vec<u8> {
 pub fn third_party_copy_vpd(device_type: u8) -> Vec<u8> {
     let mut body = Vec::new();
     let mut descriptor = |kind: u16, mut payload: Vec<u8>| {
-        while (payload.len() + 4) % 4 != 0 {
+        while !(payload.len() + 4).is_multiple_of(4) {
             payload.push(0);
         }
         body.extend_from_slice(&kind.to_be_bytes());
@@ -445,7 +445,7 @@ mod tests {
         assert_eq!(usize::from(be16(&p, 2)), p.len() - 4);
         assert_eq!(be16(&p, 4), 1);
         let len = usize::from(be16(&p, 6));
-        assert_eq!((len + 4) % 4, 0);
+        assert!((len + 4).is_multiple_of(4));
         assert_eq!(&p[9..16], &[0x83, 1, 0x00, 0x84, 2, 0x00, 0x03]);
         let op = operating_parameters();
         assert_eq!(be32(&op, 0) as usize, op.len() - 4);

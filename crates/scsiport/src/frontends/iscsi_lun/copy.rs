@@ -211,7 +211,7 @@ impl PassThroughLuns {
                     n
                 }
             };
-            if names.iter().any(|n| *n == cscd.designator) {
+            if names.contains(&cscd.designator) {
                 return Some(lun);
             }
         }
@@ -297,7 +297,9 @@ impl PassThroughLuns {
             let (dst, dbs) = luns[&seg.destination];
             let unit = if seg.dc { dbs } else { sbs };
             let bytes = u64::from(seg.blocks) * u64::from(unit);
-            if bytes % u64::from(sbs) != 0 || bytes % u64::from(dbs) != 0 || bytes > u64::from(xcopy::MAX_SEGMENT_BYTES)
+            if !bytes.is_multiple_of(u64::from(sbs))
+                || !bytes.is_multiple_of(u64::from(dbs))
+                || bytes > u64::from(xcopy::MAX_SEGMENT_BYTES)
             {
                 let s = CopySense::INVALID_FIELD_IN_PARAMETER_LIST;
                 return (sense_response(s, Some(i as u16)), status);
