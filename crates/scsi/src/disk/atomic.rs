@@ -1,5 +1,5 @@
-//! WRITE ATOMIC(16) (SBC-4 §5.48) and the atomic fields of the Block Limits VPD page
-//! (SBC-4 §6.6.4). `docs/scsi-features.md` describes the limits and where they are enforced.
+//! WRITE ATOMIC(16) (SBC-4) and the atomic fields of the Block Limits VPD page
+//! (SBC-4). `docs/scsi-features.md` describes the limits and where they are enforced.
 //!
 //! The whole data-out buffer is collected first and written with every other writer held
 //! off (the same gate COMPARE AND WRITE takes), so a reader never sees part of it and an
@@ -61,7 +61,7 @@ impl AtomicLimits {
     }
 }
 
-/// Checks SBC-4 §5.48 orders for a WRITE ATOMIC(16), before any data moves.
+/// Checks SBC-4 orders for a WRITE ATOMIC(16), before any data moves.
 fn check(inner: &Inner, r: Range, boundary: u16) -> Result<(), Sense> {
     let lim = AtomicLimits::of(inner);
     inner.check_range(r.lba, r.blocks)?;
@@ -136,7 +136,7 @@ fn decode_atomic(cdb: &[u8]) -> (Range, u16) {
     (Range { lba: be64(cdb, 2), blocks: u64::from(be16(cdb, 12)), flags: get(cdb, 1) }, be16(cdb, 10))
 }
 
-/// WRITE ATOMIC(16) (SBC-4 §5.48).
+/// WRITE ATOMIC(16) (SBC-4).
 pub(crate) fn write_atomic16(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
     let (r, boundary) = decode_atomic(cdb);
     if let Err(s) = check(inner, r, boundary) {

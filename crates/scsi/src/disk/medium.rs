@@ -1,4 +1,4 @@
-//! The removable-medium profile (SBC-4 §4.16, §5.14, §5.31): PREVENT ALLOW MEDIUM REMOVAL
+//! The removable-medium profile (SBC-4): PREVENT ALLOW MEDIUM REMOVAL
 //! kept per I_T nexus, START STOP UNIT with LOEJ ejecting and loading, and NOT READY /
 //! MEDIUM NOT PRESENT while no medium is loaded. `docs/config.md` (`removable`) describes
 //! the profile.
@@ -42,7 +42,7 @@ impl Medium {
     }
 
     /// START STOP UNIT with LOEJ: load (`start`) or eject, refused while any nexus
-    /// prevents removal (SBC-4 §5.31).
+    /// prevents removal (SBC-4).
     pub(crate) fn load_eject(&self, start: bool) -> Result<(), Sense> {
         if !self.preventing.lock().is_empty() {
             return Err(Sense::new(SenseKey::IllegalRequest, REMOVAL_PREVENTED));
@@ -51,7 +51,7 @@ impl Medium {
         Ok(())
     }
 
-    /// A nexus's prevention ends with the nexus (SBC-4 §5.14).
+    /// A nexus's prevention ends with the nexus (SBC-4).
     pub(crate) fn nexus_loss(&self, nexus: Nexus) {
         self.preventing.lock().remove(&nexus);
     }

@@ -1,9 +1,9 @@
-//! SANITIZE (SBC-4 §5.30): OVERWRITE, BLOCK ERASE (with logical block provisioning, by
+//! SANITIZE (SBC-4): OVERWRITE, BLOCK ERASE (with logical block provisioning, by
 //! deallocating every block) and EXIT FAILURE MODE. `docs/scsi-features.md` describes the
 //! behaviour.
 //!
 //! The operation runs on its own thread and survives task aborts, resets and the loss of
-//! the I_T nexus that started it (SBC-4 §4.11.2). While it runs every command except
+//! the I_T nexus that started it (SBC-4). While it runs every command except
 //! INQUIRY, REPORT LUNS and REQUEST SENSE ends NOT READY / SANITIZE IN PROGRESS with the
 //! progress in the sense-key specific field; with IMMED set the command itself completes
 //! once its parameters are checked, otherwise when the operation ends. A failed operation
@@ -48,7 +48,7 @@ enum Phase {
 pub(crate) struct SanitizeState {
     phase: Mutex<Phase>,
     done: Condvar,
-    /// Progress of the running operation, in 65536ths (SPC-4 §4.5.2.4.4).
+    /// Progress of the running operation, in 65536ths (SPC-4).
     progress: AtomicU32,
 }
 
@@ -113,7 +113,7 @@ enum Method {
     BlockErase,
 }
 
-/// The OVERWRITE parameter list (SBC-4 §5.30.3.2): at least one pattern byte, a pattern no
+/// The OVERWRITE parameter list (SBC-4): at least one pattern byte, a pattern no
 /// longer than a block and no longer than the list.
 fn overwrite_params(inner: &Inner, list: &[u8]) -> Result<Method, Sense> {
     let count = list[0] & 0x1F;
@@ -223,7 +223,7 @@ fn begin_operation(inner: &Arc<Inner>, method: Method, immed: bool, ause: bool) 
     }
 }
 
-/// SANITIZE (SBC-4 §5.30).
+/// SANITIZE (SBC-4).
 pub(crate) fn sanitize(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
     let immed = get(cdb, 1) & 0x80 != 0;
     let ause = get(cdb, 1) & 0x20 != 0;
@@ -237,7 +237,7 @@ pub(crate) fn sanitize(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
     }
     match sa {
         OVERWRITE => {
-            // SBC-4 §5.30.3.2: the list holds the 4-byte header and 1 to a block's worth of pattern.
+            // SBC-4: the list holds the 4-byte header and 1 to a block's worth of pattern.
             if plen < 5 || plen > inner.block_size() + 4 {
                 return Begin::check(Sense::invalid_field_in_cdb(7, None));
             }

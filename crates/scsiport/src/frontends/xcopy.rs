@@ -1,4 +1,4 @@
-//! The iSCSI target's copy manager (SPC-4 §5.17, §6.4, §6.18): EXTENDED COPY (LID1) with
+//! The iSCSI target's copy manager (SPC-4): EXTENDED COPY (LID1) with
 //! block-to-block segment descriptors (02h) between LUs of this target named by
 //! identification-descriptor CSCD descriptors (E4h), and RECEIVE COPY RESULTS (COPY STATUS,
 //! OPERATING PARAMETERS). `docs/scsi-features.md` describes it.
@@ -54,8 +54,8 @@ impl CopySense {
     /// COPY ABORTED: a READ or WRITE of the copy failed.
     pub const ABORTED: Self = CopySense { key: 0x0A, asc: 0x00, ascq: 0x00, field: None };
 
-    /// Fixed-format sense (SPC-4 §4.5.3); `segment` goes in COMMAND-SPECIFIC INFORMATION
-    /// for COPY ABORTED (the segment being processed, SPC-4 §6.4.3.1).
+    /// Fixed-format sense (SPC-4); `segment` goes in COMMAND-SPECIFIC INFORMATION
+    /// for COPY ABORTED (the segment being processed, SPC-4).
     pub fn to_fixed(self, segment: Option<u16>) -> Vec<u8> {
         let mut s = vec![0u8; 18];
         s[0] = 0x70;
@@ -98,7 +98,7 @@ pub struct Segment {
     pub destination_lba: u64,
 }
 
-/// LIST ID USAGE (SPC-4 table 123).
+/// LIST ID USAGE.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ListIdUsage {
     /// 00b: hold the status for RECEIVE COPY RESULTS.
@@ -223,7 +223,7 @@ pub fn parse(list: &[u8]) -> Result<Option<CopyList>, CopySense> {
     Ok(Some(CopyList { list_id, usage, cscds, segments }))
 }
 
-/// COPY MANAGER STATUS of COPY STATUS (SPC-4 table 383).
+/// COPY MANAGER STATUS of COPY STATUS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CopyState {
     InProgress,
@@ -241,7 +241,7 @@ pub struct CopyStatus {
 }
 
 impl CopyStatus {
-    /// COPY STATUS parameter data (SPC-4 §6.18.3): the transfer count in the smallest
+    /// COPY STATUS parameter data (SPC-4): the transfer count in the smallest
     /// unit that fits 32 bits.
     pub fn data(&self) -> Vec<u8> {
         let mut d = vec![0u8; 12];
@@ -262,7 +262,7 @@ impl CopyStatus {
     }
 }
 
-/// OPERATING PARAMETERS (SPC-4 §6.18.4).
+/// OPERATING PARAMETERS (SPC-4).
 pub fn operating_parameters() -> Vec<u8> {
     let mut d = vec![0u8; 44];
     d[4] = 0x01; // SNLID: LIST ID USAGE 11b is supported
@@ -281,7 +281,7 @@ pub fn operating_parameters() -> Vec<u8> {
     d
 }
 
-/// The Third-Party Copy VPD page (SPC-4 §7.8.17) for an LU of `device_type`: the
+/// The Third-Party Copy VPD page (SPC-4) for an LU of `device_type`: the
 /// supported commands, parameter data, and supported descriptors.
 pub fn third_party_copy_vpd(device_type: u8) -> Vec<u8> {
     let mut body = Vec::new();

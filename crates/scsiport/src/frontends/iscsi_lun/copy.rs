@@ -50,7 +50,7 @@ fn be32(b: &[u8], at: usize) -> u32 {
     b.get(at..at + 4).map_or(0, |v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]))
 }
 
-/// CDB usage data for REPORT SUPPORTED OPERATION CODES (SPC-4 §6.35.3).
+/// CDB usage data for REPORT SUPPORTED OPERATION CODES (SPC-4).
 const EXTENDED_COPY_USAGE: [u8; 16] = [0x83, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0];
 const RECEIVE_COPY_RESULTS_USAGE: [u8; 16] = [0x84, 0x1F, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0];
 /// (opcode, service action) of the commands the copy manager adds.
@@ -169,7 +169,7 @@ impl PassThroughLuns {
         data_in(out, alloc)
     }
 
-    /// RECEIVE COPY RESULTS (SPC-4 §6.18): COPY STATUS (00h) and OPERATING PARAMETERS (03h).
+    /// RECEIVE COPY RESULTS (SPC-4): COPY STATUS (00h) and OPERATING PARAMETERS (03h).
     fn receive_copy_results(&self, cmd: &ScsiCommand) -> ScsiResponse {
         let c = &cmd.cdb;
         let alloc = be32(c, 10) as usize;
@@ -180,7 +180,7 @@ impl PassThroughLuns {
                 let Some(status) = held.get(&key).copied() else {
                     return sense_response(CopySense::INVALID_FIELD_IN_CDB, None);
                 };
-                // A finished copy's status is reported once (SPC-4 §6.18.3).
+                // A finished copy's status is reported once (SPC-4).
                 if status.state != CopyState::InProgress {
                     held.remove(&key);
                 }
@@ -218,7 +218,7 @@ impl PassThroughLuns {
         None
     }
 
-    /// EXTENDED COPY (LID1, SPC-4 §6.4).
+    /// EXTENDED COPY (LID1, SPC-4).
     async fn extended_copy(&self, cmd: &ScsiCommand) -> ScsiResponse {
         let c = &cmd.cdb;
         if c[1] & 0x1F != 0x00 {
@@ -242,7 +242,7 @@ impl PassThroughLuns {
             }
             if running.iter().filter(|(i, _)| *i == cmd.initiator).count() > usize::from(xcopy::MAX_CONCURRENT_COPIES) {
                 running.remove(&key);
-                // INSUFFICIENT RESOURCES (SPC-4 §6.4.3.1: more concurrent copies than reported).
+                // INSUFFICIENT RESOURCES (SPC-4: more concurrent copies than reported).
                 return check(0x05, 0x55, 0x03);
             }
         }

@@ -1,6 +1,6 @@
 //! Commands whose data-out buffer has exactly one valid length, which the target checks against the initiator's
 //! expected data transfer length before the command reaches the LU: over the SCSI bus the LU sees only the bytes the
-//! card moves, never how many the initiator meant to send (SBC-4 §5.3, §5.50, §5.51).
+//! card moves, never how many the initiator meant to send (SBC-4).
 
 /// The one data-out length `cdb` allows for LUs of `block_size`-byte blocks, for the commands that have one:
 /// COMPARE AND WRITE (verify and write data, 2 × NUMBER OF LOGICAL BLOCKS blocks), WRITE SAME(10) (one block) and

@@ -1,6 +1,6 @@
 //! PERSISTENT RESERVE OUT / PREEMPT AND ABORT in the iSCSI glue: the LU changes the
 //! registrations and the reservation; the tasks of the I_T nexuses it preempted are then
-//! aborted through the port driver, as ABORT TASK SET of each would (SPC-4 §5.9.11.5).
+//! aborted through the port driver, as ABORT TASK SET of each would (SPC-4).
 //! `docs/scsi-features.md` describes it.
 
 use super::PassThroughLuns;
