@@ -51,3 +51,10 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings
 # Release mode: the data-path tests move hundreds of MiB through the DMA model.
 cargo test --workspace --release -- --test-threads=2
+# Miri over the HAL, whose system memory every layer shares (docs/memory.md); the nightly component installs itself.
+if ! cargo +nightly miri --version >/dev/null 2>&1; then
+  rustup component add miri rust-src --toolchain nightly ||
+    rustup toolchain install nightly --profile minimal --component miri --component rust-src
+fi
+# parking_lot casts integers to pointers; that is its business, not a warning in every threaded test.
+MIRIFLAGS="${MIRIFLAGS:-} -Zmiri-permissive-provenance" cargo +nightly miri test -p hal

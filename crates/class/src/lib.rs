@@ -7,18 +7,16 @@
 
 mod batch;
 pub mod cdb;
+pub mod retry;
 pub mod sense;
 
+pub use retry::{RetryPolicy, Verdict, MAX_RETRIES};
+
 use hal::{Buffer, Placement, SystemMemory, PAGE_SIZE};
-use port::{scsi_status, AdapterHandle, LuAddress, Srb, SrbFlags, SrbStatus};
-use sense::{key, SenseInfo};
+use port::{AdapterHandle, LuAddress, Srb, SrbFlags, SrbStatus};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// How many times a retryable failure is retried before the request fails (classpnp's MAXIMUM_RETRIES is 4; unit
-/// attentions after a reset come in bursts, so a few more).
-pub const MAX_RETRIES: u32 = 8;
 
 /// Why a class request failed.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
@@ -56,6 +54,12 @@ pub enum ClassError {
     /// The request does not meet the adapter's alignment or the block size.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The device reports a block size the class driver cannot use (zero or not a power of two).
+    #[error("the device reports a block size of {0}, which is not a power of two")]
+    BadBlockSize(u32),
+    /// A command buffer in system memory could not be read or written.
+    #[error("system memory: {0}")]
+    Memory(String),
     /// No memory for a command buffer.
     #[error("no system memory for a {0}-byte command buffer")]
     NoMemory(usize),
@@ -113,13 +117,8 @@ pub struct DiskClass {
     product: String,
     /// Send tagged SRBs (SIMPLE): the adapter queues per LU and the device reports CmdQue.
     tagged: bool,
+    retry: RetryPolicy,
     stats: StatsCell,
-}
-
-enum Verdict {
-    Done,
-    Retry(String, Duration),
-    Fail(ClassError),
 }
 
 /// What one command returned.
@@ -148,6 +147,7 @@ impl DiskClass {
             vendor: String::new(),
             product: String::new(),
             tagged: false,
+            retry: RetryPolicy::default(),
             stats: StatsCell::default(),
         };
         futures::executor::block_on(d.identify())?;
@@ -182,7 +182,7 @@ impl DiskClass {
             }
         }
         if block_size == 0 || !block_size.is_power_of_two() {
-            return Err(ClassError::BadRequest(format!("the device reports a block size of {block_size}")));
+            return Err(ClassError::BadBlockSize(block_size));
         }
         self.block_size = block_size;
         self.blocks = blocks;
@@ -378,10 +378,10 @@ impl DiskClass {
         };
         let batch = batch::Batch::new();
         for i in 0..pieces.len() {
-            self.adapter.submit(make(i), batch.completion(i));
+            self.adapter.submit_with(make(i), batch.completion(i));
         }
         let mut outstanding = pieces.len();
-        let mut attempts = vec![0u32; pieces.len()];
+        let mut retries = vec![0u32; pieces.len()];
         let mut error: Option<ClassError> = None;
         while outstanding > 0 {
             for (i, srb) in batch.next().await {
@@ -391,18 +391,19 @@ impl DiskClass {
                 if srb.srb_status.queue_frozen() {
                     self.release_queue().await;
                 }
-                match self.judge(&srb, pieces[i].2 as u32) {
-                    Verdict::Done => outstanding -= 1,
-                    Verdict::Retry(_, delay) if error.is_none() && attempts[i] < MAX_RETRIES => {
-                        attempts[i] += 1;
+                match self.retry.decide(&srb, pieces[i].2 as u32, false, retries[i]) {
+                    // Once a piece failed the request fails: the others finish, but are not sent again.
+                    Verdict::Retry { delay, .. } if error.is_none() => {
+                        retries[i] += 1;
                         self.stats.retries.fetch_add(1, Ordering::Relaxed);
                         sleep(delay).await;
-                        self.adapter.submit(make(i), batch.completion(i));
+                        self.adapter.submit_with(make(i), batch.completion(i));
                     }
-                    Verdict::Retry(why, _) => {
+                    Verdict::Retry { why, .. } => {
                         outstanding -= 1;
-                        error.get_or_insert(ClassError::RetriesExhausted { retries: attempts[i], last: why });
+                        error.get_or_insert(ClassError::RetriesExhausted { retries: retries[i], last: why });
                     }
+                    Verdict::Done => outstanding -= 1,
                     Verdict::Fail(e) => {
                         outstanding -= 1;
                         error.get_or_insert(e);
@@ -413,64 +414,13 @@ impl DiskClass {
         error.map_or(Ok(()), Err)
     }
 
-    /// Decide what to do with a finished SRB.
-    fn judge(&self, srb: &Srb, asked: u32) -> Verdict {
-        let status = srb.srb_status.status();
-        if status == SrbStatus::SUCCESS {
-            return Verdict::Done;
-        }
-        if srb.scsi_status == scsi_status::CHECK_CONDITION || srb.scsi_status == scsi_status::COMMAND_TERMINATED {
-            let Some(s) = srb.srb_status.autosense_valid().then(|| SenseInfo::parse(srb.sense())).flatten() else {
-                return Verdict::Retry("CHECK CONDITION without sense".into(), Duration::ZERO);
-            };
-            return match s.key {
-                key::RECOVERED_ERROR | key::NO_SENSE => Verdict::Done,
-                key::UNIT_ATTENTION => {
-                    Verdict::Retry(format!("unit attention {:02x}/{:02x}", s.asc, s.ascq), Duration::ZERO)
-                }
-                key::NOT_READY if s.asc == 0x04 && s.ascq != 0x02 => {
-                    Verdict::Retry("not ready, becoming ready".into(), Duration::from_millis(10))
-                }
-                key::ABORTED_COMMAND => Verdict::Retry("aborted command".into(), Duration::ZERO),
-                key::MEDIUM_ERROR => Verdict::Fail(ClassError::Medium { lba: s.information, asc: s.asc, ascq: s.ascq }),
-                key::ILLEGAL_REQUEST => Verdict::Fail(ClassError::IllegalRequest { asc: s.asc, ascq: s.ascq }),
-                key::DATA_PROTECT => Verdict::Fail(ClassError::WriteProtected),
-                key::MISCOMPARE => Verdict::Fail(ClassError::Miscompare),
-                k => Verdict::Fail(ClassError::Sense { key: k, asc: s.asc, ascq: s.ascq }),
-            };
-        }
-        if srb.scsi_status == scsi_status::RESERVATION_CONFLICT {
-            return Verdict::Fail(ClassError::ReservationConflict);
-        }
-        if srb.scsi_status == scsi_status::BUSY || srb.scsi_status == scsi_status::QUEUE_FULL {
-            return Verdict::Retry("target busy".into(), Duration::from_millis(5));
-        }
-        match status {
-            SrbStatus::BUSY => Verdict::Retry("adapter busy".into(), Duration::from_millis(5)),
-            SrbStatus::BUS_RESET
-            | SrbStatus::TIMEOUT
-            | SrbStatus::COMMAND_TIMEOUT
-            | SrbStatus::REQUEST_FLUSHED
-            | SrbStatus::ABORTED
-            | SrbStatus::UNEXPECTED_BUS_FREE
-            | SrbStatus::PARITY_ERROR => Verdict::Retry(format!("SRB {:?}", srb.srb_status), Duration::from_millis(1)),
-            SrbStatus::DATA_OVERRUN => {
-                Verdict::Fail(ClassError::ShortTransfer { moved: srb.data_transfer_length, asked })
-            }
-            _ => Verdict::Fail(ClassError::Srb { status: srb.srb_status, scsi_status: srb.scsi_status }),
-        }
-    }
-
+    /// Thaw the LU queue the port froze after an error (the class driver's ReleaseQueue).
     async fn release_queue(&self) {
         self.stats.queue_releases.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.adapter.release_queue(self.address, move |s| {
-            let _ = tx.send(s);
-        });
-        let _ = rx.await;
+        self.adapter.release_queue(self.address).await;
     }
 
-    /// Send a small command, returning its data-in bytes. Retries as a read does.
+    /// Send a small command, returning its data-in bytes (fewer than `alloc` when the device returns less).
     pub async fn command(&self, cdb: &[u8], direction: Option<SrbFlags>, alloc: usize) -> Result<Vec<u8>, ClassError> {
         let buf = if alloc > 0 {
             Some(self.memory.alloc(alloc, Placement::Any).map_err(|_| ClassError::NoMemory(alloc))?)
@@ -482,7 +432,7 @@ impl DiskClass {
             Some(b) => {
                 let n = (srb.data_transfer_length as usize).min(alloc);
                 let mut out = vec![0u8; n];
-                b.read(0, &mut out).map_err(|e| ClassError::BadRequest(e.to_string()))?;
+                b.read(0, &mut out).map_err(|e| ClassError::Memory(e.to_string()))?;
                 Ok(out)
             }
             None => Ok(Vec::new()),
@@ -492,10 +442,11 @@ impl DiskClass {
     /// Send a command with a data-out parameter list.
     pub async fn command_out(&self, cdb: &[u8], data: &[u8]) -> Result<(), ClassError> {
         let buf = self.memory.alloc(data.len(), Placement::Any).map_err(|_| ClassError::NoMemory(data.len()))?;
-        buf.write(0, data).map_err(|e| ClassError::BadRequest(e.to_string()))?;
+        buf.write(0, data).map_err(|e| ClassError::Memory(e.to_string()))?;
         self.run_with_retries(cdb, Some(SrbFlags::DATA_OUT), Some(&buf), data.len(), false).await.map(|_| ())
     }
 
+    /// One SRB, sent again as the retry policy says.
     async fn run_with_retries(
         &self,
         cdb: &[u8],
@@ -504,31 +455,21 @@ impl DiskClass {
         len: usize,
         short_ok: bool,
     ) -> Result<Srb, ClassError> {
-        let mut attempt = 0;
+        let mut retries = 0;
         loop {
             let mut srb = Srb::execute_scsi(self.address, cdb);
             srb.time_out_value = self.timeout_secs;
             if let (Some(d), Some(b)) = (direction, buf) {
                 srb = srb.with_data(b, 0, len as u32, d);
             }
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            self.adapter.submit(srb, move |s| {
-                let _ = tx.send(s);
-            });
-            let srb = rx.await.map_err(|_| ClassError::Srb { status: SrbStatus::NO_HBA, scsi_status: 0 })?;
+            let srb = self.adapter.submit(srb).await;
             if srb.srb_status.queue_frozen() {
                 self.release_queue().await;
             }
-            if short_ok && srb.srb_status.status() == SrbStatus::DATA_OVERRUN {
-                return Ok(srb);
-            }
-            match self.judge(&srb, len as u32) {
+            match self.retry.decide(&srb, len as u32, short_ok, retries) {
                 Verdict::Done => return Ok(srb),
-                Verdict::Retry(why, delay) => {
-                    attempt += 1;
-                    if attempt > MAX_RETRIES {
-                        return Err(ClassError::RetriesExhausted { retries: MAX_RETRIES, last: why });
-                    }
+                Verdict::Retry { delay, .. } => {
+                    retries += 1;
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
                     sleep(delay).await;
                 }
@@ -538,15 +479,11 @@ impl DiskClass {
     }
 }
 
-/// Wait without assuming a runtime: on tokio's timer inside a runtime, a thread sleep outside one.
+/// Wait without blocking the thread and without assuming a runtime: the async callers run on tokio, the blocking
+/// wrappers on `futures::executor`, and a blocked thread would stall every other request on it.
 async fn sleep(d: Duration) {
-    if d.is_zero() {
-        return;
-    }
-    if tokio::runtime::Handle::try_current().is_ok() {
-        tokio::time::sleep(d).await;
-    } else {
-        std::thread::sleep(d);
+    if !d.is_zero() {
+        futures_timer::Delay::new(d).await;
     }
 }
 

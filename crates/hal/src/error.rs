@@ -56,4 +56,10 @@ pub enum HalError {
     /// FlushAdapterBuffers with a range or direction other than the matching map's.
     #[error("flush range or direction differs from the mapped transfer")]
     FlushMismatch,
+    /// An access to bytes another party holds (a live slice or run borrow, or a DMA run in progress).
+    #[error("physical range {addr:#x}+{len:#x} is held by another access")]
+    Busy { addr: u64, len: u64 },
+    /// A run borrow of a range that is not one physically contiguous, non-empty run.
+    #[error("buffer range {offset}+{len} is not one physically contiguous run")]
+    Discontiguous { offset: usize, len: usize },
 }

@@ -54,7 +54,13 @@
 //! calls the device inside it, so a `DmaDevice` must not call back into the HAL. Wakers
 //! passed to `allocate_channel` run with no HAL lock held. The HAL owns the status
 //! register: reading it elsewhere consumes TC bits the flush relies on.
+//!
+//! System memory (`docs/memory.md`): a slice of it exists only inside a hold on its frames. A processor access
+//! (`Buffer::read`, `with_slices_mut`, `SystemMemory::write_phys`, a run borrow, ...) that meets another party's hold
+//! fails with `HalError::Busy`; the DMA engine waits for it. So a `DmaDevice`, or code holding a slice or run borrow,
+//! must not run DMA service over those same frames on its own thread.
 
+mod access;
 mod adapter;
 mod dma8237;
 mod error;
@@ -66,7 +72,7 @@ pub use adapter::{
 };
 pub use dma8237::{ChannelState, DmaChannel, DmaController, DmaDevice, DmaMode, ServiceOutcome, TransferType};
 pub use error::HalError;
-pub use memory::{Buffer, Placement, SystemMemory};
+pub use memory::{Buffer, Placement, RunMut, RunRef, SystemMemory};
 
 /// The page size of the modelled machine (x86, 4 KiB).
 pub const PAGE_SIZE: u64 = 4096;

@@ -25,7 +25,7 @@ fn adapter_types_cross_threads() {
 #[test]
 fn contending_adapters_all_complete_with_exact_data() {
     const THREADS: u64 = 3;
-    const ROUNDS: u64 = 40;
+    const ROUNDS: u64 = if cfg!(miri) { 4 } else { 40 };
     let hal = hal_with(40);
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {

@@ -6,6 +6,7 @@
 
 pub mod hw;
 pub mod miniport;
+pub mod regs;
 
 pub use hw::{BusDevice, Hba, HbaCounters, HbaMonitor, HbaSettings, ScsiBus};
 pub use miniport::{
@@ -42,7 +43,7 @@ pub struct HbaConfig {
 impl Default for HbaConfig {
     fn default() -> Self {
         HbaConfig {
-            io_base: hw::regs::DEFAULT_IO_BASE,
+            io_base: regs::DEFAULT_IO_BASE,
             irq: 11,
             dma_channel: 5,
             max_transfer: DEFAULT_MAX_TRANSFER,
@@ -67,39 +68,39 @@ impl HbaConfig {
 
     /// The card as jumpered and cabled, or why it cannot be built.
     pub fn build_hardware(&self) -> Result<Hba, PortError> {
-        let bad = |reason: String| PortError::BadDmaConfig { name: format!("hba@{:#x}", self.io_base), reason };
+        let name = || format!("hba@{:#x}", self.io_base);
+        let jumper = |reason: String| PortError::Jumper { name: name(), reason };
+        let setting = |reason: String| PortError::AdapterSetting { name: name(), reason };
         if matches!(self.dma_channel, 4) || self.dma_channel > 7 {
-            return Err(bad(format!(
+            return Err(jumper(format!(
                 "DMA channel {} cannot be jumpered: use 0-3 (8-bit) or 5-7 (16-bit)",
                 self.dma_channel
             )));
         }
         if self.irq > 15 {
-            return Err(bad(format!("IRQ {} does not exist on the ISA bus", self.irq)));
+            return Err(jumper(format!("IRQ {} does not exist on the ISA bus", self.irq)));
         }
-        if self.max_transfer < 4096 || self.max_transfer > hw::regs::XFER_MAX {
-            return Err(bad(format!(
+        if self.max_transfer < 4096 || self.max_transfer > regs::XFER_MAX {
+            return Err(setting(format!(
                 "max_transfer {} is outside 4096..={} (whole pages within the 24-bit transfer counter)",
                 self.max_transfer,
-                hw::regs::XFER_MAX
+                regs::XFER_MAX
             )));
         }
-        if self.queue_depth == 0 || usize::from(self.queue_depth) > hw::regs::TAG_SLOTS {
-            return Err(bad(format!(
+        if self.queue_depth == 0 || usize::from(self.queue_depth) > regs::TAG_SLOTS {
+            return Err(setting(format!(
                 "queue_depth {} is outside 1..={} (the card's table of disconnected commands)",
                 self.queue_depth,
-                hw::regs::TAG_SLOTS
+                regs::TAG_SLOTS
             )));
         }
-        if self.io_base.checked_add(hw::regs::PORT_COUNT).is_none() {
-            return Err(bad(format!("I/O base {:#x} leaves no room for 16 ports", self.io_base)));
+        if self.io_base.checked_add(regs::PORT_COUNT).is_none() {
+            return Err(jumper(format!("I/O base {:#x} leaves no room for 16 ports", self.io_base)));
         }
         let mut bus = ScsiBus::new();
         for (id, target) in &self.targets {
             if !bus.attach(*id, target.clone()) {
-                return Err(PortError::BadRequest(format!(
-                    "target ID {id} is not on the bus: targets are 0-6, the adapter is ID 7"
-                )));
+                return Err(setting(format!("target ID {id} is not on the bus: targets are 0-6, the adapter is ID 7")));
             }
         }
         Ok(Hba::new(HbaSettings { io_base: self.io_base, irq: self.irq, dma_channel: self.dma_channel }, bus))
@@ -109,7 +110,7 @@ impl HbaConfig {
     pub fn resources(&self) -> AdapterResources {
         AdapterResources {
             io_base: self.io_base,
-            io_length: hw::regs::PORT_COUNT,
+            io_length: regs::PORT_COUNT,
             interrupt_level: u32::from(self.irq),
             dma_channel: Some(self.dma_channel),
         }

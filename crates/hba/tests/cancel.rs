@@ -36,7 +36,7 @@ fn start_stalled_read(
     srb.time_out_value = timeout_secs;
     let before = m.handle.stats().dma_bytes;
     let (tx, rx) = crossbeam_channel::bounded(1);
-    let id = m.handle.submit(srb, move |s| {
+    let id = m.handle.submit_with(srb, move |s| {
         let _ = tx.send(s);
     });
     let until = Instant::now() + Duration::from_secs(10);
@@ -90,7 +90,7 @@ fn abort_flushes_a_stalled_transfer_mid_way() {
     let data = seed_disk(&m);
     let (id, buf, rx) = start_stalled_read(&m, Placement::Contiguous { below_16m: true, align: 128 << 10 }, 30);
     let (atx, arx) = crossbeam_channel::bounded(1);
-    m.handle.abort(id, LU0, move |s| {
+    m.handle.submit_with(port::Srb::abort(LU0, id), move |s| {
         let _ = atx.send(s);
     });
     let abort = arx.recv_timeout(Duration::from_secs(10)).expect("abort completes");
@@ -108,7 +108,7 @@ fn abort_flushes_a_stalled_bounced_transfer() {
     let m = Machine::new(1, 256);
     let data = seed_disk(&m);
     let (id, buf, rx) = start_stalled_read(&m, Placement::Above16M, 30);
-    m.handle.abort(id, LU0, |_| {});
+    drop(m.handle.abort(id, LU0));
     let victim = rx.recv_timeout(Duration::from_secs(10)).expect("victim completes");
     assert_eq!(victim.srb_status.status(), SrbStatus::ABORTED);
     assert_eq!(victim.data_transfer_length as u64, STALL);
@@ -155,7 +155,7 @@ fn bus_reset_request_completes_the_stalled_srb_with_bus_reset() {
     let data = seed_disk(&m);
     let (id, buf, rx) = start_stalled_read(&m, Placement::Contiguous { below_16m: true, align: 128 << 10 }, 30);
     let (rtx, rrx) = crossbeam_channel::bounded(1);
-    m.handle.reset_bus(0, move |s| {
+    m.handle.submit_with(port::Srb::reset_bus(0), move |s| {
         let _ = rtx.send(s);
     });
     let reset = rrx.recv_timeout(Duration::from_secs(10)).expect("reset completes");

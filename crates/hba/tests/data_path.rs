@@ -119,6 +119,25 @@ fn check_condition_cancels_the_map_and_returns_autosense() {
 }
 
 #[test]
+fn a_medium_error_mid_transfer_ends_the_srb_without_waiting_for_a_deadline() {
+    let m = Machine::new(5, 64);
+    m.disk.faults().set_medium_error(Some(scsi::LbaRange { start: 20, count: 4 }));
+    let buf = m.alloc(32 << 10, Placement::Any);
+    let mut srb = Srb::execute_scsi(LU0, &read10(0, 64)).with_data(&buf, 0, 32 << 10, SrbFlags::DATA_IN);
+    // No port deadline: only the card's interrupt at the end of the target's data can end the SRB, so an engine that
+    // slept with the line asserted would never return it (and `run` fails after its bounded wait).
+    srb.time_out_value = 0;
+    let (_, s) = m.run(srb);
+    assert_eq!(s.srb_status.status(), SrbStatus::ERROR, "{s:?}");
+    assert_eq!(s.scsi_status, scsi_status::CHECK_CONDITION);
+    let sense = s.sense();
+    assert_eq!((sense[2] & 0x0F, sense[12]), (0x03, 0x11), "MEDIUM ERROR, unrecovered read error");
+    assert_eq!(m.handle.stats().timeouts, 0);
+    m.release_queue();
+    m.assert_no_violations();
+}
+
+#[test]
 fn short_inquiry_is_a_data_overrun_with_the_moved_length() {
     let (t, _) = ram_target(64);
     let (expect, data) = scsi::execute_on_target(&t, scsi::Nexus::new(1), 0, &inquiry(254), &[], 254);

@@ -33,7 +33,7 @@ fn two_targets() -> Bus2 {
 
 fn submit(h: &AdapterHandle, srb: Srb) -> (port::SrbId, crossbeam_channel::Receiver<Srb>) {
     let (tx, rx) = crossbeam_channel::bounded(1);
-    let id = h.submit(srb, move |s| {
+    let id = h.submit_with(srb, move |s| {
         let _ = tx.send(s);
     });
     (id, rx)
@@ -60,7 +60,7 @@ fn an_srb_for_another_target_waits_for_the_card_and_then_runs() {
         submit(&b.handle, Srb::execute_scsi(LU1, &read10(0, 8)).with_data(&buf1, 0, 4096, SrbFlags::DATA_IN));
     // The second SRB reached the miniport (NextRequest was sent at once) but the card is busy: it waits.
     assert!(rx1.recv_timeout(Duration::from_millis(100)).is_err(), "the card runs one command at a time");
-    b.handle.abort(id0, LU0, |_| {});
+    drop(b.handle.abort(id0, LU0));
     let victim = rx0.recv_timeout(Duration::from_secs(10)).expect("victim completes");
     assert_eq!(victim.srb_status.status(), SrbStatus::ABORTED);
     let second = rx1.recv_timeout(Duration::from_secs(10)).expect("the waiting SRB runs after the abort");
@@ -82,7 +82,7 @@ fn abort_of_a_waiting_srb_completes_it_without_touching_the_card() {
         submit(&b.handle, Srb::execute_scsi(LU1, &read10(0, 8)).with_data(&buf1, 0, 4096, SrbFlags::DATA_IN));
     assert!(rx1.recv_timeout(Duration::from_millis(50)).is_err());
     let (atx, arx) = crossbeam_channel::bounded(1);
-    b.handle.abort(id1, LU1, move |s| {
+    b.handle.submit_with(port::Srb::abort(LU1, id1), move |s| {
         let _ = atx.send(s);
     });
     assert_eq!(arx.recv_timeout(Duration::from_secs(10)).expect("abort done").srb_status, SrbStatus::SUCCESS);
@@ -90,7 +90,7 @@ fn abort_of_a_waiting_srb_completes_it_without_touching_the_card() {
     assert_eq!(waiting.srb_status.status(), SrbStatus::ABORTED);
     assert_eq!(b.handle.stats().dma_bytes, 4096, "the aborted waiting SRB moved nothing");
     assert!(rx0.try_recv().is_err(), "the running command is untouched");
-    b.handle.abort(id0, LU0, |_| {});
+    drop(b.handle.abort(id0, LU0));
     assert_eq!(rx0.recv_timeout(Duration::from_secs(10)).expect("done").srb_status.status(), SrbStatus::ABORTED);
     assert!(b.handle.violations().is_empty(), "{:?}", b.handle.violations());
     b.handle.shutdown();
@@ -179,7 +179,7 @@ fn bus_reset_completes_the_running_and_the_waiting_srb() {
     let (_, rx1) =
         submit(&b.handle, Srb::execute_scsi(LU1, &read10(0, 8)).with_data(&buf1, 0, 4096, SrbFlags::DATA_IN));
     assert!(rx1.recv_timeout(Duration::from_millis(50)).is_err());
-    b.handle.reset_bus(0, |_| {});
+    drop(b.handle.reset_bus(0));
     for rx in [rx0, rx1] {
         let s = rx.recv_timeout(Duration::from_secs(10)).expect("completed by the reset");
         assert_eq!(s.srb_status.status(), SrbStatus::BUS_RESET, "{s:?}");

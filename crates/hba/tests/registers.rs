@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use hal::DmaDevice;
-use hba::hw::regs::{self, control, flags, int, status};
+use hba::regs::{self, control, flags, int, status};
 use hba::{BusDevice, Hba, HbaSettings, ScsiBus};
 use port::{HbaHardware, IoWidth};
 use std::sync::Arc;

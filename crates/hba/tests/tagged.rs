@@ -43,7 +43,7 @@ fn stalled_read(m: &Machine, lba: u32, flags: SrbFlags, done: impl FnOnce(Srb) +
     let mut srb = tagged(Srb::execute_scsi(LU0, &read10(lba, 128)).with_data(&big, 0, 65536, SrbFlags::DATA_IN));
     srb.srb_flags.insert(flags);
     let before = m.handle.stats().dma_bytes;
-    let id = m.handle.submit(srb, done);
+    let id = m.handle.submit_with(srb, done);
     let until = Instant::now() + Duration::from_secs(10);
     while m.handle.stats().dma_bytes < before + 4096 {
         assert!(Instant::now() < until, "no DMA progress");
@@ -110,7 +110,7 @@ fn behind_a_command_that_holds_the_bus_the_port_hands_over_up_to_the_depth_and_t
     for i in 0..n {
         let cdb = write10((i * CHUNK) as u32 / BLOCK, (CHUNK as u32 / BLOCK) as u16);
         let tx = tx.clone();
-        m.handle.submit(
+        m.handle.submit_with(
             tagged(Srb::execute_scsi(LU0, &cdb).with_data(&src, i * CHUNK, CHUNK as u32, SrbFlags::DATA_OUT)),
             move |s| {
                 let _ = tx.send(s.srb_status);
@@ -126,7 +126,7 @@ fn behind_a_command_that_holds_the_bus_the_port_hands_over_up_to_the_depth_and_t
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(peak_started(&m), 8, "and no more than the depth");
     assert_eq!(m.card.counters().peak_disconnected, 0, "nothing reached the target while the bus is held");
-    m.handle.abort(blocker, LU0, |_| {});
+    drop(m.handle.abort(blocker, LU0));
     for _ in 0..n {
         assert_eq!(rx.recv_timeout(Duration::from_secs(10)).expect("every write completes"), SrbStatus::SUCCESS);
     }
@@ -188,18 +188,18 @@ fn one_hung_disconnected(timeout_secs: u32) -> Stuck {
         tagged(Srb::execute_scsi(LU0, &read10(8, 8)).with_data(&small, 0, CHUNK as u32, SrbFlags::DATA_IN));
     hung_srb.time_out_value = timeout_secs;
     let (tx1, rx1) = crossbeam_channel::bounded(1);
-    let hung = m.handle.submit(hung_srb, move |s| {
+    let hung = m.handle.submit_with(hung_srb, move |s| {
         let _ = tx1.send(s);
     });
     let (tx2, rx2) = crossbeam_channel::bounded(1);
-    m.handle.submit(
+    m.handle.submit_with(
         tagged(Srb::execute_scsi(LU0, &write10(16, 8)).with_data(&small, CHUNK, CHUNK as u32, SrbFlags::DATA_OUT)),
         move |s| {
             let _ = tx2.send(s);
         },
     );
     assert!(rx1.recv_timeout(Duration::from_millis(100)).is_err(), "the bus is held by the stalled read");
-    m.handle.abort(stalled, LU0, |_| {});
+    drop(m.handle.abort(stalled, LU0));
     let victim = rx0.recv_timeout(Duration::from_secs(10)).expect("the stalled read completes");
     assert_eq!(victim.srb_status.status(), SrbStatus::ABORTED);
     let write = rx2.recv_timeout(Duration::from_secs(10)).expect("the write reconnects past the hung read");
@@ -234,7 +234,7 @@ fn abort_of_a_disconnected_command_sends_abort_tag() {
     let s = one_hung_disconnected(0);
     let aborts = s.m.card.counters().aborts;
     let (tx, rx) = crossbeam_channel::bounded(1);
-    s.m.handle.abort(s.hung.0, LU0, move |a| {
+    s.m.handle.submit_with(port::Srb::abort(LU0, s.hung.0), move |a| {
         let _ = tx.send(a);
     });
     let abort = rx.recv_timeout(Duration::from_secs(10)).expect("the abort SRB completes");
@@ -260,7 +260,7 @@ fn a_disconnected_command_that_never_reconnects_times_out() {
 fn a_bus_reset_ends_disconnected_commands_with_bus_reset_status() {
     let s = one_hung_disconnected(0);
     let resets = s.m.card.counters().bus_resets;
-    s.m.handle.reset_bus(0, |_| {});
+    drop(s.m.handle.reset_bus(0));
     let victim = s.hung.1.recv_timeout(Duration::from_secs(10)).expect("the reset ends the hung read");
     assert_eq!(victim.srb_status.status(), SrbStatus::BUS_RESET);
     assert_eq!(s.m.card.counters().bus_resets, resets + 1);
@@ -284,12 +284,12 @@ fn a_head_of_queue_srb_reconnects_before_the_simple_ones_queued_ahead_of_it() {
             tagged(Srb::execute_scsi(LU0, &cdb).with_data(&small, i * CHUNK, CHUNK as u32, SrbFlags::DATA_IN));
         srb.queue_action = action;
         let tx = tx.clone();
-        m.handle.submit(srb, move |s| {
+        m.handle.submit_with(srb, move |s| {
             let _ = tx.send((i, s.srb_status));
         });
     }
     assert!(rx.recv_timeout(Duration::from_millis(100)).is_err(), "the stalled read holds the bus");
-    m.handle.abort(stalled, LU0, |_| {});
+    drop(m.handle.abort(stalled, LU0));
     let order: Vec<usize> = (0..3)
         .map(|_| {
             let (i, status) = rx.recv_timeout(Duration::from_secs(10)).expect("completes");

@@ -172,7 +172,7 @@ pub fn validate(h: &RequestHeader, s: &Session) -> Result<Command, Errno> {
 /// one is advertised, be aligned to it.
 fn range(h: &RequestHeader, s: &Session, beyond_end: Errno) -> Result<(), Errno> {
     let min = u64::from(s.block.min);
-    if h.offset % min != 0 || u64::from(h.length) % min != 0 {
+    if !h.offset.is_multiple_of(min) || !u64::from(h.length).is_multiple_of(min) {
         return Err(Errno::EINVAL);
     }
     match h.offset.checked_add(u64::from(h.length)) {

@@ -46,7 +46,7 @@ struct Cursor {
 
 fn part<H>(batch: &[Outgoing<H>], i: usize) -> &[u8] {
     let o = &batch[i / 2];
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         o.head()
     } else {
         o.body()

@@ -41,8 +41,8 @@ proptest! {
             let min = u64::from(s.block.min);
             let inside = |off: u64, len: u32| {
                 off.checked_add(u64::from(len)).is_some_and(|e| e <= s.size)
-                    && off % min == 0
-                    && u64::from(len) % min == 0
+                    && off.is_multiple_of(min)
+                    && u64::from(len).is_multiple_of(min)
             };
             match cmd {
                 Command::Read { offset, length } | Command::Write { offset, length, .. } => {

@@ -3,11 +3,10 @@
 use crate::bus::IoWidth;
 use crate::config::HwTimer;
 use crate::engine::{ActiveState, Core};
-use crate::srb::{LuAddress, SrbFlags, SrbFunction, SrbHandle, SrbStatus, SENSE_BUFFER_SIZE, SP_UNTAGGED};
+use crate::srb::{LuAddress, SrbFlags, SrbFunction, SrbHandle, SrbStatus};
 use crate::trace::EventKind;
 use crate::verifier::Rule;
-use hal::{DmaController, LogicalAddr};
-use std::time::{Duration, Instant};
+use hal::LogicalAddr;
 
 /// `ScsiPortNotification` types.
 pub enum Notification<E> {
@@ -30,48 +29,16 @@ impl<'a, E> PortContext<'a, E> {
         PortContext { core }
     }
 
-    fn system_dma_allowed(&mut self, what: &str, srb: Option<SrbHandle>) -> bool {
-        let ok = self.core.config.uses_system_dma()
-            && self.core.init.hw_dma_started.is_some()
-            && self.core.adapter.is_some();
-        if !ok {
-            self.core.violation(
-                Rule::NotSystemDma,
-                srb.filter(|h| self.core.active(*h).is_some()),
-                format!(
-                    "{what} called by a miniport that is not configured for system DMA with a HwDmaStarted routine"
-                ),
-            );
-        }
-        ok
-    }
-
     /// `ScsiPortIoMapTransfer`: ask the port to program the system DMA controller for `[logical_address,
     /// logical_address + length)` of the SRB's buffer. Deferred: `HwDmaStarted` is called once the channel is set up.
     pub fn io_map_transfer(&mut self, srb: SrbHandle, logical_address: LogicalAddr, length: u32) {
-        if !self.system_dma_allowed("ScsiPortIoMapTransfer", Some(srb)) {
-            self.core.abort_refused(srb);
-            return;
-        }
-        let c = &mut *self.core;
-        if !c.map_checks(srb, logical_address, length) {
-            if c.active(srb).is_some() {
-                c.dma.refused = Some(srb);
-            }
-            c.abort_refused(srb);
-        }
+        self.core.io_map_transfer(srb, logical_address, length)
     }
 
     /// `ScsiPortFlushDma`: after a transfer, before completing the SRB or mapping the next sub-range. Also cancels a
     /// transfer whose `HwDmaStarted` has not been called yet.
     pub fn flush_dma(&mut self) {
-        if !self.system_dma_allowed("ScsiPortFlushDma", None) {
-            return;
-        }
-        if self.core.dma.request.is_none() && self.core.dma.mapped.is_none() && self.core.dma.refused.take().is_some() {
-            return;
-        }
-        self.core.flush()
+        self.core.flush_dma()
     }
 
     /// `ScsiPortNotification`.
@@ -79,58 +46,23 @@ impl<'a, E> PortContext<'a, E> {
         let c = &mut *self.core;
         match n {
             Notification::RequestComplete(h) => c.complete_srb(h, None),
-            Notification::NextRequest => c.ready = true,
-            Notification::NextLuRequest(addr) => {
-                if !c.config.multiple_request_per_lu {
-                    c.violation(
-                        Rule::BadNextLuRequest,
-                        None,
-                        format!("NextLuRequest({addr}) from an adapter that does not queue per LU"),
-                    );
-                }
-                c.ready = true;
-                if let Some(lu) = c.lus.get_mut(&addr) {
-                    lu.lu_ready = true;
-                }
-            }
+            Notification::NextRequest => c.next_request(),
+            Notification::NextLuRequest(addr) => c.next_lu_request(addr),
             Notification::ResetDetected => c.reset_detected(),
-            Notification::RequestTimerCall(routine, us) => {
-                c.timer =
-                    if us == 0 { None } else { Some((routine, Instant::now() + Duration::from_micros(us as u64))) };
-            }
+            Notification::RequestTimerCall(routine, us) => c.set_timer(routine, us),
         }
     }
 
     /// `ScsiPortCompleteRequest`: complete every active SRB of a bus / target / LU (`SP_UNTAGGED` = any) with `status`.
     pub fn complete_request(&mut self, path_id: u8, target_id: u8, lun: u8, status: SrbStatus) {
-        let c = &mut *self.core;
-        let wild = |want: u8, have: u8| want == SP_UNTAGGED || want == have;
-        let victims: Vec<SrbHandle> = c
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                s.active
-                    .as_ref()
-                    .filter(|a| {
-                        a.state == ActiveState::Started
-                            && a.srb.path_id == path_id
-                            && wild(target_id, a.srb.target_id)
-                            && wild(lun, a.srb.lun)
-                    })
-                    .map(|_| SrbHandle { slot: i as u32, generation: s.generation })
-            })
-            .collect();
-        for h in victims {
-            c.complete_srb(h, Some(status));
-        }
+        self.core.complete_matching(path_id, target_id, lun, status)
     }
 
     /// The SRB behind a handle, if it is still the miniport's.
     #[must_use = "looking an SRB up only to drop the access does nothing (and reports a violation if it is not active)"]
     pub fn srb(&mut self, h: SrbHandle) -> Option<SrbAccess<'_, 'a, E>> {
         match self.core.active(h) {
-            Some(a) if a.state == ActiveState::Started => Some(SrbAccess { ctx: self, h }),
+            Some(a) if a.state() == ActiveState::Started => Some(SrbAccess { ctx: self, h }),
             Some(_) => {
                 self.core.violation(
                     Rule::SrbNotActive,
@@ -148,88 +80,41 @@ impl<'a, E> PortContext<'a, E> {
 
     /// `ScsiPortGetSrb`: the active SRB for a nexus and queue tag (`SP_UNTAGGED` for an untagged request).
     pub fn get_srb(&self, address: LuAddress, queue_tag: u8) -> Option<SrbHandle> {
-        self.core.slots.iter().enumerate().find_map(|(i, s)| {
-            s.active
-                .as_ref()
-                .filter(|a| {
-                    a.state == ActiveState::Started
-                        && a.srb.address() == address
-                        && (a.srb.queue_tag == queue_tag || queue_tag == SP_UNTAGGED)
-                        && matches!(a.srb.function, SrbFunction::EXECUTE_SCSI | SrbFunction::IO_CONTROL)
-                })
-                .map(|_| SrbHandle { slot: i as u32, generation: s.generation })
-        })
+        self.core.get_srb(address, queue_tag)
     }
 
     /// Whether the port knows the logical unit (it has queued a request for it).
     pub fn logical_unit_exists(&self, address: LuAddress) -> bool {
-        self.core.lus.contains_key(&address)
+        self.core.logical_unit_exists(address)
     }
 
     // ---- port I/O --------------------------------------------------------------------------------------------------
 
-    /// Check a port access. `Ok(true)`: the card's port; `Ok(false)`: let through to the system DMA controller (warn
-    /// and off modes, as the original port would); `Err(())`: refused.
-    fn check_port(&mut self, port: u16, bytes: u16) -> Result<bool, ()> {
-        if DmaController::is_dma_port(port) {
-            let refuse = self.core.violation(
-                Rule::DmaControllerAccess,
-                None,
-                format!("the miniport accessed port {port:#06x}, which belongs to the system DMA controller"),
-            );
-            return if refuse { Err(()) } else { Ok(false) };
-        }
-        let inside = self
-            .core
-            .access
-            .iter()
-            .any(|r| port >= r.start && (port as u32 + bytes as u32) <= r.start as u32 + r.length as u32);
-        if !inside
-            && !self.core.access.is_empty()
-            && self.core.violation(
-                Rule::IoOutsideAccessRange,
-                None,
-                format!("the miniport accessed port {port:#06x}, outside its access ranges {:?}", self.core.access),
-            )
-        {
-            return Err(());
-        }
-        Ok(true)
+    fn io_read(&mut self, port: u16, width: IoWidth) -> u32 {
+        self.core.port_read(port, width)
     }
 
-    fn io_read(&mut self, port: u16, width: IoWidth, bytes: u16) -> u32 {
-        match self.check_port(port, bytes) {
-            Ok(true) => self.core.hw.io_read(port, width),
-            Ok(false) => u32::from(self.core.hal.with_dma(|dma, _| dma.io_read(port))),
-            Err(()) => u32::MAX >> (32 - 8 * bytes as u32),
-        }
-    }
-
-    fn io_write(&mut self, port: u16, width: IoWidth, bytes: u16, value: u32) {
-        match self.check_port(port, bytes) {
-            Ok(true) => self.core.hw.io_write(port, width, value),
-            Ok(false) => self.core.hal.with_dma(|dma, _| dma.io_write(port, value as u8)),
-            Err(()) => {}
-        }
+    fn io_write(&mut self, port: u16, width: IoWidth, value: u32) {
+        self.core.port_write(port, width, value)
     }
 
     pub fn read_port_uchar(&mut self, port: u16) -> u8 {
-        self.io_read(port, IoWidth::Byte, 1) as u8
+        self.io_read(port, IoWidth::Byte) as u8
     }
     pub fn read_port_ushort(&mut self, port: u16) -> u16 {
-        self.io_read(port, IoWidth::Word, 2) as u16
+        self.io_read(port, IoWidth::Word) as u16
     }
     pub fn read_port_ulong(&mut self, port: u16) -> u32 {
-        self.io_read(port, IoWidth::Dword, 4)
+        self.io_read(port, IoWidth::Dword)
     }
     pub fn write_port_uchar(&mut self, port: u16, value: u8) {
-        self.io_write(port, IoWidth::Byte, 1, value as u32)
+        self.io_write(port, IoWidth::Byte, value as u32)
     }
     pub fn write_port_ushort(&mut self, port: u16, value: u16) {
-        self.io_write(port, IoWidth::Word, 2, value as u32)
+        self.io_write(port, IoWidth::Word, value as u32)
     }
     pub fn write_port_ulong(&mut self, port: u16, value: u32) {
-        self.io_write(port, IoWidth::Dword, 4, value)
+        self.io_write(port, IoWidth::Dword, value)
     }
     /// `ScsiPortReadPortBufferUchar`: repeated reads of one port.
     pub fn read_port_buffer_uchar(&mut self, port: u16, buf: &mut [u8]) {
@@ -255,16 +140,12 @@ impl<'a, E> PortContext<'a, E> {
 
     /// `ScsiPortStallExecution`: busy-wait; the card's own clock runs meanwhile.
     pub fn stall_execution(&mut self, micro_seconds: u32) {
-        let until = Instant::now() + Duration::from_micros(micro_seconds as u64);
-        while Instant::now() < until {
-            std::hint::spin_loop();
-        }
-        self.core.hw.advance(Instant::now());
+        self.core.stall(micro_seconds)
     }
 
     /// `ScsiPortLogError`: recorded in the trace.
     pub fn log_error(&mut self, srb: Option<SrbHandle>, error_code: u32, unique_id: u32) {
-        let id = srb.and_then(|h| self.core.active(h)).map(|a| a.id);
+        let id = srb.and_then(|h| self.core.active(h)).map(|a| a.id());
         self.core.event(
             id,
             None,
@@ -277,7 +158,7 @@ impl<'a, E> PortContext<'a, E> {
 
     /// Whether buffers are mapped for CPU access (`MapBuffers`).
     pub fn map_buffers(&self) -> bool {
-        self.core.config.map_buffers
+        self.core.map_buffers()
     }
 }
 
@@ -290,10 +171,10 @@ pub struct SrbAccess<'c, 'a, E> {
 
 impl<E> SrbAccess<'_, '_, E> {
     fn srb(&self) -> &crate::srb::Srb {
-        &self.ctx.core.active(self.h).expect("checked when the access was made").srb
+        self.ctx.core.active(self.h).expect("checked when the access was made").srb()
     }
     fn srb_mut(&mut self) -> &mut crate::srb::Srb {
-        &mut self.ctx.core.active_mut(self.h).expect("checked when the access was made").srb
+        self.ctx.core.srb_mut(self.h).expect("checked when the access was made")
     }
 
     pub fn handle(&self) -> SrbHandle {
@@ -362,7 +243,7 @@ impl<E> SrbAccess<'_, '_, E> {
     }
     /// Only to report an underrun: the new length must not exceed the submitted one.
     pub fn set_data_transfer_length(&mut self, length: u32) {
-        let original = self.ctx.core.active(self.h).map_or(0, |a| a.original_length);
+        let original = self.ctx.core.active(self.h).map_or(0, |a| a.original_length());
         if length > original {
             self.ctx.core.violation(
                 Rule::SrbFieldNotWritable,
@@ -375,10 +256,7 @@ impl<E> SrbAccess<'_, '_, E> {
     }
     /// Autosense: copy sense bytes into the SRB's sense buffer and set `SenseInfoBufferLength`.
     pub fn set_sense(&mut self, sense: &[u8]) {
-        let srb = self.srb_mut();
-        let n = sense.len().min(SENSE_BUFFER_SIZE).min(srb.sense_info_buffer_length as usize);
-        srb.sense_info_buffer[..n].copy_from_slice(&sense[..n]);
-        srb.sense_info_buffer_length = n as u8;
+        self.ctx.core.set_sense(self.h, sense)
     }
     /// Resolve `SRB_FLAGS_UNSPECIFIED_DIRECTION` to the true direction before mapping.
     pub fn set_direction(&mut self, direction: SrbFlags) {
@@ -401,7 +279,7 @@ impl<E> SrbAccess<'_, '_, E> {
     }
 
     fn data_allowed(&mut self) -> bool {
-        if self.ctx.core.config.map_buffers || self.srb().function == SrbFunction::IO_CONTROL {
+        if self.ctx.core.map_buffers() || self.srb().function == SrbFunction::IO_CONTROL {
             return true;
         }
         self.ctx.core.violation(

@@ -6,18 +6,17 @@
 //! and interrupt, times requests, and checks every DDI call against the rules of DESIGN.md (the verifier).
 
 pub mod bus;
+mod completion;
 pub mod config;
 pub mod ddi;
-mod dma;
 mod engine;
-mod mapping;
-mod recovery;
 pub mod srb;
 pub mod stats;
 pub mod trace;
 pub mod verifier;
 
 pub use bus::{HbaHardware, IoWidth};
+pub use completion::SrbFuture;
 pub use config::{
     AccessRange, AdapterControlStatus, AdapterControlType, AdapterResources, FindAdapterStatus, HwAdapterControl,
     HwInitializationData, HwTimer, InterfaceType, PortConfigurationInformation,
@@ -32,15 +31,15 @@ pub use stats::PortStats;
 pub use trace::{Event, EventKind, SvgOptions, Timeline, Trace};
 pub use verifier::{Rule, VerifierMode, Violation};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use engine::{Core, Queued, Routine};
-use hal::{Buffer, DeviceDescription, DmaChannel, Hal, HalError, PAGE_SIZE};
+use crossbeam_channel::Sender;
+use engine::{Msg, Queued};
+use hal::{Buffer, Hal, HalError};
 use parking_lot::Mutex;
 use stats::StatsCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Why an adapter could not start, or a request could not be accepted.
 #[derive(thiserror::Error, Debug)]
@@ -57,6 +56,15 @@ pub enum PortError {
     /// The DMA configuration is not one the system DMA controller can serve.
     #[error("adapter {name}: bad DMA configuration: {reason}")]
     BadDmaConfig { name: String, reason: String },
+    /// The card cannot be jumpered as asked (DMA channel, IRQ, I/O base).
+    #[error("adapter {name}: impossible jumper setting: {reason}")]
+    Jumper { name: String, reason: String },
+    /// A setting of the card or its miniport is out of range (transfer size, queue depth, a target ID).
+    #[error("adapter {name}: bad setting: {reason}")]
+    AdapterSetting { name: String, reason: String },
+    /// The engine thread could not be started.
+    #[error("adapter {name}: cannot start the port thread: {source}")]
+    Spawn { name: String, source: std::io::Error },
     /// The HAL refused the adapter.
     #[error("adapter {name}: HalGetAdapter failed: {source}")]
     Hal { name: String, source: HalError },
@@ -75,12 +83,6 @@ pub enum PortError {
     /// The adapter has stopped.
     #[error("adapter {0} has shut down")]
     ShutDown(String),
-}
-
-pub(crate) enum Msg {
-    Submit(Queued),
-    Granted,
-    Shutdown(Sender<()>),
 }
 
 /// What a class driver learns of the adapter (`STORAGE_ADAPTER_DESCRIPTOR`, DDK.md §1.11).
@@ -148,45 +150,19 @@ impl AdapterHandle {
         resources: AdapterResources,
         options: AdapterOptions,
     ) -> Result<Self, PortError> {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
         let stats = Arc::new(StatsCell::default());
         let violations = Arc::new(Mutex::new(Vec::new()));
         let name = options.name.clone();
-        let (s2, v2, tx2) = (stats.clone(), violations.clone(), tx.clone());
-        let thread = std::thread::Builder::new()
-            .name(format!("port-{name}"))
-            .spawn(move || {
-                let mut ext = ext;
-                let mut core = Core::new(hal, hw, init, PortConfigurationInformation::default(), options, v2, s2, tx2);
-                match bring_up(&mut core, &mut ext, &resources) {
-                    Ok(caps) => {
-                        let _ = ready_tx.send(Ok(caps));
-                        engine_loop(core, ext, rx);
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                    }
-                }
-            })
-            .map_err(|e| PortError::BadRequest(format!("cannot start the port thread: {e}")))?;
-        let caps = match ready_rx.recv() {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                return Err(e);
-            }
-            Err(_) => return Err(PortError::ShutDown(name)),
-        };
+        let running = engine::spawn(hal, init, ext, hw, resources, options, stats.clone(), violations.clone())?;
         Ok(AdapterHandle {
             inner: Arc::new(Shared {
                 name,
-                tx,
-                caps,
+                tx: running.tx,
+                caps: running.caps,
                 stats,
                 violations,
                 next_id: AtomicU64::new(1),
-                thread: Mutex::new(Some(thread)),
+                thread: Mutex::new(Some(running.thread)),
             }),
         })
     }
@@ -199,30 +175,39 @@ impl AdapterHandle {
         &self.inner.caps
     }
 
-    /// Queue an SRB; `done` gets it back when it is finished. Returns the id an abort can name.
-    pub fn submit(&self, srb: Srb, done: impl FnOnce(Srb) + Send + 'static) -> SrbId {
-        let id = SrbId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+    /// Queue an SRB. The future resolves with the SRB when the port has finished it; its [`SrbFuture::id`] is what
+    /// an abort names. The SRB runs whether or not the future is awaited.
+    pub fn submit(&self, srb: Srb) -> SrbFuture {
+        let id = self.next_id();
+        let (future, done) = SrbFuture::new(id, &srb);
+        self.send(Queued { srb, id, done });
+        future
+    }
+
+    /// Queue an SRB; `done` gets it back when it is finished (from the engine thread: it must not block). Returns the
+    /// id an abort can name. For callers that cannot hold a future, such as a C caller's completion routine.
+    pub fn submit_with(&self, srb: Srb, done: impl FnOnce(Srb) + Send + 'static) -> SrbId {
+        let id = self.next_id();
+        self.send(Queued { srb, id, done: Box::new(done) });
+        id
+    }
+
+    /// Submit and block until the SRB is finished. Not for async code: await [`AdapterHandle::submit`] there.
+    pub fn execute(&self, srb: Srb) -> Srb {
+        self.submit(srb).wait()
+    }
+
+    fn next_id(&self) -> SrbId {
+        SrbId(self.inner.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn send(&self, q: Queued) {
         self.inner.stats.add_submitted();
-        let q = Queued { srb, id, done: Box::new(done) };
         if let Err(crossbeam_channel::SendError(Msg::Submit(q))) = self.inner.tx.send(Msg::Submit(q)) {
             let mut s = q.srb;
             s.srb_status = SrbStatus::NO_HBA;
             (q.done)(s);
         }
-        id
-    }
-
-    /// Submit and wait.
-    pub fn execute(&self, srb: Srb) -> Srb {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let mut fallback = srb.clone();
-        self.submit(srb, move |s| {
-            let _ = tx.send(s);
-        });
-        rx.recv().unwrap_or_else(|_| {
-            fallback.srb_status = SrbStatus::NO_HBA;
-            fallback
-        })
     }
 
     /// Build the SRB for a pass-through request (checks application-dedicated support and alignment).
@@ -264,32 +249,24 @@ impl AdapterHandle {
     }
 
     /// Queue a pass-through request as one SRB.
-    pub fn pass_through(&self, req: &PassThrough, done: impl FnOnce(Srb) + Send + 'static) -> Result<SrbId, PortError> {
+    pub fn pass_through(&self, req: &PassThrough) -> Result<SrbFuture, PortError> {
         let srb = self.pass_through_srb(req)?;
-        Ok(self.submit(srb, done))
+        Ok(self.submit(srb))
     }
 
-    /// Ask the port to abort an SRB (`SRB_FUNCTION_ABORT_COMMAND`); `done` gets the abort SRB back.
-    pub fn abort(&self, victim: SrbId, address: LuAddress, done: impl FnOnce(Srb) + Send + 'static) -> SrbId {
-        let mut srb = Srb::execute_scsi(address, &[]);
-        srb.function = SrbFunction::ABORT_COMMAND;
-        srb.next_srb = Some(victim);
-        srb.time_out_value = 0;
-        self.submit(srb, done)
+    /// Ask the port to abort an SRB (`SRB_FUNCTION_ABORT_COMMAND`); the future resolves with the abort SRB.
+    pub fn abort(&self, victim: SrbId, address: LuAddress) -> SrbFuture {
+        self.submit(Srb::abort(address, victim))
     }
 
     /// Release a logical unit's frozen queue (`SRB_FUNCTION_RELEASE_QUEUE`), as the class driver's ReleaseQueue does.
-    pub fn release_queue(&self, address: LuAddress, done: impl FnOnce(Srb) + Send + 'static) -> SrbId {
-        let mut srb = Srb::execute_scsi(address, &[]);
-        srb.function = SrbFunction::RELEASE_QUEUE;
-        self.submit(srb, done)
+    pub fn release_queue(&self, address: LuAddress) -> SrbFuture {
+        self.submit(Srb::release_queue(address))
     }
 
     /// Reset a bus (`SRB_FUNCTION_RESET_BUS`).
-    pub fn reset_bus(&self, path_id: u8, done: impl FnOnce(Srb) + Send + 'static) -> SrbId {
-        let mut srb = Srb::execute_scsi(LuAddress { path_id, target_id: 0, lun: 0 }, &[]);
-        srb.function = SrbFunction::RESET_BUS;
-        self.submit(srb, done)
+    pub fn reset_bus(&self, path_id: u8) -> SrbFuture {
+        self.submit(Srb::reset_bus(path_id))
     }
 
     pub fn stats(&self) -> PortStats {
@@ -313,177 +290,5 @@ impl AdapterHandle {
         if let Some(t) = self.inner.thread.lock().take() {
             let _ = t.join();
         }
-    }
-}
-
-fn bring_up<E>(core: &mut Core<E>, ext: &mut E, res: &AdapterResources) -> Result<AdapterCapabilities, PortError> {
-    let name = core.name.clone();
-    let mut cfg = PortConfigurationInformation {
-        adapter_interface_type: core.init.adapter_interface_type,
-        bus_interrupt_level: res.interrupt_level,
-        dma_channel: res.dma_channel.map_or(SP_UNINITIALIZED_VALUE, u32::from),
-        access_ranges: vec![AccessRange { start: res.io_base, length: res.io_length }],
-        map_buffers: core.init.map_buffers,
-        need_physical_addresses: core.init.need_physical_addresses,
-        tagged_queuing: core.init.tagged_queuing,
-        auto_request_sense: core.init.auto_request_sense,
-        multiple_request_per_lu: core.init.multiple_request_per_lu,
-        ..Default::default()
-    };
-    core.access = cfg.access_ranges.clone();
-    let find = core.init.hw_find_adapter;
-    let status = core.call(ext, Routine::FindAdapter, |e, ctx| find(e, ctx, &mut cfg));
-    if status != FindAdapterStatus::Found {
-        return Err(PortError::NotFound { name, status });
-    }
-    core.access = cfg.access_ranges.clone();
-    core.config = cfg.clone();
-    let mut map_registers = 0;
-    if cfg.uses_system_dma() {
-        if core.init.hw_dma_started.is_none() {
-            return Err(PortError::NoDmaStarted { name, channel: cfg.dma_channel });
-        }
-        let channel = u8::try_from(cfg.dma_channel).ok().and_then(|c| DmaChannel::new(c).ok()).ok_or_else(|| {
-            PortError::BadDmaConfig {
-                name: name.clone(),
-                reason: format!("DmaChannel {} does not exist", cfg.dma_channel),
-            }
-        })?;
-        if !matches!(cfg.alignment_mask, 0 | 1 | 3 | 7) {
-            return Err(PortError::BadDmaConfig {
-                name,
-                reason: format!("AlignmentMask {:#x} is not 0, 1, 3 or 7", cfg.alignment_mask),
-            });
-        }
-        let desc = DeviceDescription {
-            master: false,
-            dma_channel: channel,
-            dma_width: cfg.dma_width,
-            dma_speed: cfg.dma_speed,
-            demand_mode: cfg.demand_mode,
-            auto_initialize: false,
-            maximum_length: if cfg.maximum_transfer_length == SP_UNINITIALIZED_VALUE {
-                0
-            } else {
-                cfg.maximum_transfer_length
-            },
-        };
-        let adapter = core.hal.get_adapter(&desc).map_err(|source| PortError::Hal { name: name.clone(), source })?;
-        map_registers = adapter.number_of_map_registers();
-        core.channel = Some(channel);
-        core.adapter = Some(adapter);
-    } else if core.init.hw_dma_started.is_some() && !cfg.master && cfg.dma_channel == SP_UNINITIALIZED_VALUE {
-        return Err(PortError::BadDmaConfig {
-            name,
-            reason: "the miniport has a HwDmaStarted routine but set no DmaChannel".into(),
-        });
-    }
-    let initialize = core.init.hw_initialize;
-    if !core.call(ext, Routine::Initialize, initialize) {
-        return Err(PortError::InitializeFailed(name));
-    }
-    let map_limit = if map_registers > 0 { map_registers } else { u32::MAX };
-    let breaks = if cfg.number_of_physical_breaks == SP_UNINITIALIZED_VALUE {
-        u32::MAX
-    } else {
-        cfg.number_of_physical_breaks.saturating_add(1)
-    };
-    let mut max_len = cfg.maximum_transfer_length;
-    if map_registers > 0 {
-        // One map covers at most PAGE_SIZE × map registers bytes (DESIGN.md, HAL adapter object).
-        max_len = max_len.min(((map_registers as u64 - 1) * PAGE_SIZE) as u32);
-    }
-    Ok(AdapterCapabilities {
-        maximum_transfer_length: max_len,
-        maximum_physical_pages: breaks.min(map_limit),
-        alignment_mask: cfg.alignment_mask,
-        application_dedicated: cfg.application_dedicated,
-        dma_channel: core.channel.map(|c| c.number()),
-        map_registers,
-        number_of_buses: cfg.number_of_buses,
-        maximum_number_of_targets: cfg.maximum_number_of_targets,
-        maximum_number_of_logical_units: cfg.maximum_number_of_logical_units,
-        tagged_queuing: cfg.tagged_queuing,
-        multiple_request_per_lu: cfg.multiple_request_per_lu,
-        initiator_bus_id: cfg.initiator_bus_id[0],
-    })
-}
-
-/// How long an idle engine thread polls for the next request before it sleeps.
-const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(50);
-
-fn engine_loop<E>(mut core: Core<E>, mut ext: E, rx: Receiver<Msg>) {
-    let mut shutdown: Option<(Sender<()>, Instant)> = None;
-    loop {
-        // A busy adapter gets its next request within microseconds: look for it briefly before sleeping, which saves a
-        // futex sleep and wake-up per request on both sides.
-        let mut msg = None;
-        if shutdown.is_none() {
-            let spin_until = Instant::now() + SPIN_BEFORE_SLEEP;
-            while msg.is_none() && Instant::now() < spin_until {
-                match rx.try_recv() {
-                    Ok(m) => msg = Some(m),
-                    Err(crossbeam_channel::TryRecvError::Empty) => std::thread::yield_now(),
-                    Err(crossbeam_channel::TryRecvError::Disconnected) => break,
-                }
-            }
-        }
-        let msg = if msg.is_some() {
-            msg
-        } else {
-            match core.next_deadline() {
-                Some(d) => match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
-                    Ok(m) => Some(m),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => break,
-                },
-                None if shutdown.is_some() => rx.recv_timeout(Duration::from_millis(10)).ok(),
-                None => match rx.recv() {
-                    Ok(m) => Some(m),
-                    Err(_) => break,
-                },
-            }
-        };
-        let mut next = msg;
-        while let Some(m) = next {
-            match m {
-                Msg::Submit(q) => {
-                    if shutdown.is_some() {
-                        let mut s = q.srb;
-                        s.srb_status = SrbStatus::REQUEST_FLUSHED;
-                        (q.done)(s);
-                    } else {
-                        core.submit(q);
-                    }
-                }
-                Msg::Granted => {
-                    core.dma.waiting_for_grant = false;
-                    if let Some(g) = core.adapter.as_ref().and_then(|a| a.take_grant()) {
-                        core.dma.grant = Some(g);
-                    }
-                }
-                Msg::Shutdown(ack) => {
-                    core.flush_all_queues();
-                    shutdown = Some((ack, Instant::now() + Duration::from_secs(5)));
-                }
-            }
-            next = rx.try_recv().ok();
-        }
-        core.run(&mut ext);
-        for (srb, done) in core.take_done() {
-            done(srb);
-        }
-        if let Some((_, until)) = &shutdown {
-            if core.is_idle() || Instant::now() >= *until {
-                break;
-            }
-        }
-    }
-    core.flush_all_queues();
-    for (srb, done) in core.take_done() {
-        done(srb);
-    }
-    if let Some((ack, _)) = shutdown {
-        let _ = ack.send(());
     }
 }

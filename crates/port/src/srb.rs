@@ -255,6 +255,30 @@ impl Srb {
         }
     }
 
+    /// An `ABORT_COMMAND` SRB for the SRB `victim` on `address`. It has no timeout of its own: the port escalates to a
+    /// bus reset when an abort does not end its victim in time.
+    pub fn abort(address: LuAddress, victim: SrbId) -> Self {
+        let mut srb = Srb::execute_scsi(address, &[]);
+        srb.function = SrbFunction::ABORT_COMMAND;
+        srb.next_srb = Some(victim);
+        srb.time_out_value = 0;
+        srb
+    }
+
+    /// A `RELEASE_QUEUE` SRB: thaw the queue the port froze for `address` after an error.
+    pub fn release_queue(address: LuAddress) -> Self {
+        let mut srb = Srb::execute_scsi(address, &[]);
+        srb.function = SrbFunction::RELEASE_QUEUE;
+        srb
+    }
+
+    /// A `RESET_BUS` SRB for bus `path_id`.
+    pub fn reset_bus(path_id: u8) -> Self {
+        let mut srb = Srb::execute_scsi(LuAddress { path_id, target_id: 0, lun: 0 }, &[]);
+        srb.function = SrbFunction::RESET_BUS;
+        srb
+    }
+
     /// Attach `[offset, offset + len)` of `buffer` as the data buffer, moving data in the direction `flags` gives
     /// (`DATA_IN` or `DATA_OUT`).
     pub fn with_data(mut self, buffer: &Buffer, offset: usize, len: u32, direction: SrbFlags) -> Self {

@@ -33,9 +33,9 @@ fn trigger(rig: &Rig, bug: Bug) -> Srb {
             let (id, rx) = rig.submit(read_srb(LU0, &buf, AT, LEN));
             rig.wait_until("the transfer is started", |r| r.counters.dma_started.load(Ordering::Relaxed) == 1);
             if bug == Bug::AbortWithoutFlush {
-                rig.handle.abort(id, LU0, |_| {});
+                drop(rig.handle.abort(id, LU0));
             } else {
-                rig.handle.reset_bus(0, |_| {});
+                drop(rig.handle.reset_bus(0));
             }
             let srb = rx.recv_timeout(Duration::from_secs(20)).expect("the stalled SRB comes back");
             rig.knobs.lock().stall = false;

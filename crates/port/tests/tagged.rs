@@ -62,7 +62,7 @@ fn run_four(h: &port::AdapterHandle) -> Vec<Srb> {
         let mut srb = Srb::execute_scsi(LuAddress { path_id: 0, target_id: 0, lun: 0 }, &[0; 6]);
         srb.srb_flags.insert(SrbFlags::QUEUE_ACTION_ENABLE);
         let tx = tx.clone();
-        h.submit(srb, move |s| {
+        h.submit_with(srb, move |s| {
             let _ = tx.send(s);
         });
     }

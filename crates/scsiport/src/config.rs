@@ -321,13 +321,13 @@ impl Config {
             if a.irq > 15 {
                 return Err(err(f("irq"), format!("{} is not an ISA IRQ (0-15)", a.irq)));
             }
-            if a.queue_depth == 0 || usize::from(a.queue_depth) > hba::hw::regs::TAG_SLOTS {
+            if a.queue_depth == 0 || usize::from(a.queue_depth) > hba::regs::TAG_SLOTS {
                 return Err(err(
                     f("queue_depth"),
                     format!(
                         "{} is outside 1-{} (the card's table of disconnected commands)",
                         a.queue_depth,
-                        hba::hw::regs::TAG_SLOTS
+                        hba::regs::TAG_SLOTS
                     ),
                 ));
             }

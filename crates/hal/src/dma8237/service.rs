@@ -95,12 +95,8 @@ impl DmaController {
         decrement: bool,
     ) -> usize {
         if !decrement {
-            if let Some(ptr) = mem.phys_ptr(pa, bytes) {
-                // SAFETY: ptr is valid for `bytes` bytes of system memory; while the
-                // channel is programmed the DMA engine is the pages' only user (memory
-                // module invariant).
-                let dst = unsafe { std::slice::from_raw_parts_mut(ptr, bytes) };
-                return dev.dma_read(dst).min(bytes);
+            if let Some(n) = mem.dma_to_memory(pa, bytes, |dst| dev.dma_read(dst)) {
+                return n.min(bytes);
             }
         }
         let moved = dev.dma_read(&mut self.scratch[..bytes]).min(bytes);
@@ -126,10 +122,8 @@ impl DmaController {
         decrement: bool,
     ) -> usize {
         if !decrement {
-            if let Some(ptr) = mem.phys_ptr(pa, bytes) {
-                // SAFETY: as in run_to_memory; the device only reads.
-                let src = unsafe { std::slice::from_raw_parts(ptr, bytes) };
-                return dev.dma_write(src).min(bytes);
+            if let Some(n) = mem.dma_from_memory(pa, bytes, |src| dev.dma_write(src)) {
+                return n.min(bytes);
             }
         }
         load_clipped(mem, pa, &mut self.scratch[..bytes]);
@@ -156,7 +150,7 @@ fn store_clipped(mem: &SystemMemory, pa: u64, data: &[u8]) {
     let inside = mem.size().saturating_sub(pa).min(data.len() as u64) as usize;
     if inside > 0 {
         // The range was clipped to memory, so this write cannot fail.
-        let _ = mem.write_phys(crate::PhysAddr(pa), &data[..inside]);
+        let _ = mem.dma_to_memory(pa, inside, |dst| dst.copy_from_slice(&data[..inside]));
     }
 }
 
@@ -165,7 +159,7 @@ fn load_clipped(mem: &SystemMemory, pa: u64, out: &mut [u8]) {
     let inside = mem.size().saturating_sub(pa).min(out.len() as u64) as usize;
     let (data, beyond) = out.split_at_mut(inside);
     if !data.is_empty() {
-        let _ = mem.read_phys(crate::PhysAddr(pa), data);
+        let _ = mem.dma_from_memory(pa, data.len(), |src| data.copy_from_slice(src));
     }
     beyond.fill(0xFF);
 }

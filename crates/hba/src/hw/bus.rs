@@ -1,10 +1,8 @@
 //! The adapter's SCSI bus: up to seven devices at target IDs 0–6 (the adapter is ID 7).
 
+pub use crate::regs::MAX_LUN;
 use scsi::{Begin, Nexus};
 use std::sync::Arc;
-
-/// The highest LUN the `SELECT` register can address (3 bits).
-pub const MAX_LUN: u64 = 7;
 
 /// A device on the bus, as the adapter's protocol engine sees it: it takes commands per LUN, resets, and tells the
 /// adapter which faults the adapter must act out itself (a command that never completes, a DMA stall, a bus reset).

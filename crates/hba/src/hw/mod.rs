@@ -6,8 +6,10 @@
 
 mod bus;
 mod data;
-pub mod regs;
 mod tagged;
+
+/// The register file, re-exported where the model's users have always found it; it lives in [`crate::regs`].
+pub use crate::regs;
 
 pub use bus::{BusDevice, ScsiBus, MAX_LUN};
 

@@ -2,7 +2,7 @@
 //! the SRB's completion.
 
 use super::RefMiniport;
-use crate::hw::regs::{self, flags, int};
+use crate::regs::{self, flags, int};
 use port::{scsi_status, Notification, PortContext, SrbFlags, SrbStatus, SENSE_BUFFER_SIZE};
 
 pub(super) fn hw_interrupt(ext: &mut RefMiniport, ctx: &mut PortContext<'_, RefMiniport>) -> bool {

@@ -11,7 +11,7 @@
 mod isr;
 mod queue;
 
-use crate::hw::regs::{self, status};
+use crate::regs::{self, status};
 use hal::{DmaWidth, LogicalAddr};
 use port::{
     FindAdapterStatus, HwInitializationData, InterfaceType, LuAddress, Notification, PortConfigurationInformation,
@@ -195,7 +195,7 @@ impl RefMiniport {
             Some(SrbStatus::INVALID_PATH_ID)
         } else if address.target_id > 7 {
             Some(SrbStatus::INVALID_TARGET_ID)
-        } else if u64::from(address.lun) > crate::hw::MAX_LUN {
+        } else if u64::from(address.lun) > crate::regs::MAX_LUN {
             Some(SrbStatus::INVALID_LUN)
         } else if cdb.is_empty() {
             Some(SrbStatus::INVALID_REQUEST)
@@ -443,7 +443,7 @@ fn hw_find_adapter(
     cfg.number_of_buses = 1;
     cfg.initiator_bus_id[0] = regs::INITIATOR_ID;
     cfg.maximum_number_of_targets = 8;
-    cfg.maximum_number_of_logical_units = (crate::hw::MAX_LUN + 1) as u8;
+    cfg.maximum_number_of_logical_units = (crate::regs::MAX_LUN + 1) as u8;
     FindAdapterStatus::Found
 }
 

@@ -2,7 +2,7 @@
 //! `NextLuRequest` flow control of each logical unit's queue depth (DDK.md §1.4).
 
 use super::{aborted, RefMiniport};
-use crate::hw::regs::{self, int, status, tag_message as msg};
+use crate::regs::{self, int, status, tag_message as msg};
 use port::{queue_action, LuAddress, Notification, PortContext, SrbHandle};
 
 /// The queue tag message for an SRB's `QueueAction`: the DDK values are the SCSI message codes.

@@ -52,7 +52,7 @@ impl Machine {
     /// Submit and wait (bounded) for the SRB to come back.
     pub fn run(&self, srb: Srb) -> (SrbId, Srb) {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let id = self.handle.submit(srb, move |s| {
+        let id = self.handle.submit_with(srb, move |s| {
             let _ = tx.send(s);
         });
         let srb = rx.recv_timeout(Duration::from_secs(30)).expect("the SRB completes");
@@ -68,7 +68,7 @@ impl Machine {
             .enumerate()
             .map(|(i, srb)| {
                 let tx = tx.clone();
-                self.handle.submit(srb, move |s| {
+                self.handle.submit_with(srb, move |s| {
                     let _ = tx.send((i, s));
                 })
             })

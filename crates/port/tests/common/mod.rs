@@ -91,7 +91,7 @@ impl Rig {
     /// Submit without waiting; the receiver gets the SRB back.
     pub fn submit(&self, srb: Srb) -> (SrbId, crossbeam_channel::Receiver<Srb>) {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let id = self.handle.submit(srb, move |s| {
+        let id = self.handle.submit_with(srb, move |s| {
             let _ = tx.send(s);
         });
         (id, rx)

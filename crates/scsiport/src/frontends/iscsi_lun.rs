@@ -50,25 +50,9 @@ impl PassThroughLuns {
         LuAddress { path_id: 0, target_id: (lun / 8) as u8, lun: (lun % 8) as u8 }
     }
 
-    async fn submit(&self, srb: Srb) -> Srb {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.adapter.submit(srb, move |s| {
-            let _ = tx.send(s);
-        });
-        rx.await.unwrap_or_else(|_| {
-            let mut s = Srb::execute_scsi(LuAddress { path_id: 0, target_id: 0, lun: 0 }, &[]);
-            s.srb_status = SrbStatus::NO_HBA;
-            s
-        })
-    }
-
     /// The port froze the LU queue after an error: the pass-through caller releases it, as a class driver would.
     async fn release_queue(&self, address: LuAddress) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.adapter.release_queue(address, move |s| {
-            let _ = tx.send(s);
-        });
-        let _ = rx.await;
+        self.adapter.release_queue(address).await;
     }
 }
 
@@ -121,12 +105,8 @@ impl ScsiBackend for PassThroughLuns {
         // Task tags are unique per I_T nexus, so the tag alone names the task (its LU is recorded with it).
         let found = self.tasks.lock().get(&(initiator, tag)).copied();
         let Some((id, address)) = found else { return TmfResponse::NoTask };
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.adapter.abort(id, address, move |s| {
-            let _ = tx.send(s);
-        });
         // Whether the abort found the task running or it had just finished, the task is gone (RFC 7143 §11.5.1).
-        let _ = rx.await;
+        self.adapter.abort(id, address).await;
         TmfResponse::Complete
     }
 
@@ -139,17 +119,13 @@ impl ScsiBackend for PassThroughLuns {
             .map(|(_, v)| *v)
             .collect();
         for (id, address) in victims {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            self.adapter.abort(id, address, move |s| {
-                let _ = tx.send(s);
-            });
-            let _ = rx.await;
+            self.adapter.abort(id, address).await;
         }
         TmfResponse::Complete
     }
 
     async fn nexus_loss(&self, initiator: u64) {
-        // Held copy results belong to the I_T nexus (SPC-4 §5.17.4.4).
+        // Held copy results belong to the I_T nexus (SPC-4, third-party copy).
         self.copies.forget(initiator);
         // The HBA's application-dedicated request: that requester's identity leaves the bus, and the targets release
         // what its I_T nexus held (SPC-2 reservations).
@@ -173,7 +149,7 @@ impl ScsiBackend for PassThroughLuns {
         );
         srb.function = SrbFunction::IO_CONTROL;
         srb.time_out_value = 10;
-        self.submit(srb).await;
+        self.adapter.submit(srb).await;
     }
 
     async fn lun_reset(&self, lun: u64) -> TmfResponse {
@@ -185,11 +161,7 @@ impl ScsiBackend for PassThroughLuns {
     }
 
     async fn target_reset(&self) -> TmfResponse {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.adapter.reset_bus(0, move |s| {
-            let _ = tx.send(s);
-        });
-        let _ = rx.await;
+        self.adapter.reset_bus(0).await;
         TmfResponse::Complete
     }
 }
@@ -275,14 +247,10 @@ impl PassThroughLuns {
             TaskAttr::HeadOfQueue => port::queue_action::HEAD_OF_QUEUE_TAG,
             _ => port::queue_action::SIMPLE_TAG,
         };
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let id = self.adapter.submit(srb, move |s| {
-            let _ = tx.send(s);
-        });
-        self.tasks.lock().insert((cmd.initiator, cmd.task_tag), (id, address));
-        let done = rx.await;
+        let pending = self.adapter.submit(srb);
+        self.tasks.lock().insert((cmd.initiator, cmd.task_tag), (pending.id(), address));
+        let srb = pending.await;
         self.tasks.lock().remove(&(cmd.initiator, cmd.task_tag));
-        let Ok(srb) = done else { return check(0x04, 0x44, 0x00) };
         if srb.srb_status.queue_frozen() {
             self.release_queue(address).await;
         }

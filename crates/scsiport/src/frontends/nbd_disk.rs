@@ -114,8 +114,10 @@ impl nbd::BlockDevice for ClassDisk {
             return self.write(offset, payload.into_bytes(), fua).await;
         }
         let p = payload.into_device_buffer::<Payload>().ok_or_else(|| DeviceError::Io("payload buffer lost".into()))?;
+        let len = p.len();
         // The payload already lies in the DMA buffer: no copy before the transfer.
-        self.disk.write_async(self.lba(offset), p.buffer(), 0, p.len(), fua).await.map_err(nbd_error)
+        let (buf, _permit) = p.into_buffer();
+        self.disk.write_async(self.lba(offset), &buf, 0, len, fua).await.map_err(nbd_error)
     }
 
     async fn flush(&self) -> Result<(), DeviceError> {

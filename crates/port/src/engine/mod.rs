@@ -1,22 +1,45 @@
-//! The port driver's per-adapter state and its scheduler: LU queues, the deferred (DPC) work queue, SRB slots,
-//! completion. One engine thread owns one adapter; every miniport routine runs on it, so `HwStartIo`, `HwInterrupt`,
-//! `HwDmaStarted` and timer routines are serialized as under the interrupt spinlock. The DMA half of the deferred work
-//! is in `dma`, the checks of the DMA calls in `mapping`, timeouts, aborts and resets in `recovery`.
+//! The port driver's per-adapter engine. One engine thread owns one adapter; every miniport routine runs on it, so
+//! `HwStartIo`, `HwInterrupt`, `HwDmaStarted` and timer routines are serialized as under the interrupt spinlock.
+//!
+//! [`Core`] holds three parts, each a small state machine with private state and its own tests:
+//! - [`slots::SrbSlots`]: the SRBs the miniport was given, named by generation-checked handles, and their queue tags;
+//! - [`queues::LuQueues`]: the per-LU queues, frozen or not, and the round robin that picks the next request;
+//! - [`dma_path::DmaPath`]: the one system-DMA transfer (idle → requested → waiting for the channel → mapped →
+//!   started → flushed, or cancelled / refused) and the channel grant.
+//!
+//! Around them: the scheduler and the completion DPC (this file), the miniport's DMA calls checked against the DDI
+//! rules (`mapping`), their deferred halves through the HAL (`dma`), timeouts, aborts and resets (`recovery`),
+//! `HwScsiFindAdapter` / `HwScsiInitialize` (`bring_up`) and the engine thread (`thread`). The DDI (`crate::ddi`)
+//! reaches the engine only through the methods below.
 
-use crate::bus::HbaHardware;
+mod bring_up;
+mod dma;
+mod dma_path;
+mod mapping;
+mod queues;
+mod recovery;
+mod slots;
+mod thread;
+
+pub(crate) use queues::Queued;
+pub(crate) use slots::ActiveState;
+pub(crate) use thread::{spawn, Msg};
+
+use crate::bus::{HbaHardware, IoWidth};
 use crate::config::{AccessRange, HwInitializationData, HwTimer, PortConfigurationInformation};
 use crate::ddi::PortContext;
-use crate::srb::{
-    scsi_status, Completion, LuAddress, Srb, SrbFlags, SrbFunction, SrbHandle, SrbId, SrbStatus, SP_UNTAGGED,
-};
+use crate::srb::{scsi_status, Completion, LuAddress, Srb, SrbFlags, SrbFunction, SrbHandle, SrbId, SrbStatus};
+use crate::srb::{SENSE_BUFFER_SIZE, SP_UNTAGGED};
 use crate::stats::StatsCell;
 use crate::trace::{EventKind, Trace};
 use crate::verifier::{Rule, VerifierMode, Violation};
-use crate::Msg;
 use crossbeam_channel::Sender;
-use hal::{AdapterObject, Buffer, ChannelGrant, DmaChannel, Hal};
+use dma_path::{DmaPath, Mapping};
+use hal::{AdapterObject, ChannelGrant, DmaChannel, DmaController, Hal};
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, VecDeque};
+use queues::{LuQueues, StartPolicy};
+use slots::{Active, SrbSlots};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,101 +56,11 @@ pub(crate) enum Routine {
     ResetBus,
 }
 
-/// An SRB waiting in a logical unit's queue.
-pub(crate) struct Queued {
-    pub srb: Srb,
-    pub id: SrbId,
-    pub done: Completion,
-}
-
-impl Queued {
-    /// An abort the port queued itself (id 0: no caller waits for it).
-    pub fn is_port_abort(&self) -> bool {
-        self.srb.function == SrbFunction::ABORT_COMMAND && self.id == SrbId(0)
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ActiveState {
-    /// Given to `HwStartIo`; the miniport owns it.
-    Started,
-    /// The miniport completed it; the completion DPC returns it.
-    Completed,
-}
-
-/// An SRB the miniport was given.
-pub(crate) struct Active {
-    pub srb: Srb,
-    pub id: SrbId,
-    pub done: Option<Completion>,
-    pub state: ActiveState,
-    pub deadline: Option<Instant>,
-    /// A strict-mode violation concerned this SRB: it completes with `SRB_STATUS_INTERNAL_ERROR`.
-    pub failed_by_verifier: bool,
-    /// The port timed it out: it completes with `SRB_STATUS_TIMEOUT`.
-    pub timed_out: bool,
-    /// An abort the port generated itself (no caller waits for it).
-    pub internal: bool,
-    /// Data transfer length as submitted (the miniport may only lower it).
-    pub original_length: u32,
-    pub maps: u32,
-    pub flushes: u32,
-    /// The port already sent an abort for it (after a refused map or a timeout).
-    pub abort_sent: bool,
-}
-
-pub(crate) struct Slot {
-    pub generation: u32,
-    pub active: Option<Active>,
-}
-
-#[derive(Default)]
-pub(crate) struct LuState {
-    pub queue: VecDeque<Queued>,
-    pub frozen: bool,
-    pub active: u32,
-    /// `NextLuRequest` received: the miniport takes another request for this LU.
-    pub lu_ready: bool,
-    /// An SRB the miniport deferred with `SRB_STATUS_BUSY` waits at the head of the queue until then.
-    pub busy_until: Option<Instant>,
-}
-
-/// A transfer the miniport asked for with `ScsiPortIoMapTransfer`, not yet programmed.
-#[derive(Clone)]
-pub(crate) struct MapRequest {
-    pub srb: SrbHandle,
-    pub id: SrbId,
-    pub buffer: Buffer,
-    pub offset: usize,
-    pub length: usize,
-    pub direction: hal::Direction,
-}
-
-/// A transfer programmed into the channel and not yet flushed.
-#[derive(Clone)]
-pub(crate) struct Mapping {
-    pub request: MapRequest,
-    pub dma_started: bool,
-    /// The HAL went through map registers: a device-to-memory flush copies back from them.
-    pub bounced: bool,
-}
-
 /// Deferred work, run in order after the miniport routine that queued it returns.
-pub(crate) enum Dpc {
+enum Dpc {
     Map,
     Flush(Mapping),
     Complete(SrbHandle),
-}
-
-#[derive(Default)]
-pub(crate) struct DmaState {
-    pub grant: Option<ChannelGrant>,
-    pub waiting_for_grant: bool,
-    pub request: Option<MapRequest>,
-    pub mapped: Option<Mapping>,
-    /// A map the verifier refused: the miniport believes it mapped, and its next flush pairs with this refusal
-    /// (rule 5 pairs every map with one flush) instead of being reported as a flush with nothing mapped.
-    pub refused: Option<SrbHandle>,
 }
 
 /// How long an SRB deferred with `SRB_STATUS_BUSY` waits before the port resubmits it.
@@ -159,39 +92,45 @@ impl Default for AdapterOptions {
     }
 }
 
-pub(crate) struct Core<E> {
-    pub name: String,
-    pub hal: Arc<Hal>,
-    pub hw: Box<dyn HbaHardware>,
-    pub init: HwInitializationData<E>,
-    pub config: PortConfigurationInformation,
-    pub access: Vec<AccessRange>,
-    pub adapter: Option<AdapterObject>,
-    pub channel: Option<DmaChannel>,
-    pub slots: Vec<Slot>,
-    pub free_slots: Vec<u32>,
-    pub lus: BTreeMap<LuAddress, LuState>,
-    pub rr_cursor: Option<LuAddress>,
-    pub ready: bool,
-    pub dma: DmaState,
-    pub dpcs: VecDeque<Dpc>,
-    pub timer: Option<(HwTimer<E>, Instant)>,
-    pub mode: VerifierMode,
+/// What the engine shares with the adapter's handle.
+pub(crate) struct Shared {
     pub violations: Arc<Mutex<Vec<Violation>>>,
-    pub trace: Option<Trace>,
     pub stats: Arc<StatsCell>,
-    pub done: Vec<(Srb, Completion)>,
-    pub routine: Routine,
-    pub reset_hold_until: Option<Instant>,
-    pub options: AdapterOptions,
     pub inbox: Sender<Msg>,
-    pub next_tag: u8,
+}
+
+/// One adapter's port driver state.
+pub(crate) struct Core<E> {
+    name: String,
+    hal: Arc<Hal>,
+    hw: Box<dyn HbaHardware>,
+    init: HwInitializationData<E>,
+    config: PortConfigurationInformation,
+    access: Vec<AccessRange>,
+    adapter: Option<AdapterObject>,
+    channel: Option<DmaChannel>,
+    slots: SrbSlots,
+    lus: LuQueues,
+    /// The miniport asked for its next request (`NextRequest`).
+    ready: bool,
+    dma: DmaPath<ChannelGrant>,
+    dpcs: VecDeque<Dpc>,
+    timer: Option<(HwTimer<E>, Instant)>,
+    mode: VerifierMode,
+    violations: Arc<Mutex<Vec<Violation>>>,
+    trace: Option<Trace>,
+    stats: Arc<StatsCell>,
+    done: Vec<(Srb, Completion)>,
+    routine: Routine,
+    reset_hold_until: Option<Instant>,
+    options: AdapterOptions,
+    inbox: Sender<Msg>,
     /// Aborts the port sent after a timeout: victim → deadline for the abort.
-    pub pending_aborts: Vec<(SrbId, Instant, u8)>,
+    pending_aborts: Vec<(SrbId, Instant, u8)>,
     /// How often each SRB was deferred with `SRB_STATUS_BUSY` and resubmitted.
-    pub busy_resubmits: std::collections::HashMap<SrbId, u32>,
+    busy_resubmits: HashMap<SrbId, u32>,
     /// The card's interrupt line stayed asserted even across a bus reset: the port no longer calls `HwInterrupt`.
-    pub irq_masked: bool,
+    irq_masked: bool,
 }
 
 /// Consecutive `HwInterrupt` calls with the line still asserted that count as an interrupt the miniport does not
@@ -199,47 +138,40 @@ pub(crate) struct Core<E> {
 const INTERRUPT_STORM: u32 = 10_000;
 
 impl<E> Core<E> {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         hal: Arc<Hal>,
         hw: Box<dyn HbaHardware>,
         init: HwInitializationData<E>,
-        config: PortConfigurationInformation,
         options: AdapterOptions,
-        violations: Arc<Mutex<Vec<Violation>>>,
-        stats: Arc<StatsCell>,
-        inbox: Sender<Msg>,
+        shared: Shared,
     ) -> Self {
-        let access = config.access_ranges.clone();
+        let config = PortConfigurationInformation::default();
         Core {
             name: options.name.clone(),
             hal,
             hw,
             init,
+            access: config.access_ranges.clone(),
             config,
-            access,
             adapter: None,
             channel: None,
-            slots: Vec::new(),
-            free_slots: Vec::new(),
-            lus: BTreeMap::new(),
-            rr_cursor: None,
+            slots: SrbSlots::default(),
+            lus: LuQueues::default(),
             ready: true,
-            dma: DmaState::default(),
+            dma: DmaPath::default(),
             dpcs: VecDeque::new(),
             timer: None,
             mode: options.verifier,
-            violations,
+            violations: shared.violations,
             trace: options.trace.clone(),
-            stats,
+            stats: shared.stats,
             done: Vec::new(),
             routine: Routine::None,
             reset_hold_until: None,
             options,
-            inbox,
-            next_tag: 1,
+            inbox: shared.inbox,
             pending_aborts: Vec::new(),
-            busy_resubmits: std::collections::HashMap::new(),
+            busy_resubmits: HashMap::new(),
             irq_masked: false,
         }
     }
@@ -264,27 +196,18 @@ impl<E> Core<E> {
         !cfg!(feature = "no-trace") && self.trace.is_some()
     }
 
+    /// The SRB in slot `h`, if the handle still names one.
     pub fn active(&self, h: SrbHandle) -> Option<&Active> {
-        let slot = self.slots.get(h.slot as usize)?;
-        if slot.generation != h.generation {
-            return None;
-        }
-        slot.active.as_ref()
+        self.slots.get(h)
     }
 
-    pub fn active_mut(&mut self, h: SrbHandle) -> Option<&mut Active> {
-        let slot = self.slots.get_mut(h.slot as usize)?;
-        if slot.generation != h.generation {
-            return None;
-        }
-        slot.active.as_mut()
+    fn active_mut(&mut self, h: SrbHandle) -> Option<&mut Active> {
+        self.slots.get_mut(h)
     }
 
     /// The handle of an active SRB by id.
     pub fn handle_of(&self, id: SrbId) -> Option<SrbHandle> {
-        self.slots.iter().enumerate().find_map(|(i, s)| {
-            s.active.as_ref().filter(|a| a.id == id).map(|_| SrbHandle { slot: i as u32, generation: s.generation })
-        })
+        self.slots.handle_of(id)
     }
 
     /// Report a violation. Returns true when the offending operation must be refused (strict mode, non-advisory rule).
@@ -309,30 +232,142 @@ impl<E> Core<E> {
         refuse
     }
 
-    fn alloc_slot(&mut self, active: Active) -> SrbHandle {
-        if let Some(i) = self.free_slots.pop() {
-            let s = &mut self.slots[i as usize];
-            s.active = Some(active);
-            SrbHandle { slot: i, generation: s.generation }
-        } else {
-            self.slots.push(Slot { generation: 0, active: Some(active) });
-            SrbHandle { slot: (self.slots.len() - 1) as u32, generation: 0 }
-        }
-    }
-
-    fn release_slot(&mut self, h: SrbHandle) -> Option<Active> {
-        let s = self.slots.get_mut(h.slot as usize)?;
-        if s.generation != h.generation {
-            return None;
-        }
-        let a = s.active.take();
-        s.generation = s.generation.wrapping_add(1);
-        self.free_slots.push(h.slot);
-        a
-    }
-
     fn deliver(&mut self, srb: Srb, done: Completion) {
         self.done.push((srb, done));
+    }
+
+    // ---- what the DDI reads and changes -------------------------------------------------------------------------
+
+    /// Whether the adapter is a system-DMA adapter with a `HwDmaStarted` routine and an adapter object (DDI rule 1).
+    pub fn uses_system_dma(&self) -> bool {
+        self.config.uses_system_dma() && self.init.hw_dma_started.is_some() && self.adapter.is_some()
+    }
+
+    /// `MapBuffers`: the miniport may touch data buffers with the CPU.
+    pub fn map_buffers(&self) -> bool {
+        self.config.map_buffers
+    }
+
+    /// The SRB behind `h` for the miniport to change (only through `SrbAccess`, which enforces what it may write).
+    pub fn srb_mut(&mut self, h: SrbHandle) -> Option<&mut Srb> {
+        self.active_mut(h).map(|a| &mut a.srb)
+    }
+
+    /// `NextRequest`: the miniport takes another request.
+    pub fn next_request(&mut self) {
+        self.ready = true;
+    }
+
+    /// `NextLuRequest`: the miniport takes another request, also for `address` if it queues per LU.
+    pub fn next_lu_request(&mut self, address: LuAddress) {
+        if !self.config.multiple_request_per_lu {
+            self.violation(
+                Rule::BadNextLuRequest,
+                None,
+                format!("NextLuRequest({address}) from an adapter that does not queue per LU"),
+            );
+        }
+        self.ready = true;
+        self.lus.set_lu_ready(address);
+    }
+
+    /// `RequestTimerCall`: call `routine` after `micro_seconds` (0 cancels).
+    pub fn set_timer(&mut self, routine: HwTimer<E>, micro_seconds: u32) {
+        self.timer =
+            (micro_seconds != 0).then(|| (routine, Instant::now() + Duration::from_micros(u64::from(micro_seconds))));
+    }
+
+    /// `ScsiPortCompleteRequest`: complete every SRB the miniport holds on a bus / target / LU (`SP_UNTAGGED` = any).
+    pub fn complete_matching(&mut self, path_id: u8, target_id: u8, lun: u8, status: SrbStatus) {
+        let wild = |want: u8, have: u8| want == SP_UNTAGGED || want == have;
+        let victims = self.slots.matching(|a| {
+            a.is_started() && a.srb.path_id == path_id && wild(target_id, a.srb.target_id) && wild(lun, a.srb.lun)
+        });
+        for h in victims {
+            self.complete_srb(h, Some(status));
+        }
+    }
+
+    /// `ScsiPortGetSrb`: the SRB the miniport holds for a nexus and queue tag (`SP_UNTAGGED`: any).
+    pub fn get_srb(&self, address: LuAddress, queue_tag: u8) -> Option<SrbHandle> {
+        self.slots.find(|a| {
+            a.is_started()
+                && a.srb.address() == address
+                && (a.srb.queue_tag == queue_tag || queue_tag == SP_UNTAGGED)
+                && matches!(a.srb.function, SrbFunction::EXECUTE_SCSI | SrbFunction::IO_CONTROL)
+        })
+    }
+
+    /// Whether the port knows the logical unit (it has queued a request for it).
+    pub fn logical_unit_exists(&self, address: LuAddress) -> bool {
+        self.lus.exists(address)
+    }
+
+    /// Copy autosense bytes into the SRB's sense buffer (at most its `SenseInfoBufferLength`).
+    pub fn set_sense(&mut self, h: SrbHandle, sense: &[u8]) {
+        if let Some(srb) = self.srb_mut(h) {
+            let n = sense.len().min(SENSE_BUFFER_SIZE).min(srb.sense_info_buffer_length as usize);
+            srb.sense_info_buffer[..n].copy_from_slice(&sense[..n]);
+            srb.sense_info_buffer_length = n as u8;
+        }
+    }
+
+    /// `ScsiPortStallExecution`: busy-wait; the card's own clock runs meanwhile.
+    pub fn stall(&mut self, micro_seconds: u32) {
+        let until = Instant::now() + Duration::from_micros(u64::from(micro_seconds));
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        self.hw.advance(Instant::now());
+    }
+
+    // ---- port I/O ------------------------------------------------------------------------------------------------
+
+    /// Check a port access. `Ok(true)`: the card's port; `Ok(false)`: let through to the system DMA controller (warn
+    /// and off modes, as the original port would); `Err(())`: refused.
+    fn check_port(&mut self, port: u16, bytes: u16) -> Result<bool, ()> {
+        if DmaController::is_dma_port(port) {
+            let refuse = self.violation(
+                Rule::DmaControllerAccess,
+                None,
+                format!("the miniport accessed port {port:#06x}, which belongs to the system DMA controller"),
+            );
+            return if refuse { Err(()) } else { Ok(false) };
+        }
+        let inside = self
+            .access
+            .iter()
+            .any(|r| port >= r.start && (port as u32 + bytes as u32) <= r.start as u32 + r.length as u32);
+        if !inside
+            && !self.access.is_empty()
+            && self.violation(
+                Rule::IoOutsideAccessRange,
+                None,
+                format!("the miniport accessed port {port:#06x}, outside its access ranges {:?}", self.access),
+            )
+        {
+            return Err(());
+        }
+        Ok(true)
+    }
+
+    /// `ScsiPortReadPort*`: a refused read returns all ones, as a read of an undecoded ISA port does.
+    pub fn port_read(&mut self, port: u16, width: IoWidth) -> u32 {
+        let bytes = width_bytes(width);
+        match self.check_port(port, bytes) {
+            Ok(true) => self.hw.io_read(port, width),
+            Ok(false) => u32::from(self.hal.with_dma(|dma, _| dma.io_read(port))),
+            Err(()) => u32::MAX >> (32 - 8 * bytes as u32),
+        }
+    }
+
+    /// `ScsiPortWritePort*`.
+    pub fn port_write(&mut self, port: u16, width: IoWidth, value: u32) {
+        match self.check_port(port, width_bytes(width)) {
+            Ok(true) => self.hw.io_write(port, width, value),
+            Ok(false) => self.hal.with_dma(|dma, _| dma.io_write(port, value as u8)),
+            Err(()) => {}
+        }
     }
 
     // ---- submission ----------------------------------------------------------------------------------------------
@@ -347,70 +382,48 @@ impl<E> Core<E> {
         );
         match q.srb.function {
             SrbFunction::RELEASE_QUEUE => {
-                let lu = self.lus.entry(address).or_default();
-                lu.frozen = false;
-                let mut srb = q.srb;
-                srb.srb_status = SrbStatus::SUCCESS;
-                self.deliver(srb, q.done);
+                self.lus.release(address);
+                self.deliver_with(q, SrbStatus::SUCCESS);
             }
             SrbFunction::FLUSH_QUEUE => {
-                let lu = self.lus.entry(address).or_default();
-                lu.frozen = false;
-                let flushed: Vec<Queued> = lu.queue.drain(..).collect();
-                for f in flushed {
-                    let mut s = f.srb;
-                    s.srb_status = SrbStatus::REQUEST_FLUSHED;
-                    self.deliver(s, f.done);
+                for f in self.lus.flush(address) {
+                    self.deliver_with(f, SrbStatus::REQUEST_FLUSHED);
                 }
-                let mut srb = q.srb;
-                srb.srb_status = SrbStatus::SUCCESS;
-                self.deliver(srb, q.done);
+                self.deliver_with(q, SrbStatus::SUCCESS);
             }
             SrbFunction::ABORT_COMMAND => self.submit_abort(q),
             SrbFunction::RESET_BUS => {
-                let path = q.srb.path_id;
-                self.reset_bus(path);
-                let mut srb = q.srb;
-                srb.srb_status = SrbStatus::SUCCESS;
-                self.deliver(srb, q.done);
+                self.reset_bus(q.srb.path_id);
+                self.deliver_with(q, SrbStatus::SUCCESS);
             }
-            _ => {
-                let lu = self.lus.entry(address).or_default();
-                lu.queue.push_back(q);
-            }
+            _ => self.lus.push_back(q),
         }
+    }
+
+    fn deliver_with(&mut self, q: Queued, status: SrbStatus) {
+        let mut srb = q.srb;
+        srb.srb_status = status;
+        self.deliver(srb, q.done);
     }
 
     fn submit_abort(&mut self, q: Queued) {
         let Some(victim) = q.srb.next_srb else {
-            let mut srb = q.srb;
-            srb.srb_status = SrbStatus::INVALID_REQUEST;
-            self.deliver(srb, q.done);
+            self.deliver_with(q, SrbStatus::INVALID_REQUEST);
             return;
         };
         // A victim still in a queue never reached the miniport: the port aborts it itself.
-        for lu in self.lus.values_mut() {
-            if let Some(pos) = lu.queue.iter().position(|x| x.id == victim) {
-                let v = lu.queue.remove(pos).expect("position is in range");
-                let mut vs = v.srb;
-                vs.srb_status = SrbStatus::ABORTED;
-                self.done.push((vs, v.done));
-                let mut srb = q.srb;
-                srb.srb_status = SrbStatus::SUCCESS;
-                self.deliver(srb, q.done);
-                return;
-            }
+        if let Some(v) = self.lus.remove(victim) {
+            self.deliver_with(v, SrbStatus::ABORTED);
+            self.deliver_with(q, SrbStatus::SUCCESS);
+            return;
         }
         if self.handle_of(victim).is_none() {
             // Already finished: nothing to abort.
-            let mut srb = q.srb;
-            srb.srb_status = SrbStatus::ABORT_FAILED;
-            self.deliver(srb, q.done);
+            self.deliver_with(q, SrbStatus::ABORT_FAILED);
             return;
         }
         // The miniport owns the victim: the abort goes to it, ahead of other queued work for that LU.
-        let lu = self.lus.entry(q.srb.address()).or_default();
-        lu.queue.push_front(q);
+        self.lus.push_front(q);
     }
 
     // ---- the scheduler -------------------------------------------------------------------------------------------
@@ -477,6 +490,11 @@ impl<E> Core<E> {
             if self.run_timers(ext, now) {
                 continue;
             }
+            // The card may raise its line in a step that moved nothing (a DMA service that met the end of the
+            // target's data): nothing else would wake the engine for it before the next deadline.
+            if self.hw.irq() && !self.irq_masked && self.init.hw_interrupt.is_some() {
+                continue;
+            }
             break;
         }
     }
@@ -499,33 +517,23 @@ impl<E> Core<E> {
     }
 
     fn run_one_dpc(&mut self, ext: &mut E) -> bool {
-        let Some(dpc) = self.dpcs.front() else { return false };
-        match dpc {
-            Dpc::Map => {
-                if self.dma.waiting_for_grant {
-                    return false;
-                }
-                self.dpcs.pop_front();
-                self.dpc_map(ext);
-            }
-            Dpc::Flush(_) => {
-                let Some(Dpc::Flush(m)) = self.dpcs.pop_front() else { unreachable!() };
-                self.dpc_flush(m);
-            }
-            Dpc::Complete(_) => {
-                let Some(Dpc::Complete(h)) = self.dpcs.pop_front() else { unreachable!() };
-                self.dpc_complete(h);
-            }
+        match self.dpcs.front() {
+            None => return false,
+            Some(Dpc::Map) if self.dma.waiting_for_channel() => return false,
+            Some(_) => {}
+        }
+        match self.dpcs.pop_front().expect("front exists") {
+            Dpc::Map => self.dpc_map(ext),
+            Dpc::Flush(m) => self.dpc_flush(m),
+            Dpc::Complete(h) => self.dpc_complete(h),
         }
         true
     }
 
     /// Return a completed SRB to its caller.
     fn dpc_complete(&mut self, h: SrbHandle) {
-        let Some(mut a) = self.release_slot(h) else { return };
-        if self.dma.refused == Some(h) {
-            self.dma.refused = None;
-        }
+        let Some(mut a) = self.slots.remove(h) else { return };
+        self.dma.srb_finished(h);
         if self.resubmit_if_busy(&mut a) {
             return;
         }
@@ -551,14 +559,7 @@ impl<E> Core<E> {
             && status != SrbStatus::SUCCESS
             && a.srb.function == SrbFunction::EXECUTE_SCSI
             && !a.srb.srb_flags.contains(SrbFlags::NO_QUEUE_FREEZE);
-        if let Some(lu) = self.lus.get_mut(&address) {
-            if a.srb.function == SrbFunction::EXECUTE_SCSI || a.srb.function == SrbFunction::IO_CONTROL {
-                lu.active = lu.active.saturating_sub(1);
-            }
-            if freeze {
-                lu.frozen = true;
-            }
-        }
+        self.lus.finished(address, a.srb.function, freeze);
         if freeze {
             a.srb.srb_status.0 |= SrbStatus::QUEUE_FROZEN;
         }
@@ -579,8 +580,8 @@ impl<E> Core<E> {
         self.maybe_free_channel();
     }
 
-    /// "Return from HwScsiStartIo" (DDK.md §1.5): a miniport defers an SRB it cannot take now by completing it with
-    /// `SRB_STATUS_BUSY`, and the port resubmits it later. It goes back to the head of its LU queue and waits
+    /// A miniport defers an SRB it cannot take now by completing it with `SRB_STATUS_BUSY`, and the port resubmits
+    /// it later (`docs/architecture.md`, "Completion"). It goes back to the head of its LU queue and waits
     /// [`BUSY_RETRY_DELAY`]; after [`BUSY_RESUBMIT_LIMIT`] deferrals it returns to its caller as BUSY.
     fn resubmit_if_busy(&mut self, a: &mut Active) -> bool {
         let busy = a.srb.srb_status.status() == SrbStatus::BUSY
@@ -608,10 +609,7 @@ impl<E> Core<E> {
             Some(address),
             EventKind::SrbQueued { opcode: srb.cdb[0], length: srb.data_transfer_length },
         );
-        let lu = self.lus.entry(address).or_default();
-        lu.active = lu.active.saturating_sub(1);
-        lu.busy_until = Some(Instant::now() + BUSY_RETRY_DELAY);
-        lu.queue.push_front(Queued { srb, id: a.id, done });
+        self.lus.deferred(Queued { srb, id: a.id, done }, Instant::now() + BUSY_RETRY_DELAY);
         self.maybe_free_channel();
         true
     }
@@ -636,9 +634,7 @@ impl<E> Core<E> {
             );
             return;
         }
-        let outstanding = self.dma.request.as_ref().is_some_and(|r| r.srb == h)
-            || self.dma.mapped.as_ref().is_some_and(|m| m.request.srb == h);
-        if outstanding {
+        if self.dma.outstanding_for(h) {
             self.violation(
                 Rule::CompleteWithoutFlush,
                 Some(h),
@@ -662,7 +658,7 @@ impl<E> Core<E> {
         // An abort the port generated itself (timeout, refused map) reaches the miniport even before it asks for its
         // next request: the request it concerns may be the reason it never asks.
         let port_aborts_only = !self.ready;
-        if port_aborts_only && !self.lus.values().any(|l| l.queue.front().is_some_and(Queued::is_port_abort)) {
+        if port_aborts_only && !self.lus.port_abort_waiting() {
             return false;
         }
         if let Some(until) = self.reset_hold_until {
@@ -671,46 +667,17 @@ impl<E> Core<E> {
             }
             self.reset_hold_until = None;
         }
-        let multiple = self.config.multiple_request_per_lu && self.config.tagged_queuing;
-        let keys: Vec<LuAddress> = self.lus.keys().copied().collect();
-        if keys.is_empty() {
-            return false;
-        }
-        let start = match self.rr_cursor {
-            Some(c) => keys.iter().position(|k| *k > c).unwrap_or(0),
-            None => 0,
+        let policy = StartPolicy {
+            port_aborts_only,
+            multiple_per_lu: self.config.multiple_request_per_lu && self.config.tagged_queuing,
         };
-        for i in 0..keys.len() {
-            let key = keys[(start + i) % keys.len()];
-            let lu = self.lus.get_mut(&key).expect("key from map");
-            let Some(front) = lu.queue.front() else { continue };
-            if port_aborts_only && !front.is_port_abort() {
-                continue;
+        match self.lus.next(policy, Instant::now()) {
+            Some(q) => {
+                self.start(ext, q);
+                true
             }
-            let bypass = front.srb.srb_flags.contains(SrbFlags::BYPASS_FROZEN_QUEUE)
-                || front.srb.function == SrbFunction::ABORT_COMMAND;
-            if lu.frozen && !bypass {
-                continue;
-            }
-            if lu.busy_until.is_some_and(|t| Instant::now() < t) && !front.is_port_abort() {
-                continue;
-            }
-            lu.busy_until = None;
-            let tagged = front.srb.srb_flags.contains(SrbFlags::QUEUE_ACTION_ENABLE);
-            if lu.active > 0 && !(multiple && tagged && lu.lu_ready) && front.srb.function != SrbFunction::ABORT_COMMAND
-            {
-                continue;
-            }
-            let q = lu.queue.pop_front().expect("front exists");
-            if q.srb.function == SrbFunction::EXECUTE_SCSI || q.srb.function == SrbFunction::IO_CONTROL {
-                lu.active += 1;
-            }
-            lu.lu_ready = false;
-            self.rr_cursor = Some(key);
-            self.start(ext, q);
-            return true;
+            None => false,
         }
-        false
     }
 
     fn start(&mut self, ext: &mut E, q: Queued) {
@@ -718,7 +685,7 @@ impl<E> Core<E> {
         srb.srb_status = SrbStatus::PENDING;
         srb.srb_flags.insert(SrbFlags::IS_ACTIVE);
         if srb.srb_flags.contains(SrbFlags::QUEUE_ACTION_ENABLE) && self.config.tagged_queuing {
-            srb.queue_tag = self.allocate_tag();
+            srb.queue_tag = self.slots.allocate_tag();
         } else if srb.function == SrbFunction::EXECUTE_SCSI {
             srb.queue_tag = SP_UNTAGGED;
         }
@@ -726,53 +693,18 @@ impl<E> Core<E> {
             (srb.time_out_value > 0).then(|| Instant::now() + Duration::from_secs(srb.time_out_value as u64));
         let id = q.id;
         let address = srb.address();
-        let original_length = srb.data_transfer_length;
         let internal = srb.function == SrbFunction::ABORT_COMMAND && q.id.0 == 0;
-        let h = self.alloc_slot(Active {
-            srb,
-            id,
-            done: Some(q.done),
-            state: ActiveState::Started,
-            deadline,
-            failed_by_verifier: false,
-            timed_out: false,
-            internal,
-            original_length,
-            maps: 0,
-            flushes: 0,
-            abort_sent: false,
-        });
+        let h = self.slots.insert(Active::new(srb, id, q.done, deadline, internal));
         self.ready = false;
         self.event(Some(id), Some(address), EventKind::SrbStarted);
         let start_io = self.init.hw_start_io;
         self.call(ext, Routine::StartIo, |e, ctx| start_io(e, ctx, h));
     }
 
-    /// The next queue tag (1..=0xFE, round robin) that no active SRB holds: a command that stays outstanding while
-    /// the tags wrap around (a target that never answers) keeps its tag to itself.
-    fn allocate_tag(&mut self) -> u8 {
-        for _ in 0..0xFE {
-            let tag = self.next_tag;
-            self.next_tag = if self.next_tag >= 0xFE { 1 } else { self.next_tag + 1 };
-            let held = self.slots.iter().any(|s| s.active.as_ref().is_some_and(|a| a.srb.queue_tag == tag));
-            if !held {
-                return tag;
-            }
-        }
-        // Every tag is held: impossible while fewer than 254 SRBs are active, which the queue depths bound.
-        self.next_tag
-    }
-
     /// Drop everything at shutdown: queued SRBs complete with `REQUEST_FLUSHED`.
     pub fn flush_all_queues(&mut self) {
-        let mut out = Vec::new();
-        for lu in self.lus.values_mut() {
-            out.extend(lu.queue.drain(..));
-        }
-        for q in out {
-            let mut s = q.srb;
-            s.srb_status = SrbStatus::REQUEST_FLUSHED;
-            self.deliver(s, q.done);
+        for q in self.lus.drain_all() {
+            self.deliver_with(q, SrbStatus::REQUEST_FLUSHED);
         }
     }
 
@@ -781,6 +713,14 @@ impl<E> Core<E> {
     }
 
     pub fn is_idle(&self) -> bool {
-        self.slots.iter().all(|s| s.active.is_none()) && self.lus.values().all(|l| l.queue.is_empty())
+        self.slots.is_empty() && self.lus.all_empty()
+    }
+}
+
+fn width_bytes(width: IoWidth) -> u16 {
+    match width {
+        IoWidth::Byte => 1,
+        IoWidth::Word => 2,
+        IoWidth::Dword => 4,
     }
 }

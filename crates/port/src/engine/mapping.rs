@@ -1,16 +1,55 @@
 //! The immediate half of `ScsiPortIoMapTransfer` and `ScsiPortFlushDma`: the checks of DDI rules 2–6 on the call
 //! itself, and the bookkeeping that queues the deferred (DPC) half in order.
 
-use crate::engine::{ActiveState, Core, Dpc, MapRequest, Routine};
+use super::dma_path::{Abandoned, DmaError, Flush, MapRequest};
+use super::{ActiveState, Core, Dpc, Routine};
 use crate::srb::{SrbFlags, SrbHandle};
 use crate::trace::EventKind;
 use crate::verifier::Rule;
 use hal::{LogicalAddr, PAGE_SIZE};
 
 impl<E> Core<E> {
+    /// `ScsiPortIoMapTransfer` from the miniport: checked, then queued for the deferred half. A refused map leaves
+    /// the SRB without its transfer; in strict mode the port aborts it at once.
+    pub fn io_map_transfer(&mut self, srb: SrbHandle, logical_address: LogicalAddr, length: u32) {
+        if !self.system_dma_allowed("ScsiPortIoMapTransfer", Some(srb)) {
+            self.abort_refused(srb);
+            return;
+        }
+        if !self.map_checks(srb, logical_address, length) {
+            if self.active(srb).is_some() {
+                self.dma.refuse(srb);
+            }
+            self.abort_refused(srb);
+        }
+    }
+
+    /// `ScsiPortFlushDma` from the miniport.
+    pub fn flush_dma(&mut self) {
+        if self.system_dma_allowed("ScsiPortFlushDma", None) {
+            self.flush();
+        }
+    }
+
+    /// DDI rule 1: only a system-DMA miniport with a `HwDmaStarted` routine maps and flushes.
+    fn system_dma_allowed(&mut self, what: &str, srb: Option<SrbHandle>) -> bool {
+        let ok = self.uses_system_dma();
+        if !ok {
+            let srb = srb.filter(|h| self.active(*h).is_some());
+            self.violation(
+                Rule::NotSystemDma,
+                srb,
+                format!(
+                    "{what} called by a miniport that is not configured for system DMA with a HwDmaStarted routine"
+                ),
+            );
+        }
+        ok
+    }
+
     /// Check a map request and queue it. Returns false when it was refused (strict mode) and the SRB is left without
     /// its transfer.
-    pub(crate) fn map_checks(&mut self, srb: SrbHandle, logical_address: LogicalAddr, length: u32) -> bool {
+    fn map_checks(&mut self, srb: SrbHandle, logical_address: LogicalAddr, length: u32) -> bool {
         // Rule 4: the port calls HwDmaStarted once the channel is programmed; mapping from it (or from any routine
         // other than HwStartIo, HwInterrupt and a timer) races the transfer the port is starting.
         if !matches!(self.routine, Routine::StartIo | Routine::Interrupt | Routine::Timer) {
@@ -119,23 +158,29 @@ impl<E> Core<E> {
             // A map the HAL cannot make is refused in every mode: it would be truncated.
             return false;
         }
-        if self.dma.request.is_some() || self.dma.mapped.is_some() {
-            let other = self.dma.request.as_ref().map(|r| r.id).or(self.dma.mapped.as_ref().map(|m| m.request.id));
-            let refuse = self.violation(
-                Rule::MapBeforeFlush,
-                Some(srb),
-                format!("SRB #{} still has a mapped transfer that was not flushed", other.map_or(0, |o| o.0)),
-            );
-            if refuse {
-                return false;
+        let request = MapRequest { srb, id, buffer, offset, length: length as usize, direction };
+        match self.dma.request(request) {
+            Ok(()) => {}
+            Err((DmaError::MapBeforeFlush { outstanding }, request)) => {
+                let refuse = self.violation(
+                    Rule::MapBeforeFlush,
+                    Some(srb),
+                    format!("SRB #{} still has a mapped transfer that was not flushed", outstanding.0),
+                );
+                if refuse {
+                    return false;
+                }
+                // As the original port would: the previous transfer is overwritten without a flush.
+                if let Some(Abandoned::Mapping) = self.dma.abandon(None) {
+                    let grant = self.dma.release_channel().expect("nothing programmed after abandon");
+                    self.free_grant(grant);
+                }
+                if self.dma.request(request).is_err() {
+                    unreachable!("nothing is outstanding after abandon");
+                }
             }
-            // As the original port would: the previous transfer is overwritten without a flush.
-            self.dma.request = None;
-            if self.dma.mapped.is_some() {
-                self.drop_mapping();
-            }
+            Err((e, _)) => unreachable!("a map request is refused only for rule 3: {e}"),
         }
-        self.dma.refused = None;
         if let Some(a) = self.active_mut(srb) {
             a.maps += 1;
         }
@@ -148,40 +193,45 @@ impl<E> Core<E> {
                 to_device: direction == hal::Direction::ToDevice,
             },
         );
-        self.dma.request = Some(MapRequest { srb, id, buffer, offset, length: length as usize, direction });
         self.dpcs.push_back(Dpc::Map);
         true
     }
 
     /// The immediate half of `ScsiPortFlushDma`.
-    pub(crate) fn flush(&mut self) {
-        self.event(None, None, EventKind::FlushRequested);
-        if let Some(req) = self.dma.request.take() {
-            // Not programmed yet: the transfer is cancelled and HwDmaStarted will not be called for it (rule 6).
-            self.stats.add_cancelled();
-            self.stats.add_flush();
-            if let Some(a) = self.active_mut(req.srb) {
-                a.flushes += 1;
-            }
-            self.event(Some(req.id), None, EventKind::MapCancelled);
-            self.dpcs.retain(|d| !matches!(d, Dpc::Map));
-            if self.dma.waiting_for_grant {
-                // The grant will still arrive; it is released when it does.
-                self.dpcs.push_front(Dpc::Map);
-            }
-            return;
-        }
-        if let Some(m) = self.dma.mapped.take() {
-            if !m.dma_started {
+    fn flush(&mut self) {
+        match self.dma.flush() {
+            // The flush that pairs with a refused map: nothing was mapped, nothing to report.
+            Ok(Flush::Refusal) => {}
+            Ok(Flush::Cancelled(req)) => {
+                self.event(None, None, EventKind::FlushRequested);
+                // Not programmed yet: the transfer is cancelled and HwDmaStarted will not be called for it (rule 6).
                 self.stats.add_cancelled();
-                self.event(Some(m.request.id), None, EventKind::MapCancelled);
+                self.stats.add_flush();
+                if let Some(a) = self.active_mut(req.srb) {
+                    a.flushes += 1;
+                }
+                self.event(Some(req.id), None, EventKind::MapCancelled);
+                self.dpcs.retain(|d| !matches!(d, Dpc::Map));
+                if self.dma.waiting_for_channel() {
+                    // The grant will still arrive; the deferred map then frees it.
+                    self.dpcs.push_front(Dpc::Map);
+                }
             }
-            if let Some(a) = self.active_mut(m.request.srb) {
-                a.flushes += 1;
+            Ok(Flush::Programmed { mapping, started }) => {
+                self.event(None, None, EventKind::FlushRequested);
+                if !started {
+                    self.stats.add_cancelled();
+                    self.event(Some(mapping.request.id), None, EventKind::MapCancelled);
+                }
+                if let Some(a) = self.active_mut(mapping.request.srb) {
+                    a.flushes += 1;
+                }
+                self.dpcs.push_back(Dpc::Flush(mapping));
             }
-            self.dpcs.push_back(Dpc::Flush(m));
-            return;
+            Err(_) => {
+                self.event(None, None, EventKind::FlushRequested);
+                self.violation(Rule::FlushWithoutMap, None, "ScsiPortFlushDma with no transfer mapped".into());
+            }
         }
-        self.violation(Rule::FlushWithoutMap, None, "ScsiPortFlushDma with no transfer mapped".into());
     }
 }

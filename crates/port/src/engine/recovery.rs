@@ -1,8 +1,8 @@
 //! When a request goes wrong: the port's own aborts (after a timeout, or at once after a strict-mode refusal), the
 //! escalation to a bus reset, the checks the port makes after `HwResetBus`, and the deadlines that drive them.
 
-use crate::engine::{ActiveState, Core, Queued, Routine};
-use crate::srb::{Srb, SrbFunction, SrbHandle, SrbId, SrbStatus};
+use super::{ActiveState, Core, Queued, Routine};
+use crate::srb::{Srb, SrbHandle, SrbId, SrbStatus};
 use crate::trace::EventKind;
 use crate::verifier::{Rule, VerifierMode};
 use std::time::Instant;
@@ -24,12 +24,8 @@ impl<E> Core<E> {
         a.abort_sent = true;
         a.failed_by_verifier = true;
         let (id, address) = (a.id, a.srb.address());
-        let mut abort = Srb::execute_scsi(address, &[]);
-        abort.function = SrbFunction::ABORT_COMMAND;
-        abort.next_srb = Some(id);
-        abort.time_out_value = 0;
-        let lu = self.lus.entry(address).or_default();
-        lu.queue.push_front(Queued { srb: abort, id: SrbId(0), done: Box::new(|_| {}) });
+        let abort = Srb::abort(address, id);
+        self.lus.push_front(Queued { srb: abort, id: SrbId(0), done: Box::new(|_| {}) });
         self.pending_aborts.push((id, now + abort_timeout, address.path_id));
     }
 
@@ -44,25 +40,19 @@ impl<E> Core<E> {
         take(self.timer.map(|(_, t)| t));
         take(self.hw.next_deadline());
         take(self.reset_hold_until);
-        for s in &self.slots {
-            if let Some(a) = &s.active {
-                if a.state == ActiveState::Started && !a.timed_out {
-                    take(a.deadline);
-                }
+        for (_, a) in self.slots.iter() {
+            if a.state == ActiveState::Started && !a.timed_out {
+                take(a.deadline);
             }
         }
         for (_, t, _) in &self.pending_aborts {
             take(Some(*t));
         }
-        for lu in self.lus.values() {
-            if !lu.queue.is_empty() {
-                take(lu.busy_until);
-            }
-        }
+        take(self.lus.next_busy_deadline());
         d
     }
 
-    pub(crate) fn run_timers(&mut self, ext: &mut E, now: Instant) -> bool {
+    pub(super) fn run_timers(&mut self, ext: &mut E, now: Instant) -> bool {
         if let Some((routine, at)) = self.timer {
             if at <= now {
                 self.timer = None;
@@ -72,15 +62,9 @@ impl<E> Core<E> {
         }
         // Request timeouts: abort first, then reset the bus if the abort does not finish the request in time.
         let mut expired = Vec::new();
-        for (i, s) in self.slots.iter().enumerate() {
-            if let Some(a) = &s.active {
-                if a.state == ActiveState::Started
-                    && !a.timed_out
-                    && a.deadline.is_some_and(|d| d <= now)
-                    && !a.internal
-                {
-                    expired.push((SrbHandle { slot: i as u32, generation: s.generation }, a.id, a.srb.address()));
-                }
+        for (h, a) in self.slots.iter() {
+            if a.state == ActiveState::Started && !a.timed_out && a.deadline.is_some_and(|d| d <= now) && !a.internal {
+                expired.push((h, a.id, a.srb.address()));
             }
         }
         if !expired.is_empty() {
@@ -97,12 +81,8 @@ impl<E> Core<E> {
                 if already {
                     continue;
                 }
-                let mut abort = Srb::execute_scsi(address, &[]);
-                abort.function = SrbFunction::ABORT_COMMAND;
-                abort.next_srb = Some(id);
-                abort.time_out_value = 0;
-                let lu = self.lus.entry(address).or_default();
-                lu.queue.push_front(Queued { srb: abort, id: SrbId(0), done: Box::new(|_| {}) });
+                let abort = Srb::abort(address, id);
+                self.lus.push_front(Queued { srb: abort, id: SrbId(0), done: Box::new(|_| {}) });
                 self.pending_aborts.push((id, now + self.options.abort_timeout, address.path_id));
             }
             return true;
@@ -122,20 +102,15 @@ impl<E> Core<E> {
 
     /// Call `HwResetBus`, then hold the queues for the reset hold time. SRBs the miniport left active on that bus are
     /// completed by the port with `SRB_STATUS_BUS_RESET`.
-    pub(crate) fn reset_bus_with(&mut self, ext: &mut E, path_id: u8) {
+    pub(super) fn reset_bus_with(&mut self, ext: &mut E, path_id: u8) {
         self.pending_aborts.retain(|(_, _, p)| *p != path_id);
         self.event(None, None, EventKind::BusReset { path_id });
         self.stats.add_bus_reset();
         let reset = self.init.hw_reset_bus;
         self.call(ext, Routine::ResetBus, |e, ctx| reset(e, ctx, path_id));
         // Rule 5: a bus reset ends the transfers on that bus, and the miniport's HwResetBus flushes the one it mapped.
-        let unflushed = self
-            .dma
-            .request
-            .as_ref()
-            .map(|r| r.srb)
-            .or(self.dma.mapped.as_ref().map(|m| m.request.srb))
-            .filter(|h| self.active(*h).is_some_and(|a| a.srb.path_id == path_id));
+        let unflushed =
+            self.dma.outstanding().map(|r| r.srb).filter(|h| self.active(*h).is_some_and(|a| a.srb.path_id == path_id));
         if let Some(h) = unflushed {
             self.violation(
                 Rule::CompleteWithoutFlush,
@@ -147,17 +122,7 @@ impl<E> Core<E> {
             );
             self.abandon_transfer(Some(h));
         }
-        let leftovers: Vec<SrbHandle> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                s.active
-                    .as_ref()
-                    .filter(|a| a.state == ActiveState::Started && a.srb.path_id == path_id)
-                    .map(|_| SrbHandle { slot: i as u32, generation: s.generation })
-            })
-            .collect();
+        let leftovers = self.slots.matching(|a| a.state == ActiveState::Started && a.srb.path_id == path_id);
         for h in leftovers {
             self.abandon_transfer(Some(h));
             self.complete_srb(h, Some(SrbStatus::BUS_RESET));

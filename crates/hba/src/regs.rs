@@ -1,12 +1,15 @@
 //! The register file of the reference host adapter: port offsets from the I/O base, bits and command codes.
 //!
-//! This module is the card's datasheet in code (`docs/hba.md` is the same in prose); the model implements it and the
-//! miniport programs the card through it, the way a driver includes its chip's header.
+//! This module is the card's datasheet in code (`docs/hba.md` is the same in prose). It belongs to neither side: the
+//! model in [`crate::hw`] implements it and the miniport in [`crate::miniport`] programs the card through it, the way
+//! a driver includes its chip's header rather than the chip's design.
 
 /// Number of I/O ports the card decodes from its base.
 pub const PORT_COUNT: u16 = 16;
 /// Factory default I/O base.
 pub const DEFAULT_IO_BASE: u16 = 0x330;
+/// The highest LUN the `SELECT` register can address (its bits 4–6).
+pub const MAX_LUN: u64 = 7;
 
 /// `SIG0` (read): first signature byte.
 pub const SIG0: u16 = 0x0;
