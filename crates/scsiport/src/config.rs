@@ -137,6 +137,12 @@ pub struct DiskConfig {
     pub write_cache: bool,
     /// Power-loss testing: record what each flush makes durable into this log (see `durability.rs`).
     pub durability_log: Option<PathBuf>,
+    /// Physical block size in bytes (0: the logical block size); see `docs/config.md`.
+    pub physical_block_size: u32,
+    /// A removable medium (PREVENT ALLOW MEDIUM REMOVAL, load and eject).
+    pub removable: bool,
+    /// How fast SANITIZE OVERWRITE writes the medium (0: as fast as the backend).
+    pub sanitize_rate: ByteSize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -241,6 +247,9 @@ impl Default for DiskConfig {
             naa: None,
             write_cache: true,
             durability_log: None,
+            physical_block_size: 0,
+            removable: false,
+            sanitize_rate: ByteSize(scsi::DiskConfig::default().sanitize_bytes_per_second),
         }
     }
 }

@@ -81,6 +81,9 @@ impl Machine {
                     revision: d.revision.clone(),
                     wwn: d.naa.as_deref().and_then(|n| crate::frontends_config::parse_naa(n).ok()).unwrap_or(0),
                     write_cache: d.write_cache,
+                    physical_block_size: d.physical_block_size,
+                    removable: d.removable,
+                    sanitize_bytes_per_second: d.sanitize_rate.0,
                     ..Default::default()
                 };
                 let disk = Arc::new(Disk::new(dc, backend).map_err(|e| anyhow::anyhow!("{field}: {e}"))?);

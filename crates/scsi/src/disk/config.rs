@@ -47,6 +47,19 @@ pub struct DiskConfig {
     /// Where persistent reservations are kept when an initiator sets APTPL.
     pub pr_state_file: Option<PathBuf>,
     pub faults: FaultConfig,
+    /// Physical block size in bytes: a power-of-two multiple of `block_size` (e.g. 4096
+    /// under 512-byte logical blocks); 0 is the logical block size. Reported as READ
+    /// CAPACITY(16)'s LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT and as the Block Limits
+    /// granularities.
+    pub physical_block_size: u32,
+    /// Removable medium (INQUIRY RMB): PREVENT ALLOW MEDIUM REMOVAL locks it, START STOP
+    /// UNIT with LOEJ ejects and loads it, and without it medium commands end NOT READY /
+    /// MEDIUM NOT PRESENT.
+    pub removable: bool,
+    /// How fast SANITIZE OVERWRITE writes the medium, in bytes per second (the rate of the
+    /// modelled medium, which sets how long the unit reports SANITIZE IN PROGRESS);
+    /// 0 writes as fast as the backend takes it.
+    pub sanitize_bytes_per_second: u64,
 }
 
 impl Default for DiskConfig {
@@ -70,6 +83,9 @@ impl Default for DiskConfig {
             power_on_unit_attention: true,
             pr_state_file: None,
             faults: FaultConfig::default(),
+            physical_block_size: 0,
+            removable: false,
+            sanitize_bytes_per_second: 128 << 20,
         }
     }
 }
@@ -89,6 +105,10 @@ pub enum ConfigError {
     EmptySerial,
     #[error("wwn {0:#018x} is not an 8-byte NAA name (NAA 2, 3 or 5 in the top nibble)")]
     Wwn(u64),
+    #[error(
+        "physical_block_size {physical} must be a power-of-two multiple of block_size {logical}, at most 2^15 blocks"
+    )]
+    PhysicalBlockSize { physical: u32, logical: u32 },
     #[error("cannot read persistent reservation state {path}: {reason}")]
     PrState { path: PathBuf, reason: String },
 }
@@ -118,6 +138,16 @@ impl DiskConfig {
     pub(crate) fn validate(&mut self, backend_size: u64) -> Result<u64, ConfigError> {
         if self.block_size != 512 && self.block_size != 4096 {
             return Err(ConfigError::BlockSize(self.block_size));
+        }
+        if self.physical_block_size == 0 {
+            self.physical_block_size = self.block_size;
+        }
+        let ratio = self.physical_block_size / self.block_size;
+        if !self.physical_block_size.is_multiple_of(self.block_size) || !ratio.is_power_of_two() || ratio > 1 << 15 {
+            return Err(ConfigError::PhysicalBlockSize {
+                physical: self.physical_block_size,
+                logical: self.block_size,
+            });
         }
         let bs = u64::from(self.block_size);
         let blocks = if self.blocks == 0 { backend_size / bs } else { self.blocks };

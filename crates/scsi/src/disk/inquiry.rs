@@ -1,6 +1,7 @@
 //! INQUIRY (SPC-4 §6.6): standard data and the vital product data pages SBC-3 asks of a
 //! block device.
 
+use super::atomic::AtomicLimits;
 use super::io::MAX_COMPARE_AND_WRITE;
 use super::Inner;
 use crate::cdb::{be16, len16, set16, PutBe};
@@ -25,6 +26,9 @@ fn padded(s: &str, n: usize) -> Vec<u8> {
 pub(crate) fn standard(inner: &Inner) -> Vec<u8> {
     let mut d = vec![0u8; 96];
     d[0] = DISK;
+    if inner.cfg.removable {
+        d[1] = 0x80; // RMB
+    }
     d[2] = 0x06; // SPC-4
     d[3] = 0x12; // HISUP, response data format 2
     d[4] = (d.len() - 5) as u8;
@@ -66,7 +70,7 @@ fn device_id(inner: &Inner) -> Vec<u8> {
 /// Block limits (SBC-3 §6.5.3).
 fn block_limits(inner: &Inner) -> Vec<u8> {
     let cfg = &inner.cfg;
-    let gran = (4096 / inner.block_size()) as u16;
+    let gran = inner.blocks_per_physical() as u16;
     let mut b = vec![0u8, MAX_COMPARE_AND_WRITE];
     b.put16(gran); // optimal transfer length granularity
     let max_blocks = u32::try_from(cfg.max_transfer_bytes / inner.block_size()).unwrap_or(u32::MAX);
@@ -82,7 +86,8 @@ fn block_limits(inner: &Inner) -> Vec<u8> {
         b.resize(b.len() + 16, 0);
     }
     b.put64(u64::from(cfg.max_write_same_blocks));
-    b.resize(0x3C, 0);
+    b.extend_from_slice(&AtomicLimits::of(inner).vpd_fields());
+    debug_assert_eq!(b.len(), 0x3C);
     b
 }
 
@@ -91,7 +96,9 @@ fn characteristics(inner: &Inner) -> Vec<u8> {
     let mut b = Vec::new();
     b.put16(inner.cfg.rotation_rate);
     b.push(0); // product type not indicated
-    b.push(0); // nominal form factor not reported
+               // WABEREQ 01b: after a BLOCK ERASE reads succeed (and return zeros); WACEREQ 00b:
+               // no CRYPTOGRAPHIC ERASE. Nominal form factor not reported.
+    b.push(if inner.cfg.thin_provisioning { 0x40 } else { 0 });
     b.resize(0x3C, 0);
     b
 }

@@ -19,10 +19,18 @@ pub(crate) fn test_unit_ready(_: &Arc<Inner>, _: Nexus, _: &[u8]) -> Begin {
 pub(crate) fn request_sense(inner: &Arc<Inner>, nexus: Nexus, cdb: &[u8]) -> Begin {
     let desc = cdb[1] & 0x01 != 0;
     let alloc = u64::from(cdb[4]);
-    let sense = match inner.ua.take(nexus) {
-        Some(code) => Sense::unit_attention(code),
-        None if !inner.started.load(Ordering::Acquire) => Sense::not_ready_init_required(),
-        None => Sense::new(crate::sense::SenseKey::NoSense, crate::sense::AscAscq::NO_ADDITIONAL),
+    // A running sanitize is reported before a unit attention, which stays pending for
+    // the first command that can run once it is over (see `Disk::begin_inner`).
+    let sense = if let Some(s) = inner.sanitize.blocking_sense() {
+        s
+    } else if let Some(code) = inner.ua.take(nexus) {
+        Sense::unit_attention(code)
+    } else if let Some(s) = inner.medium.absent_sense() {
+        s
+    } else if !inner.started.load(Ordering::Acquire) {
+        Sense::not_ready_init_required()
+    } else {
+        Sense::new(crate::sense::SenseKey::NoSense, crate::sense::AscAscq::NO_ADDITIONAL)
     };
     Begin::data_in(sense.with_descriptor(desc).to_bytes(), alloc)
 }
@@ -58,7 +66,8 @@ pub(crate) fn read_capacity16(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin
     out.put64(inner.blocks() - 1);
     out.put32(inner.cfg.block_size);
     out.push(0); // no protection information
-    out.push(0); // one logical block per physical block
+                 // LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT; the lowest aligned LBA is 0.
+    out.push(inner.blocks_per_physical().trailing_zeros() as u8);
     out.push(if inner.cfg.thin_provisioning { 0xC0 } else { 0 });
     out.push(0);
     out.resize(32, 0);
@@ -110,11 +119,13 @@ pub(crate) fn report_luns(_: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
     }
 }
 
-/// START STOP UNIT (SBC-3 §5.25). The medium is not removable, so LOEJ changes nothing;
-/// a power condition other than START_VALID (0h) leaves the started state alone.
+/// START STOP UNIT (SBC-3 §5.25). LOEJ loads (START = 1) or ejects a removable medium
+/// (see [`super::medium`]); on a fixed medium LOEJ changes nothing. A power condition other
+/// than START_VALID (0h) leaves the started state alone.
 pub(crate) fn start_stop_unit(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
     let power = cdb[4] >> 4;
     let start = cdb[4] & 0x01 != 0;
+    let loej = cdb[4] & 0x02 != 0;
     let no_flush = cdb[4] & 0x04 != 0;
     match power {
         0 => {
@@ -122,6 +133,16 @@ pub(crate) fn start_stop_unit(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin
                 if let Err(s) = inner.flush(0) {
                     return Begin::check(s);
                 }
+            }
+            if super::medium::removable(inner) {
+                // The removable medium has no spindle to stop: START alone is a power
+                // hint; with LOEJ it loads or ejects (docs/config.md, `removable`).
+                if loej {
+                    if let Err(s) = inner.medium.load_eject(start) {
+                        return Begin::check(s);
+                    }
+                }
+                return Begin::good();
             }
             inner.started.store(start, Ordering::Release);
             Begin::good()
@@ -131,11 +152,15 @@ pub(crate) fn start_stop_unit(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin
     }
 }
 
-/// PREVENT ALLOW MEDIUM REMOVAL (SBC-3 §5.12): nothing to lock on a fixed medium;
-/// PREVENT values 10b and 11b are obsolete and rejected.
-pub(crate) fn prevent_allow(_: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
+/// PREVENT ALLOW MEDIUM REMOVAL (SBC-3 §5.12): locks a removable medium for this I_T
+/// nexus; nothing to lock on a fixed medium. PREVENT values 10b and 11b are obsolete and
+/// rejected.
+pub(crate) fn prevent_allow(inner: &Arc<Inner>, nexus: Nexus, cdb: &[u8]) -> Begin {
     if cdb[4] & 0x03 > 1 {
         return Begin::check(Sense::invalid_field_in_cdb(4, Some(1)));
+    }
+    if super::medium::removable(inner) {
+        inner.medium.prevent(nexus, cdb[4] & 0x01 != 0);
     }
     Begin::good()
 }

@@ -4,16 +4,19 @@
 //! table's CDB checks, unit attentions, reservations, readiness), then the command's handler
 //! from the table in [`opcodes`].
 
+mod atomic;
 mod config;
 mod descriptor;
 mod inquiry;
 mod io;
+mod medium;
 mod misc;
 mod mode;
 mod opcodes;
 mod pr;
 mod provisioning;
 mod rsoc;
+mod sanitize;
 mod ua;
 
 pub use config::{ConfigError, DiskConfig};
@@ -56,6 +59,9 @@ pub(crate) struct Inner {
     mode: mode::ModePages,
     ua: ua::UnitAttentions,
     pr: pr::Reservations,
+    sanitize: sanitize::SanitizeState,
+    /// Load state and removal prevention of a removable medium.
+    medium: medium::Medium,
 }
 
 impl Inner {
@@ -65,6 +71,11 @@ impl Inner {
 
     pub(crate) fn block_size(&self) -> u64 {
         1 << self.shift
+    }
+
+    /// Logical blocks per physical block (a power of two, checked by the configuration).
+    pub(crate) fn blocks_per_physical(&self) -> u32 {
+        (self.cfg.physical_block_size / self.cfg.block_size).max(1)
     }
 
     /// CHECK CONDITION in the format the control mode page selects.
@@ -118,6 +129,8 @@ impl Disk {
             mode: mode::ModePages::new(cfg.write_cache),
             ua: ua::UnitAttentions::new(cfg.power_on_unit_attention),
             pr,
+            sanitize: sanitize::SanitizeState::new(),
+            medium: medium::Medium::new(),
             backend,
             cfg,
         };
@@ -188,6 +201,15 @@ impl Disk {
         // SAM-5 §5.14: a pending unit attention ends any command other than INQUIRY,
         // REPORT LUNS and REQUEST SENSE, and is cleared by being reported.
         if class != Class::Info {
+            // SBC-4 §4.11: while a sanitize runs (or after it failed) the unit is not ready
+            // for anything but INQUIRY, REPORT LUNS and REQUEST SENSE; a SANITIZE itself
+            // decides (EXIT FAILURE MODE, a new sanitize after a failure). Unit attentions
+            // stay pending meanwhile.
+            if cdb.first() != Some(&0x48) {
+                if let Some(sense) = inner.sanitize.blocking_sense() {
+                    return Begin::check(sense);
+                }
+            }
             if let Some(injected) = inner.faults.take_injected(cdb) {
                 return match injected {
                     Injected::Busy => Begin::Complete(Outcome::status(ScsiStatus::BUSY)),
@@ -207,6 +229,9 @@ impl Disk {
         };
         if inner.pr.conflicts(nexus, op.class, cdb) {
             return Begin::Complete(Outcome::status(ScsiStatus::RESERVATION_CONFLICT));
+        }
+        if let Some(sense) = inner.medium.absent_sense().filter(|_| op.media) {
+            return Begin::check(sense);
         }
         if op.media && !inner.started.load(Ordering::Acquire) {
             return Begin::check(Sense::not_ready_init_required());
@@ -244,10 +269,12 @@ impl LogicalUnit for Disk {
     fn reset(&self) {
         self.inner.ua.post_all(AscAscq::POWER_ON_RESET, None);
         self.inner.pr.release_spc2(None);
+        self.inner.medium.reset();
     }
 
     fn nexus_loss(&self, nexus: Nexus) {
         self.inner.pr.release_spc2(Some(nexus));
+        self.inner.medium.nexus_loss(nexus);
     }
 
     fn faults(&self) -> Option<&FaultInjector> {

@@ -3,7 +3,7 @@
 //! the handler runs (a set bit outside it is INVALID FIELD IN CDB, SPC-4 §4.2.5.4), and
 //! REPORT SUPPORTED OPERATION CODES is generated from the same table (SPC-4 §6.35).
 
-use super::{inquiry, io, misc, mode, pr, provisioning, rsoc, DiskConfig, Inner};
+use super::{atomic, inquiry, io, misc, mode, pr, provisioning, rsoc, sanitize, DiskConfig, Inner};
 use crate::cdb::get;
 use crate::sense::Sense;
 use crate::task::{Begin, Nexus};
@@ -132,6 +132,36 @@ pub(crate) static OPS: &[Op] = &[
         [0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, C]
     ),
     op!(0x42, None, "UNMAP", Write, true, true, provisioning::unmap, [0, 0, 0, 0, 0, 0x3F, 0xFF, 0xFF, C]),
+    op!(
+        0x48,
+        Some(0x01),
+        "SANITIZE / OVERWRITE",
+        Write,
+        false,
+        false,
+        sanitize::sanitize,
+        [0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, C]
+    ),
+    op!(
+        0x48,
+        Some(0x02),
+        "SANITIZE / BLOCK ERASE",
+        Write,
+        false,
+        true,
+        sanitize::sanitize,
+        [0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, C]
+    ),
+    op!(
+        0x48,
+        Some(0x1F),
+        "SANITIZE / EXIT FAILURE MODE",
+        Write,
+        false,
+        false,
+        sanitize::sanitize,
+        [0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, C]
+    ),
     op!(0x55, None, "MODE SELECT(10)", Write, false, false, mode::mode_select, [0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, C]),
     op!(0x56, None, "RESERVE(10)", Reserve, false, false, misc::reserve, [0, 0, 0, 0, 0, 0, 0, 0, C]),
     op!(0x57, None, "RELEASE(10)", Release, false, false, misc::release, [0, 0, 0, 0, 0, 0, 0, 0, C]),
@@ -335,6 +365,16 @@ pub(crate) static OPS: &[Op] = &[
         false,
         provisioning::write_same,
         [0x09, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]
+    ),
+    op!(
+        0x9C,
+        None,
+        "WRITE ATOMIC(16)",
+        Write,
+        true,
+        false,
+        atomic::write_atomic16,
+        [0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]
     ),
     op!(
         0x9E,

@@ -234,7 +234,8 @@ pub(crate) fn pr_in(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
 }
 
 /// PERSISTENT RESERVE OUT (SPC-4 §6.16): the basic 24-byte parameter list. REGISTER AND
-/// MOVE needs transport identifiers this layer does not have and is not offered.
+/// MOVE needs transport identifiers this layer does not have and is not offered
+/// (docs/scsi-features.md).
 pub(crate) fn pr_out(inner: &Arc<Inner>, nexus: Nexus, cdb: &[u8]) -> Begin {
     let sa = cdb[1] & 0x1F;
     let scope = cdb[2] >> 4;
@@ -370,8 +371,9 @@ fn unregister(s: &mut State, n: Nexus, notify: &mut Vec<(u64, AscAscq)>) {
     }
 }
 
-/// PREEMPT / PREEMPT AND ABORT (SPC-4 §5.9.11.4). Aborting the preempted nexuses' tasks
-/// is the transport's part; here registrations and the reservation change.
+/// PREEMPT / PREEMPT AND ABORT (SPC-4 §5.9.11.4): registrations and the reservation
+/// change here; the preempted nexuses' tasks are aborted through the port driver by the
+/// transport glue that sees them (docs/scsi-features.md, "PREEMPT AND ABORT").
 fn preempt(
     inner: &Inner,
     s: &mut State,

@@ -10,6 +10,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
+mod copy;
+mod dataout;
+mod preempt;
+
 /// The LUNs of one adapter's bus as an iSCSI target: LUN `target * 8 + lun`.
 pub struct PassThroughLuns {
     adapter: AdapterHandle,
@@ -23,6 +27,8 @@ pub struct PassThroughLuns {
     /// Pages the budget holds in all.
     budget_pages: u32,
     timeout_secs: u32,
+    /// The copy manager's state (EXTENDED COPY, RECEIVE COPY RESULTS).
+    copies: copy::CopyManager,
 }
 
 impl PassThroughLuns {
@@ -39,6 +45,7 @@ impl PassThroughLuns {
             budget: Arc::new(Semaphore::new(pages)),
             budget_pages: u32::try_from(pages).unwrap_or(u32::MAX),
             timeout_secs: 30,
+            copies: copy::CopyManager::default(),
         }
     }
 
@@ -92,6 +99,92 @@ impl ScsiBackend for PassThroughLuns {
     }
 
     async fn execute(&self, cmd: ScsiCommand) -> ScsiResponse {
+        if self.luns.contains(&cmd.lun) {
+            if let Some(response) = self.copy_manager(&cmd).await {
+                return response;
+            }
+            if preempt::is_preempt_and_abort(&cmd.cdb) {
+                return self.preempt_and_abort(cmd).await;
+            }
+            let bs = self.block_sizes.get(&cmd.lun).copied().unwrap_or(512);
+            let sent = if cmd.direction == DataDirection::Out { u64::from(cmd.expected_len) } else { 0 };
+            // Without any data-out the LU's own checks (write protection, the CDB) come first and a short
+            // transfer ends it; a buffer of another length is refused before it can be taken in part.
+            if dataout::required_len(&cmd.cdb, bs).is_some_and(|want| sent != 0 && want != sent) {
+                return check(0x05, 0x24, 0x00);
+            }
+        }
+        self.pass_through(cmd).await
+    }
+
+    async fn abort_task(&self, initiator: u64, _lun: u64, tag: u32) -> TmfResponse {
+        // Task tags are unique per I_T nexus, so the tag alone names the task (its LU is recorded with it).
+        let found = self.tasks.lock().get(&(initiator, tag)).copied();
+        let Some((id, address)) = found else { return TmfResponse::NoTask };
+        // Whether the abort found the task running or it had just finished, the task is gone (RFC 7143 §11.5.1).
+        self.adapter.abort(id, address).await;
+        TmfResponse::Complete
+    }
+
+    async fn abort_task_set(&self, initiator: u64, lun: u64) -> TmfResponse {
+        let victims: Vec<(SrbId, LuAddress)> = self
+            .tasks
+            .lock()
+            .iter()
+            .filter(|((i, _), (_, a))| *i == initiator && Self::address(lun) == *a)
+            .map(|(_, v)| *v)
+            .collect();
+        for (id, address) in victims {
+            self.adapter.abort(id, address).await;
+        }
+        TmfResponse::Complete
+    }
+
+    async fn nexus_loss(&self, initiator: u64) {
+        // Held copy results belong to the I_T nexus (SPC-4, third-party copy).
+        self.copies.forget(initiator);
+        // The HBA's application-dedicated request: that requester's identity leaves the bus, and the targets release
+        // what its I_T nexus held (SPC-2 reservations).
+        let Some(&first) = self.luns.first() else { return };
+        let mut payload = vec![0u8; hba::SRB_IO_CONTROL_SIZE + 8];
+        payload[0..4].copy_from_slice(&(hba::SRB_IO_CONTROL_SIZE as u32).to_le_bytes());
+        payload[4..12].copy_from_slice(&hba::IOCTL_SIGNATURE);
+        payload[12..16].copy_from_slice(&10u32.to_le_bytes());
+        payload[16..20].copy_from_slice(&hba::IOCTL_NEXUS_LOSS.to_le_bytes());
+        payload[24..28].copy_from_slice(&8u32.to_le_bytes());
+        payload[28..36].copy_from_slice(&initiator.to_le_bytes());
+        let Ok(buf) = self.memory.alloc(payload.len(), Placement::Any) else { return };
+        if buf.write(0, &payload).is_err() {
+            return;
+        }
+        let mut srb = Srb::execute_scsi(Self::address(first), &[]).with_data(
+            &buf,
+            0,
+            payload.len() as u32,
+            port::SrbFlags::DATA_OUT,
+        );
+        srb.function = SrbFunction::IO_CONTROL;
+        srb.time_out_value = 10;
+        self.adapter.submit(srb).await;
+    }
+
+    async fn lun_reset(&self, lun: u64) -> TmfResponse {
+        if !self.luns.contains(&lun) {
+            return TmfResponse::NoLun;
+        }
+        // SCSI Port sends no RESET_DEVICE to miniports: a LUN reset becomes a reset of the bus the LU is on.
+        self.target_reset().await
+    }
+
+    async fn target_reset(&self) -> TmfResponse {
+        self.adapter.reset_bus(0).await;
+        TmfResponse::Complete
+    }
+}
+
+impl PassThroughLuns {
+    /// One command as one pass-through SRB to the port driver.
+    async fn pass_through(&self, cmd: ScsiCommand) -> ScsiResponse {
         if !self.luns.contains(&cmd.lun) {
             // SPC-4 §4.6.4: an absent LUN answers INQUIRY with "not capable", everything else 05/25/00.
             if cmd.cdb.first() == Some(&0x12) {
@@ -223,68 +316,6 @@ impl ScsiBackend for PassThroughLuns {
             // Anything else is the port's or adapter's failure (including a verifier refusal): internal target failure.
             _ => check(0x04, 0x44, 0x00),
         }
-    }
-
-    async fn abort_task(&self, initiator: u64, _lun: u64, tag: u32) -> TmfResponse {
-        // Task tags are unique per I_T nexus, so the tag alone names the task (its LU is recorded with it).
-        let found = self.tasks.lock().get(&(initiator, tag)).copied();
-        let Some((id, address)) = found else { return TmfResponse::NoTask };
-        // Whether the abort found the task running or it had just finished, the task is gone (RFC 7143 §11.5.1).
-        self.adapter.abort(id, address).await;
-        TmfResponse::Complete
-    }
-
-    async fn abort_task_set(&self, initiator: u64, lun: u64) -> TmfResponse {
-        let victims: Vec<(SrbId, LuAddress)> = self
-            .tasks
-            .lock()
-            .iter()
-            .filter(|((i, _), (_, a))| *i == initiator && Self::address(lun) == *a)
-            .map(|(_, v)| *v)
-            .collect();
-        for (id, address) in victims {
-            self.adapter.abort(id, address).await;
-        }
-        TmfResponse::Complete
-    }
-
-    async fn nexus_loss(&self, initiator: u64) {
-        // The HBA's application-dedicated request: that requester's identity leaves the bus, and the targets release
-        // what its I_T nexus held (SPC-2 reservations).
-        let Some(&first) = self.luns.first() else { return };
-        let mut payload = vec![0u8; hba::SRB_IO_CONTROL_SIZE + 8];
-        payload[0..4].copy_from_slice(&(hba::SRB_IO_CONTROL_SIZE as u32).to_le_bytes());
-        payload[4..12].copy_from_slice(&hba::IOCTL_SIGNATURE);
-        payload[12..16].copy_from_slice(&10u32.to_le_bytes());
-        payload[16..20].copy_from_slice(&hba::IOCTL_NEXUS_LOSS.to_le_bytes());
-        payload[24..28].copy_from_slice(&8u32.to_le_bytes());
-        payload[28..36].copy_from_slice(&initiator.to_le_bytes());
-        let Ok(buf) = self.memory.alloc(payload.len(), Placement::Any) else { return };
-        if buf.write(0, &payload).is_err() {
-            return;
-        }
-        let mut srb = Srb::execute_scsi(Self::address(first), &[]).with_data(
-            &buf,
-            0,
-            payload.len() as u32,
-            port::SrbFlags::DATA_OUT,
-        );
-        srb.function = SrbFunction::IO_CONTROL;
-        srb.time_out_value = 10;
-        self.adapter.submit(srb).await;
-    }
-
-    async fn lun_reset(&self, lun: u64) -> TmfResponse {
-        if !self.luns.contains(&lun) {
-            return TmfResponse::NoLun;
-        }
-        // SCSI Port sends no RESET_DEVICE to miniports: a LUN reset becomes a reset of the bus the LU is on.
-        self.target_reset().await
-    }
-
-    async fn target_reset(&self) -> TmfResponse {
-        self.adapter.reset_bus(0).await;
-        TmfResponse::Complete
     }
 }
 

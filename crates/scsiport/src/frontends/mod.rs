@@ -4,6 +4,7 @@ pub mod iscsi_lun;
 pub mod lun_map;
 pub mod metered;
 pub mod nbd_disk;
+pub mod xcopy;
 
 use bytes::{Bytes, BytesMut};
 use hal::{Buffer, HalError, RunMut, RunRef};

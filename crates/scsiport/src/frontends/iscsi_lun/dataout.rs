@@ -1,0 +1,38 @@
+//! Commands whose data-out buffer has exactly one valid length, which the target checks against the initiator's
+//! expected data transfer length before the command reaches the LU: over the SCSI bus the LU sees only the bytes the
+//! card moves, never how many the initiator meant to send (SBC-4).
+
+/// The one data-out length `cdb` allows for LUs of `block_size`-byte blocks, for the commands that have one:
+/// COMPARE AND WRITE (verify and write data, 2 × NUMBER OF LOGICAL BLOCKS blocks), WRITE SAME(10) (one block) and
+/// WRITE SAME(16) (one block, none with NDOB).
+pub(super) fn required_len(cdb: &[u8], block_size: u32) -> Option<u64> {
+    let bs = u64::from(block_size);
+    match (*cdb.first()?, cdb.len()) {
+        (0x89, 16..) => Some(2 * u64::from(cdb[13]) * bs),
+        (0x41, 10..) => Some(bs),
+        (0x93, 16..) if cdb[1] & 0x01 != 0 => Some(0),
+        (0x93, 16..) => Some(bs),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths_of_the_commands_with_one_valid_data_out_length() {
+        let mut caw = [0u8; 16];
+        caw[0] = 0x89;
+        caw[13] = 3;
+        assert_eq!(required_len(&caw, 4096), Some(6 * 4096));
+        assert_eq!(required_len(&[0x41, 0x08, 0, 0, 0, 0, 0, 0, 1, 0], 512), Some(512));
+        let mut ws16 = [0u8; 16];
+        ws16[0] = 0x93;
+        assert_eq!(required_len(&ws16, 512), Some(512));
+        ws16[1] = 0x01;
+        assert_eq!(required_len(&ws16, 512), Some(0), "NDOB: no data-out buffer");
+        assert_eq!(required_len(&[0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0], 512), None);
+        assert_eq!(required_len(&[0x89, 0], 512), None, "a short CDB is the LU's to refuse");
+    }
+}

@@ -1,0 +1,68 @@
+//! PERSISTENT RESERVE OUT / PREEMPT AND ABORT through the iSCSI glue and the whole stack: the registrations change on
+//! the disk, and reading them around the command (on the glue's own I_T nexus) leaves every initiator's unit attentions
+//! for that initiator.
+
+use bytes::Bytes;
+use iscsi::{DataDirection, ScsiBackend, ScsiCommand, ScsiResponse, TaskAttr};
+use scsiport::config::Config;
+use scsiport::frontends::iscsi_lun::PassThroughLuns;
+use scsiport::machine::Machine;
+use scsiport::size::ByteSize;
+
+const A: u64 = 0xA;
+const B: u64 = 0xB;
+
+async fn run(luns: &PassThroughLuns, initiator: u64, cdb: &[u8], dir: DataDirection, out: &[u8]) -> ScsiResponse {
+    let len = if dir == DataDirection::In { 1024 } else { out.len() as u32 };
+    let cmd = ScsiCommand {
+        initiator,
+        lun: 0,
+        task_tag: 1,
+        cdb: cdb.to_vec(),
+        attr: TaskAttr::Simple,
+        direction: dir,
+        expected_len: len,
+        data_out: Bytes::copy_from_slice(out),
+    };
+    luns.execute(cmd).await
+}
+
+fn prout(sa: u8, rtype: u8, key: u64, sa_key: u64) -> ([u8; 10], Vec<u8>) {
+    let mut list = vec![0u8; 24];
+    list[0..8].copy_from_slice(&key.to_be_bytes());
+    list[8..16].copy_from_slice(&sa_key.to_be_bytes());
+    ([0x5F, sa, rtype, 0, 0, 0, 0, 0, 24, 0], list)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preempt_and_abort_takes_the_reservation_and_the_victim_sees_its_unit_attention() {
+    let m = Machine::build(&Config::in_process(ByteSize(8 << 20), ByteSize(64 << 20))).unwrap();
+    let adapter = m.adapter("scsi0").unwrap().clone();
+    let luns = PassThroughLuns::new(adapter.clone(), m.memory().clone(), &[(0, 0, 512)]);
+    for i in [A, B] {
+        let _ = run(&luns, i, &[0; 6], DataDirection::None, &[]).await;
+    }
+    for (i, key) in [(A, 0xAAu64), (B, 0xBB)] {
+        let (cdb, list) = prout(0x00, 0, 0, key);
+        assert_eq!(run(&luns, i, &cdb, DataDirection::Out, &list).await.status, 0);
+    }
+    // B holds a write-exclusive reservation; A preempts it and aborts B's tasks.
+    let (cdb, list) = prout(0x01, 0x01, 0xBB, 0);
+    assert_eq!(run(&luns, B, &cdb, DataDirection::Out, &list).await.status, 0);
+    let (cdb, list) = prout(0x05, 0x01, 0xAA, 0xBB);
+    let r = run(&luns, A, &cdb, DataDirection::Out, &list).await;
+    assert_eq!(r.status, 0, "{:?}", r.sense);
+    // B's first command reports REGISTRATIONS PREEMPTED: the glue's reads did not take it.
+    let r = run(&luns, B, &[0; 6], DataDirection::None, &[]).await;
+    let s = r.sense.expect("unit attention");
+    assert_eq!((s[2] & 0x0F, s[12], s[13]), (0x06, 0x2A, 0x05));
+    // Only A is registered, and A holds the reservation.
+    let r = run(&luns, A, &[0x5E, 0x00, 0, 0, 0, 0, 0, 4, 0, 0], DataDirection::In, &[]).await;
+    assert_eq!(&r.data_in[4..8], &8u32.to_be_bytes());
+    assert_eq!(&r.data_in[8..16], &0xAAu64.to_be_bytes());
+    let write = [0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+    assert_eq!(run(&luns, B, &write, DataDirection::Out, &[0; 512]).await.status, 0x18);
+    assert_eq!(run(&luns, A, &write, DataDirection::Out, &[0; 512]).await.status, 0);
+    assert!(adapter.violations().is_empty(), "{:?}", adapter.violations());
+    m.shutdown();
+}
