@@ -16,7 +16,7 @@ pub mod status;
 pub mod target;
 pub mod task;
 
-pub use backend::{Backend, BackendError, FileBackend, FileOptions, RamBackend};
+pub use backend::{Backend, BackendError, FileBackend, FileOptions, RamBackend, RbdBackend, RbdError, RbdOptions};
 pub use disk::{ConfigError, Disk, DiskConfig};
 pub use execute::{drive, execute, execute_on_target};
 pub use fault::{FaultConfig, FaultInjector, LbaRange};
