@@ -64,6 +64,8 @@ pub struct AdapterConfig {
 pub enum BackendKind {
     File,
     Ram,
+    /// A Ceph RBD image (`docs/ceph.md`).
+    Rbd,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -84,6 +86,15 @@ pub struct DiskConfig {
     pub serial: Option<String>,
     /// Fault injection (see the scsi crate's FaultConfig).
     pub faults: Option<scsi::FaultConfig>,
+    /// RBD: the pool and image (`backend = "rbd"`).
+    pub pool: String,
+    pub image: String,
+    /// RBD: the ceph.conf to read (default: Ceph's search path).
+    pub ceph_conf: Option<PathBuf>,
+    /// RBD: the client id (`admin` is `client.admin`).
+    pub client: Option<String>,
+    /// RBD: seconds the cluster may take to connect or answer a request before it is an error.
+    pub ceph_timeout: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -177,6 +188,11 @@ impl Default for DiskConfig {
             product: "SYSDMA DISK".into(),
             serial: None,
             faults: None,
+            pool: String::new(),
+            image: String::new(),
+            ceph_conf: None,
+            client: None,
+            ceph_timeout: 10,
         }
     }
 }
@@ -355,6 +371,17 @@ impl Config {
                 }
                 if d.backend == BackendKind::File && d.path.as_os_str().is_empty() {
                     return Err(err(g("path"), "a file backend needs a path"));
+                }
+                if d.backend == BackendKind::Rbd {
+                    if d.pool.is_empty() || d.pool.contains('\0') {
+                        return Err(err(g("pool"), "an rbd backend needs a pool"));
+                    }
+                    if d.image.is_empty() || d.image.contains(['\0', '@', '/']) {
+                        return Err(err(g("image"), "an rbd backend needs an image name (without '/' or '@')"));
+                    }
+                    if !(1..=600).contains(&d.ceph_timeout) {
+                        return Err(err(g("ceph_timeout"), format!("{} must be 1 to 600 seconds", d.ceph_timeout)));
+                    }
                 }
             }
         }

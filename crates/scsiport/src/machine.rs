@@ -9,6 +9,17 @@ use port::{AdapterHandle, AdapterOptions, LuAddress, Trace};
 use scsi::{Backend, Disk, FileBackend, FileOptions, RamBackend, Target};
 use std::sync::Arc;
 
+/// The unit serial number of an RBD image's logical unit: `pool/image`, or a 64-bit FNV-1a hash of it when that is
+/// longer than the 64 characters VPD page 0x80 carries here.
+pub fn rbd_serial(pool: &str, image: &str) -> String {
+    let name = format!("{pool}/{image}");
+    if name.len() <= 64 && name.is_ascii() && !name.contains(' ') {
+        return name;
+    }
+    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("rbd-{h:016x}")
+}
+
 /// Everything `serve` and `exercise` run on.
 pub struct Machine {
     memory: Arc<SystemMemory>,
@@ -49,12 +60,31 @@ impl Machine {
                                 .with_context(|| format!("{field}.path: {}", d.path.display()))?,
                         )
                     }
+                    BackendKind::Rbd => {
+                        let opts = scsi::RbdOptions {
+                            ceph_conf: d.ceph_conf.clone(),
+                            client: d.client.clone(),
+                            create_size: d.size.0,
+                            op_timeout: std::time::Duration::from_secs(d.ceph_timeout),
+                            ..scsi::RbdOptions::new(d.pool.clone(), d.image.clone())
+                        };
+                        Arc::new(scsi::RbdBackend::open(&opts).with_context(|| format!("{field}: rbd"))?)
+                    }
                 };
-                let serial = d.serial.clone().unwrap_or_else(|| format!("{}T{}L{}", a.name, d.target, d.lun));
+                // An RBD image is the same logical unit whichever host serves it: its serial (and the NAA name
+                // derived from it) come from the image, not from this host's adapter.
+                let serial = d.serial.clone().unwrap_or_else(|| match d.backend {
+                    BackendKind::Rbd => rbd_serial(&d.pool, &d.image),
+                    _ => format!("{}T{}L{}", a.name, d.target, d.lun),
+                });
                 let pr_state_file = (d.backend == BackendKind::File).then(|| d.path.with_extension("pr"));
                 let dc = scsi::DiskConfig {
                     block_size: d.block_size,
-                    blocks: d.size.0 / d.block_size as u64,
+                    // An existing RBD image keeps its own size; `size` only creates one.
+                    blocks: match d.backend {
+                        BackendKind::Rbd => backend.size() / d.block_size as u64,
+                        _ => d.size.0 / d.block_size as u64,
+                    },
                     read_only: d.read_only,
                     thin_provisioning: d.thin_provisioning,
                     vendor: d.vendor.clone(),

@@ -46,6 +46,7 @@ async fn serve(cfg: Config, machine: Arc<Machine>) -> anyhow::Result<()> {
                 match d.backend {
                     crate::config::BackendKind::File => format!("file {}", d.path.display()),
                     crate::config::BackendKind::Ram => "RAM".to_string(),
+                    crate::config::BackendKind::Rbd => format!("rbd {}/{}", d.pool, d.image),
                 }
             );
         }

@@ -1,0 +1,359 @@
+//! `scsiport serve` with a disk on a Ceph RBD image, against a real single-node cluster (`scripts/ceph-start.sh`;
+//! `scripts/test.sh` starts one and sets `SCSIPORT_CEPH_CONF`): NBD and iSCSI clients see one image, flushes,
+//! trims and the allocation map reach the cluster, and a cluster that goes away gives errors, not a stuck server.
+
+mod serve_common;
+
+use parking_lot::RwLock;
+use serve_common::{free_port, pattern, run, tool, NbdClient, MIB};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The cluster-down test pauses the OSD: it runs alone.
+static CLUSTER: RwLock<()> = RwLock::new(());
+
+fn ceph_conf() -> Option<PathBuf> {
+    match std::env::var_os("SCSIPORT_CEPH_CONF") {
+        Some(p) => Some(PathBuf::from(p)),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("SCSIPORT_CEPH_CONF is not set and CI is: scripts/test.sh starts a cluster and sets it")
+        }
+        None => {
+            eprintln!("skipping: no Ceph cluster (run scripts/ceph-start.sh and set SCSIPORT_CEPH_CONF)");
+            None
+        }
+    }
+}
+
+fn image_name(what: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("s-{what}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A `scsiport serve` with one RBD disk, NBD and iSCSI on ephemeral ports.
+struct RbdServer {
+    child: Child,
+    nbd: u16,
+    iscsi: u16,
+    _dir: tempfile::TempDir,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+const IQN: &str = "iqn.2026-11.io.scsiport:rbd";
+
+fn config(conf: &Path, image: &str, size: &str, nbd: u16, iscsi: u16, timeout: u64) -> String {
+    format!(
+        r#"[[adapter]]
+name = "scsi0"
+
+[[adapter.disk]]
+backend = "rbd"
+pool = "rbd"
+image = "{image}"
+ceph_conf = "{conf}"
+size = "{size}"
+ceph_timeout = {timeout}
+
+[nbd]
+listen = "127.0.0.1:{nbd}"
+export = "default"
+disk = "scsi0:0:0"
+
+[iscsi]
+listen = "127.0.0.1:{iscsi}"
+target = "{IQN}"
+adapter = "scsi0"
+"#,
+        conf = conf.display()
+    )
+}
+
+/// Start `serve` on `text` (a configuration); Err(stderr) when it exits before "ready".
+fn spawn(text: &str) -> Result<(Child, tempfile::TempDir, std::sync::Arc<std::sync::Mutex<String>>), String> {
+    let dir = tempfile::Builder::new().prefix("scsiport-rbd-").tempdir().expect("temp dir");
+    let path = dir.path().join("scsiport.toml");
+    std::fs::write(&path, text).expect("write the configuration");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scsiport"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start scsiport serve");
+    let err = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (e2, mut pipe) = (err.clone(), child.stderr.take().expect("stderr"));
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut t) = e2.lock() {
+                t.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(l) if l.starts_with("ready") => return Ok((child, dir, err)),
+            Ok(_) => {}
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                // Let the reader thread take the last of stderr.
+                std::thread::sleep(Duration::from_millis(100));
+                return Err(err.lock().map(|t| t.clone()).unwrap_or_default());
+            }
+        }
+    }
+}
+
+impl RbdServer {
+    fn start(conf: &Path, image: &str, size: &str, timeout: u64) -> RbdServer {
+        let nbd = free_port();
+        let iscsi = (0..100).map(|_| free_port()).find(|p| *p != nbd).expect("a second port");
+        match spawn(&config(conf, image, size, nbd, iscsi, timeout)) {
+            Ok((child, dir, stderr)) => RbdServer { child, nbd, iscsi, _dir: dir, stderr },
+            Err(e) => panic!("scsiport serve did not become ready: {e}"),
+        }
+    }
+
+    fn nbd_uri(&self) -> String {
+        format!("nbd://127.0.0.1:{}/default", self.nbd)
+    }
+
+    fn iscsi_url(&self) -> String {
+        format!("iscsi://127.0.0.1:{}/{IQN}/0", self.iscsi)
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for RbdServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `nbdinfo --map` rows: (offset, length, type), type 0 data, 3 hole+zero.
+fn map(nbdinfo: &Path, uri: &str) -> Vec<(u64, u64, u32)> {
+    let out = run(60, nbdinfo, &["--map", uri]);
+    assert!(out.ok, "nbdinfo --map: {}", out.stderr);
+    out.stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].parse().expect("offset"), f[1].parse().expect("length"), f[2].parse().expect("type"))
+        })
+        .collect()
+}
+
+fn type_at(rows: &[(u64, u64, u32)], offset: u64) -> Option<u32> {
+    rows.iter().find(|(o, l, _)| (*o..o + l).contains(&offset)).map(|r| r.2)
+}
+
+/// The iSCSI-capable qemu-img that scripts/test.sh unpacks (see serve_qemu_iscsi.rs).
+fn qemu_iscsi_root() -> Option<PathBuf> {
+    let dir = std::env::var_os("SCSIPORT_QEMU_ISCSI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/qemu-iscsi"));
+    let root = dir.join("root");
+    if root.join("usr/bin/qemu-img").is_file() {
+        return Some(root);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("no iSCSI-capable qemu-img under {} and CI is set: scripts/test.sh prepares it", dir.display());
+    }
+    eprintln!("skipping the iSCSI part: no iSCSI-capable qemu-img under {}", dir.display());
+    None
+}
+
+fn qemu_img(root: &Path, args: &[&str]) -> serve_common::Output {
+    let bin = root.join("usr/bin/qemu-img");
+    let modules = root.join("usr/lib/x86_64-linux-gnu/qemu");
+    std::env::set_var("QEMU_MODULE_DIR", &modules);
+    run(120, &bin, args)
+}
+
+#[test]
+fn nbd_and_iscsi_share_the_image_with_flush_trim_and_allocation() {
+    let Some(conf) = ceph_conf() else { return };
+    let Some(nbdinfo) = tool("nbdinfo") else { return };
+    let Some(qemu_io) = tool("qemu-io") else { return };
+    let _shared = CLUSTER.read();
+    let image = image_name("share");
+    let srv = RbdServer::start(&conf, &image, "64MiB", 5);
+
+    let out = run(30, &nbdinfo, &["--size", &srv.nbd_uri()]);
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), (64 * MIB).to_string());
+    assert_eq!(type_at(&map(&nbdinfo, &srv.nbd_uri()), 0), Some(3), "a new image is a hole");
+
+    // Objects are 4 MiB: write objects 2 and 3 whole and a piece of object 5.
+    let a = pattern(8 * MIB as usize, 11);
+    let b = pattern(64 * 1024, 12);
+    let mut c = NbdClient::connect(srv.nbd, "default").expect("NBD connect");
+    for (i, chunk) in a.chunks(MIB as usize).enumerate() {
+        c.write(8 * MIB + i as u64 * MIB, chunk, false).expect("NBD write");
+    }
+    c.write(20 * MIB + 4096, &b, true).expect("NBD FUA write");
+    c.flush().expect("NBD flush");
+    assert!(c.read(8 * MIB, MIB as u32).expect("NBD read") == a[..MIB as usize]);
+    drop(c);
+
+    // The image itself, through another librbd client: what NBD acknowledged is in the cluster.
+    let direct = scsi::RbdBackend::open(&scsi::RbdOptions {
+        ceph_conf: Some(conf.clone()),
+        ..scsi::RbdOptions::new("rbd", image.clone())
+    })
+    .expect("open the served image");
+    let mut got = vec![0u8; b.len()];
+    scsi::Backend::read_at(&direct, 20 * MIB + 4096, &mut got).unwrap();
+    assert!(got == b, "the FUA write is in the cluster");
+
+    let rows = map(&nbdinfo, &srv.nbd_uri());
+    assert_eq!(rows.iter().map(|r| r.1).sum::<u64>(), 64 * MIB, "{rows:?}");
+    assert_eq!(type_at(&rows, 0), Some(3), "{rows:?}");
+    assert_eq!(type_at(&rows, 8 * MIB), Some(0), "{rows:?}");
+    assert_eq!(type_at(&rows, 16 * MIB - 512), Some(0), "{rows:?}");
+    assert_eq!(type_at(&rows, 16 * MIB), Some(3), "{rows:?}");
+    assert_eq!(type_at(&rows, 20 * MIB + 4096), Some(0), "{rows:?}");
+    assert_eq!(type_at(&rows, 40 * MIB), Some(3), "{rows:?}");
+
+    // Trim object 3 (UNMAP through the class driver, a discard in the cluster): a hole that reads zeros.
+    let out = run(60, &qemu_io, &["-f", "raw", &srv.nbd_uri(), "-c", "discard 12M 4M"]);
+    assert!(out.ok, "qemu-io discard: {} {}", out.stdout, out.stderr);
+    let rows = map(&nbdinfo, &srv.nbd_uri());
+    assert_eq!(type_at(&rows, 8 * MIB), Some(0), "{rows:?}");
+    assert_eq!(type_at(&rows, 12 * MIB), Some(3), "the trimmed object is a hole: {rows:?}");
+    let mut c = NbdClient::connect(srv.nbd, "default").expect("NBD connect");
+    assert!(c.read(12 * MIB, 65536).unwrap().iter().all(|&x| x == 0));
+    drop(c);
+    assert!(!scsi::Backend::is_allocated(&direct, 12 * MIB, 4 * MIB).unwrap(), "deallocated in the cluster");
+
+    // iSCSI, through the pass-through path, reads the same image.
+    let Some(root) = qemu_iscsi_root() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let back = dir.path().join("back.img");
+    let out = qemu_img(&root, &["convert", "-f", "raw", "-O", "raw", &srv.iscsi_url(), back.to_str().unwrap()]);
+    assert!(out.ok, "qemu-img from iSCSI: {}\n{}", out.stderr, srv.stderr());
+    let all = std::fs::read(&back).unwrap();
+    assert_eq!(all.len() as u64, 64 * MIB);
+    assert!(all[8 * MIB as usize..12 * MIB as usize] == a[..4 * MIB as usize], "object 2 over iSCSI");
+    assert!(all[12 * MIB as usize..16 * MIB as usize].iter().all(|&x| x == 0), "the trimmed object over iSCSI");
+    assert!(all[(20 * MIB + 4096) as usize..][..b.len()] == b[..]);
+    // qemu's iSCSI driver maps allocation with GET LBA STATUS: the same holes as NBD block status.
+    let out = qemu_img(&root, &["map", "--output=json", "-f", "raw", &srv.iscsi_url()]);
+    assert!(out.ok, "qemu-img map: {}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("qemu-img map JSON");
+    let at = |off: u64| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| {
+                let (s, l) = (e["start"].as_u64().unwrap(), e["length"].as_u64().unwrap());
+                (s..s + l).contains(&off)
+            })
+            .map(|e| e["data"].as_bool().unwrap())
+    };
+    assert_eq!(at(0), Some(false), "{v}");
+    assert_eq!(at(8 * MIB), Some(true), "{v}");
+    assert_eq!(at(12 * MIB), Some(false), "{v}");
+}
+
+#[test]
+fn an_unreachable_cluster_stops_start_up_with_one_message() {
+    let _shared = CLUSTER.read();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = dir.path().join("ceph.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[global]\nmon host = v2:127.0.0.1:{port}\nauth client required = none\nms bind msgr1 = false\n\
+             [client]\nlog file = {}/client.log\nadmin socket =\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let text = config(&conf, "x", "16MiB", free_port(), free_port(), 2);
+    let err = match spawn(&text) {
+        Ok(_) => panic!("serve started without a cluster"),
+        Err(e) => e,
+    };
+    assert!(err.contains("cannot reach the Ceph cluster"), "{err}");
+    assert!(err.contains("adapter[0].disk[0]"), "the message names the disk: {err}");
+}
+
+/// The OSD stops answering (SIGSTOP) while the server runs: NBD requests end in errors (the server stays up and
+/// answers), and once the OSD answers again (SIGCONT) writes succeed and what was acknowledged before is there.
+#[test]
+fn a_cluster_that_goes_away_gives_nbd_errors_and_the_server_recovers() {
+    let Some(conf) = ceph_conf() else { return };
+    let _alone = CLUSTER.write();
+    let srv = RbdServer::start(&conf, &image_name("down"), "32MiB", 3);
+    let mut c = NbdClient::connect(srv.nbd, "default").expect("NBD connect");
+    let before = pattern(65536, 21);
+    c.write(0, &before, true).expect("write before");
+
+    let pid: i32 = std::fs::read_to_string(conf.parent().unwrap().join("run/osd.0.pid"))
+        .expect("the OSD's pid file")
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill(2) on the OSD the cluster script started; no memory involved.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let resume = Resume(pid);
+    let t0 = Instant::now();
+    let w = c.write(MIB, &pattern(4096, 22), true);
+    eprintln!("write while the cluster is away: {w:?} after {:?}", t0.elapsed());
+    assert!(w.is_err(), "a write while the cluster is away fails");
+    // The server still answers: a second connection is served (its handshake needs no cluster).
+    NbdClient::connect(srv.nbd, "default").expect("the server still accepts connections");
+    drop(resume);
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let after = pattern(4096, 23);
+    loop {
+        let r = NbdClient::connect(srv.nbd, "default").and_then(|mut c| c.write(2 * MIB, &after, true));
+        match r {
+            Ok(()) => break,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("not back yet: {e:?}");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("the server did not recover: {e:?}\n{}", srv.stderr()),
+        }
+    }
+    let mut c = NbdClient::connect(srv.nbd, "default").expect("NBD connect");
+    assert!(c.read(0, before.len() as u32).unwrap() == before, "acknowledged before the outage");
+    assert!(c.read(2 * MIB, 4096).unwrap() == after);
+}
+
+struct Resume(i32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        // SAFETY: kill(2), no memory involved.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
