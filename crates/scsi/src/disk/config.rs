@@ -47,6 +47,11 @@ pub struct DiskConfig {
     /// Where persistent reservations are kept when an initiator sets APTPL.
     pub pr_state_file: Option<PathBuf>,
     pub faults: FaultConfig,
+    /// ALUA: the target port group commands arrive through (0: no ALUA) and every group of the logical unit with its
+    /// state (`disk::alua`). With more than one group the unit is shared with other hosts: reservations, which
+    /// this process cannot enforce on the others, are not offered.
+    pub port_group: u16,
+    pub port_groups: Vec<super::alua::PortGroup>,
 }
 
 impl Default for DiskConfig {
@@ -70,6 +75,8 @@ impl Default for DiskConfig {
             power_on_unit_attention: true,
             pr_state_file: None,
             faults: FaultConfig::default(),
+            port_group: 0,
+            port_groups: Vec::new(),
         }
     }
 }
@@ -89,6 +96,8 @@ pub enum ConfigError {
     EmptySerial,
     #[error("wwn {0:#018x} is not an 8-byte NAA name (NAA 2, 3 or 5 in the top nibble)")]
     Wwn(u64),
+    #[error("port_group {0} is not one of port_groups, or a group id is 0 or repeated")]
+    PortGroup(u16),
     #[error("cannot read persistent reservation state {path}: {reason}")]
     PrState { path: PathBuf, reason: String },
 }
@@ -113,6 +122,11 @@ fn fnv1a(parts: &[&str]) -> u64 {
 }
 
 impl DiskConfig {
+    /// Several hosts serve this logical unit (more than one target port group).
+    pub fn multi_host(&self) -> bool {
+        self.port_groups.len() > 1
+    }
+
     /// Check the settings against a backend of `backend_size` bytes and fill in derived
     /// values (capacity, WWN). Returns the capacity in blocks.
     pub(crate) fn validate(&mut self, backend_size: u64) -> Result<u64, ConfigError> {
@@ -140,6 +154,17 @@ impl DiskConfig {
         }
         if !matches!(self.wwn >> 60, 2 | 3 | 5) {
             return Err(ConfigError::Wwn(self.wwn));
+        }
+        let mut ids: Vec<u16> = self.port_groups.iter().map(|g| g.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let alua_ok = if self.port_group == 0 {
+            self.port_groups.is_empty()
+        } else {
+            ids.len() == self.port_groups.len() && ids.first() != Some(&0) && ids.contains(&self.port_group)
+        };
+        if !alua_ok {
+            return Err(ConfigError::PortGroup(self.port_group));
         }
         self.blocks = blocks;
         Ok(blocks)

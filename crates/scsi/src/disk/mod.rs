@@ -4,6 +4,7 @@
 //! table's CDB checks, unit attentions, reservations, readiness), then the command's handler
 //! from the table in [`opcodes`].
 
+mod alua;
 mod config;
 mod descriptor;
 mod inquiry;
@@ -16,6 +17,7 @@ mod provisioning;
 mod rsoc;
 mod ua;
 
+pub use alua::{AluaState, PortGroup};
 pub use config::{ConfigError, DiskConfig};
 
 use crate::backend::Backend;
@@ -56,6 +58,7 @@ pub(crate) struct Inner {
     mode: mode::ModePages,
     ua: ua::UnitAttentions,
     pr: pr::Reservations,
+    alua: alua::Alua,
 }
 
 impl Inner {
@@ -118,6 +121,7 @@ impl Disk {
             mode: mode::ModePages::new(cfg.write_cache),
             ua: ua::UnitAttentions::new(cfg.power_on_unit_attention),
             pr,
+            alua: alua::Alua::new(cfg.port_group, &cfg.port_groups),
             backend,
             cfg,
         };
@@ -165,8 +169,28 @@ impl Disk {
         opcodes::OPS
             .iter()
             .filter(|op| self.inner.cfg.thin_provisioning || !op.thin)
+            .filter(|op| opcodes::offered_with_alua(&self.inner.cfg, op))
             .map(|op| (op.opcode, op.sa, op.name))
             .collect()
+    }
+
+    /// Move a target port group to `state` (a host of a shared logical unit left or came back). Every I_T nexus
+    /// then sees 06/2A/06 ASYMMETRIC ACCESS STATE CHANGED. Returns false when no such group is configured.
+    pub fn set_port_group_state(&self, id: u16, state: AluaState) -> bool {
+        match self.inner.alua.set(id, state) {
+            Some(changed) => {
+                if changed {
+                    self.inner.ua.post_all(alua::STATE_CHANGED, None);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The target port groups and their states now.
+    pub fn port_groups(&self) -> Vec<PortGroup> {
+        self.inner.alua.states()
     }
 
     /// Queue a unit attention for every I_T nexus (e.g. 06/3F/0E when LUNs change).
@@ -210,6 +234,11 @@ impl Disk {
         }
         if op.media && !inner.started.load(Ordering::Acquire) {
             return Begin::check(Sense::not_ready_init_required());
+        }
+        if op.media {
+            if let Some(sense) = inner.alua.refuses_media_access() {
+                return Begin::check(sense);
+            }
         }
         if let (0x89, Some(len)) = (op.opcode, data_out_len) {
             if len != 2 * u64::from(cdb[13]) * inner.block_size() {
