@@ -95,6 +95,9 @@ pub struct DiskConfig {
     pub client: Option<String>,
     /// RBD: seconds the cluster may take to connect or answer a request before it is an error.
     pub ceph_timeout: u64,
+    /// ALUA: this host's target port group (0: none) and every group of the logical unit (`docs/ceph.md`).
+    pub port_group: u16,
+    pub port_groups: Vec<scsi::PortGroup>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -193,6 +196,8 @@ impl Default for DiskConfig {
             ceph_conf: None,
             client: None,
             ceph_timeout: 10,
+            port_group: 0,
+            port_groups: Vec::new(),
         }
     }
 }

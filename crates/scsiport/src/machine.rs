@@ -92,6 +92,8 @@ impl Machine {
                     serial,
                     pr_state_file,
                     faults: d.faults.clone().unwrap_or_default(),
+                    port_group: d.port_group,
+                    port_groups: d.port_groups.clone(),
                     ..Default::default()
                 };
                 let disk = Arc::new(Disk::new(dc, backend).map_err(|e| anyhow::anyhow!("{field}: {e}"))?);

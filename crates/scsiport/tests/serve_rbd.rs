@@ -45,6 +45,11 @@ struct RbdServer {
 const IQN: &str = "iqn.2026-11.io.scsiport:rbd";
 
 fn config(conf: &Path, image: &str, size: &str, nbd: u16, iscsi: u16, timeout: u64) -> String {
+    config_with(conf, image, size, nbd, iscsi, timeout, "")
+}
+
+/// `disk_extra`: more keys of the `[[adapter.disk]]` table.
+fn config_with(conf: &Path, image: &str, size: &str, nbd: u16, iscsi: u16, timeout: u64, disk_extra: &str) -> String {
     format!(
         r#"[[adapter]]
 name = "scsi0"
@@ -56,6 +61,7 @@ image = "{image}"
 ceph_conf = "{conf}"
 size = "{size}"
 ceph_timeout = {timeout}
+{disk_extra}
 
 [nbd]
 listen = "127.0.0.1:{nbd}"
@@ -127,10 +133,27 @@ impl RbdServer {
     fn start(conf: &Path, image: &str, size: &str, timeout: u64) -> RbdServer {
         let nbd = free_port();
         let iscsi = (0..100).map(|_| free_port()).find(|p| *p != nbd).expect("a second port");
-        match spawn(&config(conf, image, size, nbd, iscsi, timeout)) {
+        Self::start_on(nbd, iscsi, &config(conf, image, size, nbd, iscsi, timeout))
+    }
+
+    fn start_on(nbd: u16, iscsi: u16, text: &str) -> RbdServer {
+        match spawn(text) {
             Ok((child, dir, stderr)) => RbdServer { child, nbd, iscsi, _dir: dir, stderr },
             Err(e) => panic!("scsiport serve did not become ready: {e}"),
         }
+    }
+
+    /// One of several hosts serving `image` as one logical unit: port group `own` of groups 1 (active/optimized)
+    /// and 2 (active/non-optimized).
+    fn host(conf: &Path, image: &str, own: u16) -> (RbdServer, String) {
+        let nbd = free_port();
+        let iscsi = (0..100).map(|_| free_port()).find(|p| *p != nbd).expect("a second port");
+        let extra = format!(
+            "port_group = {own}\nport_groups = [{{ id = 1, state = \"active_optimized\" }}, \
+             {{ id = 2, state = \"active_non_optimized\" }}]"
+        );
+        let text = config_with(conf, image, "64MiB", nbd, iscsi, 5, &extra);
+        (Self::start_on(nbd, iscsi, &text), text)
     }
 
     fn nbd_uri(&self) -> String {
@@ -356,4 +379,77 @@ impl Drop for Resume {
         // SAFETY: kill(2), no memory involved.
         unsafe { libc::kill(self.0, libc::SIGCONT) };
     }
+}
+
+#[test]
+fn two_hosts_on_one_image_pass_libiscsi_multipath_tests() {
+    let Some(conf) = ceph_conf() else { return };
+    let Some(test_cu) = tool("iscsi-test-cu") else { return };
+    let _shared = CLUSTER.read();
+    let image = image_name("mpath");
+    let (a, _) = RbdServer::host(&conf, &image, 1);
+    let (b, _) = RbdServer::host(&conf, &image, 2);
+    // MultipathIO.Reset expects a LU reset through one host to raise a unit attention through the other: not
+    // propagated between hosts (docs/ceph.md), so it is left out here.
+    for t in ["SCSI.MultipathIO.Simple", "SCSI.MultipathIO.CompareAndWrite", "SCSI.MultipathIO.CompareAndWriteAsync"] {
+        let out = run(300, &test_cu, &["-d", "-t", t, &a.iscsi_url(), &b.iscsi_url()]);
+        let text = format!("{}\n{}", out.stdout, out.stderr);
+        assert!(text.contains("found matching LU device identifier for all (2) paths"), "{t}: {text}");
+        let summary = text.lines().find(|l| l.trim_start().starts_with("tests")).unwrap_or_default().to_string();
+        let f: Vec<&str> = summary.split_whitespace().collect();
+        assert!(f.len() >= 5 && f[1] == f[3] && f[4] == "0" && f[1] != "0", "{t}: {summary}\n{text}");
+    }
+}
+
+#[test]
+fn a_host_killed_and_restarted_loses_no_acknowledged_write() {
+    let Some(conf) = ceph_conf() else { return };
+    let _shared = CLUSTER.read();
+    let image = image_name("kill");
+    let (a, _) = RbdServer::host(&conf, &image, 1);
+    let (mut b, b_text) = RbdServer::host(&conf, &image, 2);
+    const BLOCK: usize = 4096;
+    let block = |i: u64| pattern(BLOCK, 1000 + i);
+
+    // Writes through both hosts at once, each recording what was acknowledged, while B is killed and restarted.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = |port: u16, first: u64, stop: std::sync::Arc<std::sync::atomic::AtomicBool>| {
+        std::thread::spawn(move || {
+            let mut acked = Vec::new();
+            let mut c = NbdClient::connect(port, "default").expect("NBD connect");
+            let mut i = first;
+            while !stop.load(Ordering::Relaxed) && i < first + 4000 {
+                if c.write(i * BLOCK as u64, &pattern(BLOCK, 1000 + i), false).is_err() {
+                    break;
+                }
+                acked.push(i);
+                i += 1;
+            }
+            acked
+        })
+    };
+    let through_a = writer(a.nbd, 0, stop.clone());
+    let through_b = writer(b.nbd, 8000, stop.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    b.child.kill().expect("SIGKILL host B");
+    let _ = b.child.wait();
+    let acked_b = through_b.join().expect("B's writer");
+    let b_nbd = b.nbd;
+    let b_iscsi = b.iscsi;
+    drop(b);
+    let b = RbdServer::start_on(b_nbd, b_iscsi, &b_text);
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let acked_a = through_a.join().expect("A's writer");
+    assert!(!acked_a.is_empty() && !acked_b.is_empty(), "both hosts acknowledged writes");
+
+    // Every acknowledged write reads back through either host.
+    for host in [&a, &b] {
+        let mut c = NbdClient::connect(host.nbd, "default").expect("NBD connect");
+        for &i in acked_a.iter().chain(&acked_b) {
+            let got = c.read(i * BLOCK as u64, BLOCK as u32).expect("read back");
+            assert!(got == block(i), "block {i} through port {} differs", host.nbd);
+        }
+    }
+    eprintln!("acknowledged: {} through A, {} through B before it was killed", acked_a.len(), acked_b.len());
 }
