@@ -198,11 +198,7 @@ fn a_cluster_that_goes_away_gives_errors_then_recovers() {
         .trim()
         .parse()
         .unwrap();
-    let signal = |sig| {
-        // SAFETY: kill(2) on the OSD the cluster script started; no memory involved.
-        assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "signal the OSD");
-    };
-    signal(libc::SIGSTOP);
+    stop_osd(pid);
     let resume = Resume(pid);
     let w = b.write_at(MIB, b"while the cluster is away");
     let mut buf = [0u8; 19];
@@ -227,6 +223,29 @@ fn a_cluster_that_goes_away_gives_errors_then_recovers() {
     let mut after = [0u8; 27];
     b.read_at(2 * MIB, &mut after).unwrap();
     assert_eq!(&after, b"after the cluster came back");
+}
+
+/// SIGCONT on drop, so a failed assertion never leaves the OSD stopped.
+/// SIGSTOP the OSD and wait (bounded) until every one of its threads is stopped: kill(2) returns before the stop
+/// takes effect, and an OSD thread could still answer one request in between.
+fn stop_osd(pid: i32) {
+    // SAFETY: kill(2) on the OSD the cluster script started; no memory involved.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "signal the OSD");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the OSD's threads");
+        let stopped = tasks.filter_map(Result::ok).all(|t| {
+            std::fs::read_to_string(t.path().join("stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('T')))
+                .unwrap_or(true)
+        });
+        if stopped {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the OSD did not stop");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// SIGCONT on drop, so a failed assertion never leaves the OSD stopped.

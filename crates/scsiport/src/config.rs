@@ -98,6 +98,8 @@ pub struct DiskConfig {
     /// ALUA: this host's target port group (0: none) and every group of the logical unit (`docs/ceph.md`).
     pub port_group: u16,
     pub port_groups: Vec<scsi::PortGroup>,
+    /// ALUA on RBD: seconds without a heartbeat after which another host's group is reported unavailable.
+    pub peer_timeout: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -198,6 +200,7 @@ impl Default for DiskConfig {
             ceph_timeout: 10,
             port_group: 0,
             port_groups: Vec::new(),
+            peer_timeout: 5,
         }
     }
 }
@@ -383,6 +386,9 @@ impl Config {
                     }
                     if d.image.is_empty() || d.image.contains(['\0', '@', '/']) {
                         return Err(err(g("image"), "an rbd backend needs an image name (without '/' or '@')"));
+                    }
+                    if !(2..=3600).contains(&d.peer_timeout) {
+                        return Err(err(g("peer_timeout"), format!("{} must be 2 to 3600 seconds", d.peer_timeout)));
                     }
                     if !(1..=600).contains(&d.ceph_timeout) {
                         return Err(err(g("ceph_timeout"), format!("{} must be 1 to 600 seconds", d.ceph_timeout)));

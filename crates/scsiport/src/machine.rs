@@ -27,6 +27,8 @@ pub struct Machine {
     adapters: Vec<(String, AdapterHandle)>,
     disks: Vec<(String, u8, u8, Arc<Disk>)>,
     trace: Option<Trace>,
+    /// Heartbeats of the RBD disks that several hosts serve.
+    watches: std::sync::Mutex<Vec<crate::alua_peers::PeerWatch>>,
 }
 
 impl Machine {
@@ -43,10 +45,12 @@ impl Machine {
             .context("memory.map_register_pages")?;
         let mut adapters = Vec::new();
         let mut disks = Vec::new();
+        let mut watches = Vec::new();
         for (i, a) in cfg.adapters.iter().enumerate() {
             let mut targets: Vec<(u8, Arc<Target>)> = Vec::new();
             for (k, d) in a.disks.iter().enumerate() {
                 let field = format!("adapter[{i}].disk[{k}]");
+                let mut rbd_handle = None;
                 let backend: Arc<dyn Backend> = match d.backend {
                     BackendKind::Ram => Arc::new(RamBackend::new(d.size.0)),
                     BackendKind::File => {
@@ -68,7 +72,9 @@ impl Machine {
                             op_timeout: std::time::Duration::from_secs(d.ceph_timeout),
                             ..scsi::RbdOptions::new(d.pool.clone(), d.image.clone())
                         };
-                        Arc::new(scsi::RbdBackend::open(&opts).with_context(|| format!("{field}: rbd"))?)
+                        let rbd = Arc::new(scsi::RbdBackend::open(&opts).with_context(|| format!("{field}: rbd"))?);
+                        rbd_handle = Some(rbd.clone());
+                        rbd
                     }
                 };
                 // An RBD image is the same logical unit whichever host serves it: its serial (and the NAA name
@@ -97,6 +103,16 @@ impl Machine {
                     ..Default::default()
                 };
                 let disk = Arc::new(Disk::new(dc, backend).map_err(|e| anyhow::anyhow!("{field}: {e}"))?);
+                if let (Some(rbd), true) = (rbd_handle, d.port_groups.len() > 1) {
+                    watches.push(crate::alua_peers::PeerWatch::start(
+                        rbd,
+                        disk.clone(),
+                        d.image.clone(),
+                        d.port_group,
+                        d.port_groups.clone(),
+                        std::time::Duration::from_secs(d.peer_timeout),
+                    ));
+                }
                 let target = match targets.iter().find(|(t, _)| *t == d.target) {
                     Some((_, t)) => t.clone(),
                     None => {
@@ -127,7 +143,7 @@ impl Machine {
             let handle = hba::start_adapter(hal.clone(), hc, options).with_context(|| format!("adapter[{i}]"))?;
             adapters.push((a.name.clone(), handle));
         }
-        Ok(Machine { memory, hal, adapters, disks, trace })
+        Ok(Machine { memory, hal, adapters, disks, trace, watches: std::sync::Mutex::new(watches) })
     }
 
     pub fn memory(&self) -> &Arc<SystemMemory> {
@@ -186,8 +202,13 @@ impl Machine {
         }
     }
 
-    /// Stop every adapter.
+    /// Stop every adapter (the hosts sharing a logical unit first hear that this one left).
     pub fn shutdown(&self) {
+        if let Ok(mut w) = self.watches.lock() {
+            for mut watch in w.drain(..) {
+                watch.stop();
+            }
+        }
         for (_, h) in &self.adapters {
             h.shutdown();
         }

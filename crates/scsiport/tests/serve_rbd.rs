@@ -40,7 +40,11 @@ struct RbdServer {
     iscsi: u16,
     _dir: tempfile::TempDir,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    /// What it prints after "ready" (kept open: a closed pipe would fail its prints).
+    lines: std::sync::mpsc::Receiver<String>,
 }
+
+type Spawned = (Child, tempfile::TempDir, std::sync::Arc<std::sync::Mutex<String>>, std::sync::mpsc::Receiver<String>);
 
 const IQN: &str = "iqn.2026-11.io.scsiport:rbd";
 
@@ -78,7 +82,7 @@ adapter = "scsi0"
 }
 
 /// Start `serve` on `text` (a configuration); Err(stderr) when it exits before "ready".
-fn spawn(text: &str) -> Result<(Child, tempfile::TempDir, std::sync::Arc<std::sync::Mutex<String>>), String> {
+fn spawn(text: &str) -> Result<Spawned, String> {
     let dir = tempfile::Builder::new().prefix("scsiport-rbd-").tempdir().expect("temp dir");
     let path = dir.path().join("scsiport.toml");
     std::fs::write(&path, text).expect("write the configuration");
@@ -116,7 +120,7 @@ fn spawn(text: &str) -> Result<(Child, tempfile::TempDir, std::sync::Arc<std::sy
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(l) if l.starts_with("ready") => return Ok((child, dir, err)),
+            Ok(l) if l.starts_with("ready") => return Ok((child, dir, err, rx)),
             Ok(_) => {}
             Err(_) => {
                 let _ = child.kill();
@@ -138,7 +142,7 @@ impl RbdServer {
 
     fn start_on(nbd: u16, iscsi: u16, text: &str) -> RbdServer {
         match spawn(text) {
-            Ok((child, dir, stderr)) => RbdServer { child, nbd, iscsi, _dir: dir, stderr },
+            Ok((child, dir, stderr, lines)) => RbdServer { child, nbd, iscsi, _dir: dir, stderr, lines },
             Err(e) => panic!("scsiport serve did not become ready: {e}"),
         }
     }
@@ -146,11 +150,15 @@ impl RbdServer {
     /// One of several hosts serving `image` as one logical unit: port group `own` of groups 1 (active/optimized)
     /// and 2 (active/non-optimized).
     fn host(conf: &Path, image: &str, own: u16) -> (RbdServer, String) {
+        Self::host_with(conf, image, own, "")
+    }
+
+    fn host_with(conf: &Path, image: &str, own: u16, more: &str) -> (RbdServer, String) {
         let nbd = free_port();
         let iscsi = (0..100).map(|_| free_port()).find(|p| *p != nbd).expect("a second port");
         let extra = format!(
             "port_group = {own}\nport_groups = [{{ id = 1, state = \"active_optimized\" }}, \
-             {{ id = 2, state = \"active_non_optimized\" }}]"
+             {{ id = 2, state = \"active_non_optimized\" }}]\n{more}"
         );
         let text = config_with(conf, image, "64MiB", nbd, iscsi, 5, &extra);
         (Self::start_on(nbd, iscsi, &text), text)
@@ -164,8 +172,31 @@ impl RbdServer {
         format!("iscsi://127.0.0.1:{}/{IQN}/0", self.iscsi)
     }
 
+    /// Wait (bounded) for a printed line containing `what`.
+    fn wait_line(&self, what: &str, secs: u64) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while let Ok(l) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            if l.contains(what) {
+                return Some(l);
+            }
+        }
+        None
+    }
+
     fn stderr(&self) -> String {
         self.stderr.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+}
+
+impl RbdServer {
+    /// SIGTERM and wait (bounded) for a clean exit.
+    fn child_term(mut self) {
+        // SAFETY: kill(2) on our own unreaped child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().expect("wait").is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -343,8 +374,7 @@ fn a_cluster_that_goes_away_gives_nbd_errors_and_the_server_recovers() {
         .trim()
         .parse()
         .unwrap();
-    // SAFETY: kill(2) on the OSD the cluster script started; no memory involved.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    stop_osd(pid);
     let resume = Resume(pid);
     let t0 = Instant::now();
     let w = c.write(MIB, &pattern(4096, 22), true);
@@ -370,6 +400,28 @@ fn a_cluster_that_goes_away_gives_nbd_errors_and_the_server_recovers() {
     let mut c = NbdClient::connect(srv.nbd, "default").expect("NBD connect");
     assert!(c.read(0, before.len() as u32).unwrap() == before, "acknowledged before the outage");
     assert!(c.read(2 * MIB, 4096).unwrap() == after);
+}
+
+/// SIGSTOP the OSD and wait (bounded) until every one of its threads is stopped: kill(2) returns before the stop
+/// takes effect, and an OSD thread could still answer one request in between.
+fn stop_osd(pid: i32) {
+    // SAFETY: kill(2) on the OSD the cluster script started; no memory involved.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "signal the OSD");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the OSD's threads");
+        let stopped = tasks.filter_map(Result::ok).all(|t| {
+            std::fs::read_to_string(t.path().join("stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('T')))
+                .unwrap_or(true)
+        });
+        if stopped {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the OSD did not stop");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 struct Resume(i32);
@@ -452,4 +504,29 @@ fn a_host_killed_and_restarted_loses_no_acknowledged_write() {
         }
     }
     eprintln!("acknowledged: {} through A, {} through B before it was killed", acked_a.len(), acked_b.len());
+}
+
+#[test]
+fn when_the_optimized_host_dies_the_other_takes_over_and_hands_back() {
+    let Some(conf) = ceph_conf() else { return };
+    let _shared = CLUSTER.read();
+    let image = image_name("alua");
+    let (mut a, a_text) = RbdServer::host_with(&conf, &image, 1, "peer_timeout = 2");
+    let (b, _) = RbdServer::host_with(&conf, &image, 2, "peer_timeout = 2");
+    // Both alive: no transition is printed for a while.
+    assert_eq!(b.wait_line("target port group", 3), None, "no change while both hosts live");
+    a.child.kill().expect("SIGKILL host A");
+    let _ = a.child.wait();
+    let (nbd, iscsi) = (a.nbd, a.iscsi);
+    drop(a);
+    let l = b.wait_line("target port group 1 is now Unavailable", 30).expect("A's group becomes unavailable");
+    eprintln!("{l}");
+    b.wait_line("target port group 2 is now ActiveOptimized", 5).expect("B's group becomes active/optimized");
+    // A comes back: the configured states return.
+    let a = RbdServer::start_on(nbd, iscsi, &a_text);
+    b.wait_line("target port group 1 is now ActiveOptimized", 30).expect("A's group is optimized again");
+    b.wait_line("target port group 2 is now ActiveNonOptimized", 5).expect("B's group is non-optimized again");
+    // A clean stop says so at once.
+    a.child_term();
+    b.wait_line("target port group 1 is now Unavailable", 10).expect("a host that stops cleanly leaves at once");
 }

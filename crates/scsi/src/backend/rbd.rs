@@ -252,6 +252,39 @@ impl RbdBackend {
         })
     }
 
+    /// The pool and image, as `pool/image`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Replace a small RADOS object of the image's pool (hosts that share the image publish their state in such
+    /// objects, `docs/ceph.md`). Bounded by the OSD timeout.
+    pub fn put_object(&self, oid: &str, data: &[u8]) -> io::Result<()> {
+        let oid = CString::new(oid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: open I/O context; the name and the buffer live across the synchronous call.
+        let rc = unsafe { sys::rados_write_full(self.h.io, oid.as_ptr(), data.as_ptr().cast(), data.len()) };
+        if rc < 0 {
+            return Err(errno(rc.into()));
+        }
+        Ok(())
+    }
+
+    /// Read up to `max` bytes of a RADOS object of the image's pool; None when it does not exist.
+    pub fn get_object(&self, oid: &str, max: usize) -> io::Result<Option<Vec<u8>>> {
+        let oid = CString::new(oid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let mut buf = vec![0u8; max];
+        // SAFETY: open I/O context; librados writes at most `max` bytes into the buffer during the synchronous call.
+        let rc = unsafe { sys::rados_read(self.h.io, oid.as_ptr(), buf.as_mut_ptr().cast(), max, 0) };
+        if rc == -libc::ENOENT {
+            return Ok(None);
+        }
+        if rc < 0 {
+            return Err(errno(rc.into()));
+        }
+        buf.truncate(rc as usize);
+        Ok(Some(buf))
+    }
+
     /// The image's object size (allocation is tracked per object).
     pub fn object_size(&self) -> u64 {
         self.object_size
