@@ -225,7 +225,6 @@ fn a_cluster_that_goes_away_gives_errors_then_recovers() {
     assert_eq!(&after, b"after the cluster came back");
 }
 
-/// SIGCONT on drop, so a failed assertion never leaves the OSD stopped.
 /// SIGSTOP the OSD and wait (bounded) until every one of its threads is stopped: kill(2) returns before the stop
 /// takes effect, and an OSD thread could still answer one request in between.
 fn stop_osd(pid: i32) {
