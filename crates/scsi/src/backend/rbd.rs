@@ -48,21 +48,22 @@ impl RbdOptions {
     }
 }
 
-/// Why an image could not be opened.
+/// Why an image could not be opened. The librados/librbd error is part of the message (not a separate source), so a
+/// chain of contexts prints it once.
 #[derive(Debug, thiserror::Error)]
 pub enum RbdError {
     #[error("invalid {what} {value:?}: it contains a NUL byte")]
     Nul { what: &'static str, value: String },
-    #[error("ceph client setup ({step}): {source}")]
-    Setup { step: String, source: io::Error },
-    #[error("cannot reach the Ceph cluster within {timeout:?} (monitors in {conf}): {source}")]
-    Connect { conf: String, timeout: Duration, source: io::Error },
-    #[error("cannot open pool {pool:?}: {source}")]
-    Pool { pool: String, source: io::Error },
-    #[error("cannot create image {pool}/{image} of {size} bytes: {source}")]
-    Create { pool: String, image: String, size: u64, source: io::Error },
-    #[error("cannot open image {pool}/{image}: {source}")]
-    Open { pool: String, image: String, source: io::Error },
+    #[error("ceph client setup ({step}): {error}")]
+    Setup { step: String, error: io::Error },
+    #[error("cannot reach the Ceph cluster within {timeout:?} (monitors in {conf}): {error}")]
+    Connect { conf: String, timeout: Duration, error: io::Error },
+    #[error("cannot open pool {pool:?}: {error}")]
+    Pool { pool: String, error: io::Error },
+    #[error("cannot create image {pool}/{image} of {size} bytes: {error}")]
+    Create { pool: String, image: String, size: u64, error: io::Error },
+    #[error("cannot open image {pool}/{image}: {error}")]
+    Open { pool: String, image: String, error: io::Error },
 }
 
 fn errno(rc: i64) -> io::Error {
@@ -156,7 +157,7 @@ impl RbdBackend {
         let mut h = Handles { cluster: std::ptr::null_mut(), io: std::ptr::null_mut(), image: std::ptr::null_mut() };
         let setup = |step: &str, rc: i32| {
             if rc < 0 {
-                Err(RbdError::Setup { step: step.to_owned(), source: errno(rc.into()) })
+                Err(RbdError::Setup { step: step.to_owned(), error: errno(rc.into()) })
             } else {
                 Ok(())
             }
@@ -200,12 +201,12 @@ impl RbdBackend {
         // SAFETY: valid, configured cluster handle.
         let rc = unsafe { sys::rados_connect(h.cluster) };
         if rc < 0 {
-            return Err(RbdError::Connect { conf: conf_name, timeout: opts.op_timeout, source: errno(rc.into()) });
+            return Err(RbdError::Connect { conf: conf_name, timeout: opts.op_timeout, error: errno(rc.into()) });
         }
         // SAFETY: connected cluster; out-pointer we own.
         let rc = unsafe { sys::rados_ioctx_create(h.cluster, pool_c.as_ptr(), &mut h.io) };
         if rc < 0 {
-            return Err(RbdError::Pool { pool: opts.pool.clone(), source: errno(rc.into()) });
+            return Err(RbdError::Pool { pool: opts.pool.clone(), error: errno(rc.into()) });
         }
         let open = |h: &mut Handles| {
             // SAFETY: valid I/O context, C string, out-pointer we own; NULL snapshot = the head.
@@ -225,13 +226,13 @@ impl RbdBackend {
                     pool: opts.pool.clone(),
                     image: opts.image.clone(),
                     size: opts.create_size,
-                    source: errno(c.into()),
+                    error: errno(c.into()),
                 });
             }
             rc = open(&mut h);
         }
         let open_err =
-            |rc: i64| RbdError::Open { pool: opts.pool.clone(), image: opts.image.clone(), source: errno(rc) };
+            |rc: i64| RbdError::Open { pool: opts.pool.clone(), image: opts.image.clone(), error: errno(rc) };
         if rc < 0 {
             h.image = std::ptr::null_mut();
             return Err(open_err(rc.into()));
