@@ -35,6 +35,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 fi
 
+# Ceph for the RBD backend: librbd/librados to link against, and the monitor and OSD of the single-node cluster its
+# tests run against (scripts/ceph-start.sh). No recommends: ~220 MB instead of a full Ceph install.
+if ! command -v ceph-osd >/dev/null 2>&1 || ! command -v ceph-mon >/dev/null 2>&1 || ! command -v rbd >/dev/null 2>&1 \
+  || [ ! -e /usr/include/rbd/librbd.h ] || [ ! -e /usr/include/rados/librados.h ]; then
+  ceph_pkgs=(ceph-mon ceph-osd ceph-common librbd-dev librados-dev)
+  echo "installing: ${ceph_pkgs[*]}"
+  sudo_=(); [ "$(id -u)" = 0 ] || sudo_=(sudo)
+  "${sudo_[@]}" apt-get update -qq
+  "${sudo_[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${ceph_pkgs[@]}" >/dev/null
+fi
+
 # An iSCSI-capable qemu-img without replacing the machine's qemu-utils: Debian's qemu-utils and qemu-block-extra of
 # one version, unpacked (not installed) under target/qemu-iscsi for the qemu-img iscsi:// test.
 qdir="$PWD/target/qemu-iscsi"
@@ -52,6 +63,12 @@ export SCSIPORT_QEMU_ISCSI="$qdir"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings
+# A throwaway Ceph cluster (1 monitor, 1 memstore OSD, 127.0.0.1) for the RBD tests, stopped by PID at exit.
+export CEPH_DIR="${TMPDIR:-/tmp}/scsiport-ceph-$$"
+trap 'bash scripts/ceph-stop.sh; rm -rf "$CEPH_DIR"' EXIT
+SCSIPORT_CEPH_CONF=$(bash scripts/ceph-start.sh)
+export SCSIPORT_CEPH_CONF
+
 # Release mode: the data-path tests move hundreds of MiB through the DMA model.
 cargo test --workspace --release -- --test-threads=2
 # Miri over the HAL, whose system memory every layer shares (docs/memory.md); the nightly component installs itself.

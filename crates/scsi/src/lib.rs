@@ -16,8 +16,8 @@ pub mod status;
 pub mod target;
 pub mod task;
 
-pub use backend::{Backend, BackendError, FileBackend, FileOptions, RamBackend};
-pub use disk::{ConfigError, Disk, DiskConfig};
+pub use backend::{Backend, BackendError, FileBackend, FileOptions, RamBackend, RbdBackend, RbdError, RbdOptions};
+pub use disk::{AluaState, ConfigError, Disk, DiskConfig, PortGroup};
 pub use execute::{drive, execute, execute_on_target};
 pub use fault::{FaultConfig, FaultInjector, LbaRange};
 pub use sense::{AscAscq, Sense, SenseKey};

@@ -108,6 +108,8 @@ pub enum HbaKind {
 pub enum BackendKind {
     File,
     Ram,
+    /// A Ceph RBD image (`docs/ceph.md`).
+    Rbd,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -143,6 +145,20 @@ pub struct DiskConfig {
     pub removable: bool,
     /// How fast SANITIZE OVERWRITE writes the medium (0: as fast as the backend).
     pub sanitize_rate: ByteSize,
+    /// RBD: the pool and image (`backend = "rbd"`).
+    pub pool: String,
+    pub image: String,
+    /// RBD: the ceph.conf to read (default: Ceph's search path).
+    pub ceph_conf: Option<PathBuf>,
+    /// RBD: the client id (`admin` is `client.admin`).
+    pub client: Option<String>,
+    /// RBD: seconds the cluster may take to connect or answer a request before it is an error.
+    pub ceph_timeout: u64,
+    /// ALUA: this host's target port group (0: none) and every group of the logical unit (`docs/ceph.md`).
+    pub port_group: u16,
+    pub port_groups: Vec<scsi::PortGroup>,
+    /// ALUA on RBD: seconds without a heartbeat after which another host's group is reported unavailable.
+    pub peer_timeout: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -250,6 +266,14 @@ impl Default for DiskConfig {
             physical_block_size: 0,
             removable: false,
             sanitize_rate: ByteSize(scsi::DiskConfig::default().sanitize_bytes_per_second),
+            pool: String::new(),
+            image: String::new(),
+            ceph_conf: None,
+            client: None,
+            ceph_timeout: 10,
+            port_group: 0,
+            port_groups: Vec::new(),
+            peer_timeout: 5,
         }
     }
 }
@@ -440,6 +464,20 @@ impl Config {
                     return Err(err(g("path"), "a file backend needs a path"));
                 }
                 crate::frontends_config::validate_disk(d, &g)?;
+                if d.backend == BackendKind::Rbd {
+                    if d.pool.is_empty() || d.pool.contains('\0') {
+                        return Err(err(g("pool"), "an rbd backend needs a pool"));
+                    }
+                    if d.image.is_empty() || d.image.contains(['\0', '@', '/']) {
+                        return Err(err(g("image"), "an rbd backend needs an image name (without '/' or '@')"));
+                    }
+                    if !(2..=3600).contains(&d.peer_timeout) {
+                        return Err(err(g("peer_timeout"), format!("{} must be 2 to 3600 seconds", d.peer_timeout)));
+                    }
+                    if !(1..=600).contains(&d.ceph_timeout) {
+                        return Err(err(g("ceph_timeout"), format!("{} must be 1 to 600 seconds", d.ceph_timeout)));
+                    }
+                }
             }
         }
         crate::frontends_config::validate(self)?;

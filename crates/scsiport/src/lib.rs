@@ -1,5 +1,6 @@
 //! scsiport: the machine (memory, HAL, adapters, disks), its configuration, and the commands of the binary.
 
+pub mod alua_peers;
 pub mod config;
 pub mod control;
 pub mod durability;

@@ -9,6 +9,17 @@ use port::{AdapterHandle, AdapterOptions, LuAddress, Trace};
 use scsi::{Backend, Disk, FileBackend, FileOptions, RamBackend, Target};
 use std::sync::Arc;
 
+/// The unit serial number of an RBD image's logical unit: `pool/image`, or a 64-bit FNV-1a hash of it when that is
+/// longer than the 64 characters VPD page 0x80 carries here.
+pub fn rbd_serial(pool: &str, image: &str) -> String {
+    let name = format!("{pool}/{image}");
+    if name.len() <= 64 && name.is_ascii() && !name.contains(' ') {
+        return name;
+    }
+    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("rbd-{h:016x}")
+}
+
 /// Everything `serve` and `exercise` run on.
 pub struct Machine {
     memory: Arc<SystemMemory>,
@@ -18,6 +29,8 @@ pub struct Machine {
     monitors: Vec<hba::HbaMonitor>,
     disks: Vec<(String, u8, u8, Arc<Disk>)>,
     trace: Option<Trace>,
+    /// Heartbeats of the RBD disks that several hosts serve.
+    watches: std::sync::Mutex<Vec<crate::alua_peers::PeerWatch>>,
 }
 
 impl Machine {
@@ -41,10 +54,12 @@ impl Machine {
         let mut adapters = Vec::new();
         let mut monitors = Vec::new();
         let mut disks = Vec::new();
+        let mut watches = Vec::new();
         for (i, a) in cfg.adapters.iter().enumerate() {
             let mut targets: Vec<(u8, Arc<Target>)> = Vec::new();
             for (k, d) in a.disks.iter().enumerate() {
                 let field = format!("adapter[{i}].disk[{k}]");
+                let mut rbd_handle = None;
                 let backend: Arc<dyn Backend> = match d.backend {
                     BackendKind::Ram => Arc::new(RamBackend::new(d.size.0)),
                     BackendKind::File => {
@@ -58,6 +73,18 @@ impl Machine {
                                 .with_context(|| format!("{field}.path: {}", d.path.display()))?,
                         )
                     }
+                    BackendKind::Rbd => {
+                        let opts = scsi::RbdOptions {
+                            ceph_conf: d.ceph_conf.clone(),
+                            client: d.client.clone(),
+                            create_size: d.size.0,
+                            op_timeout: std::time::Duration::from_secs(d.ceph_timeout),
+                            ..scsi::RbdOptions::new(d.pool.clone(), d.image.clone())
+                        };
+                        let rbd = Arc::new(scsi::RbdBackend::open(&opts).with_context(|| format!("{field}: rbd"))?);
+                        rbd_handle = Some(rbd.clone());
+                        rbd
+                    }
                 };
                 let backend: Arc<dyn Backend> = match &d.durability_log {
                     Some(log) => Arc::new(
@@ -66,11 +93,20 @@ impl Machine {
                     ),
                     None => backend,
                 };
-                let serial = d.serial.clone().unwrap_or_else(|| format!("{}T{}L{}", a.name, d.target, d.lun));
+                // An RBD image is the same logical unit whichever host serves it: its serial (and the NAA name
+                // derived from it) come from the image, not from this host's adapter.
+                let serial = d.serial.clone().unwrap_or_else(|| match d.backend {
+                    BackendKind::Rbd => rbd_serial(&d.pool, &d.image),
+                    _ => format!("{}T{}L{}", a.name, d.target, d.lun),
+                });
                 let pr_state_file = (d.backend == BackendKind::File).then(|| d.path.with_extension("pr"));
                 let dc = scsi::DiskConfig {
                     block_size: d.block_size,
-                    blocks: d.size.0 / d.block_size as u64,
+                    // An existing RBD image keeps its own size; `size` only creates one.
+                    blocks: match d.backend {
+                        BackendKind::Rbd => backend.size() / d.block_size as u64,
+                        _ => d.size.0 / d.block_size as u64,
+                    },
                     read_only: d.read_only,
                     thin_provisioning: d.thin_provisioning,
                     vendor: d.vendor.clone(),
@@ -84,9 +120,21 @@ impl Machine {
                     physical_block_size: d.physical_block_size,
                     removable: d.removable,
                     sanitize_bytes_per_second: d.sanitize_rate.0,
+                    port_group: d.port_group,
+                    port_groups: d.port_groups.clone(),
                     ..Default::default()
                 };
                 let disk = Arc::new(Disk::new(dc, backend).map_err(|e| anyhow::anyhow!("{field}: {e}"))?);
+                if let (Some(rbd), true) = (rbd_handle, d.port_groups.len() > 1) {
+                    watches.push(crate::alua_peers::PeerWatch::start(
+                        rbd,
+                        disk.clone(),
+                        d.image.clone(),
+                        d.port_group,
+                        d.port_groups.clone(),
+                        std::time::Duration::from_secs(d.peer_timeout),
+                    ));
+                }
                 let target = match targets.iter().find(|(t, _)| *t == d.target) {
                     Some((_, t)) => t.clone(),
                     None => {
@@ -155,7 +203,7 @@ impl Machine {
             };
             adapters.push((a.name.clone(), handle));
         }
-        Ok(Machine { memory, hal, adapters, monitors, disks, trace })
+        Ok(Machine { memory, hal, adapters, monitors, disks, trace, watches: std::sync::Mutex::new(watches) })
     }
 
     pub fn memory(&self) -> &Arc<SystemMemory> {
@@ -229,8 +277,13 @@ impl Machine {
         }
     }
 
-    /// Stop every adapter.
+    /// Stop every adapter (the hosts sharing a logical unit first hear that this one left).
     pub fn shutdown(&self) {
+        if let Ok(mut w) = self.watches.lock() {
+            for mut watch in w.drain(..) {
+                watch.stop();
+            }
+        }
         for (_, h) in &self.adapters {
             h.shutdown();
         }

@@ -54,6 +54,7 @@ async fn serve(cfg: Config, path: Option<PathBuf>, machine: Arc<Machine>) -> any
                 match d.backend {
                     crate::config::BackendKind::File => format!("file {}", d.path.display()),
                     crate::config::BackendKind::Ram => "RAM".to_string(),
+                    crate::config::BackendKind::Rbd => format!("rbd {}/{}", d.pool, d.image),
                 }
             );
         }

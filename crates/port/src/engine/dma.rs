@@ -20,7 +20,9 @@ impl<E> Core<E> {
         let hw = &mut self.hw;
         let out = self.hal.with_dma(|dma, mem| dma.service(ch, mem, &mut **hw));
         if out.bytes == 0 && !out.terminal_count {
-            return false;
+            // A card whose target failed the data phase takes nothing and interrupts instead: that interrupt is
+            // runnable work now, not at the next timer.
+            return self.hw.irq() && !self.irq_masked;
         }
         self.stats.add_dma_bytes(out.bytes);
         if self.tracing() {

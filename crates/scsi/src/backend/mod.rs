@@ -2,9 +2,11 @@
 
 mod file;
 mod ram;
+mod rbd;
 
 pub use file::{BackendError, FileBackend, FileOptions};
 pub use ram::RamBackend;
+pub use rbd::{RbdBackend, RbdError, RbdOptions};
 
 use std::io;
 
@@ -18,6 +20,19 @@ pub trait Backend: Send + Sync {
     fn flush(&self) -> io::Result<()>;
     /// Deallocate a range; it reads back as zeros afterwards.
     fn discard(&self, off: u64, len: u64) -> io::Result<()>;
+    /// Make a range read back as zeros (WRITE SAME of a zero block, NBD WRITE_ZEROES without a hole). Backends
+    /// with a cheaper way than writing zeros override this; they may deallocate the range.
+    fn write_zeroes(&self, off: u64, len: u64) -> io::Result<()> {
+        check_range(self.size(), off, len)?;
+        let zeros = vec![0u8; len.min(1 << 20) as usize];
+        let mut pos = 0u64;
+        while pos < len {
+            let n = (len - pos).min(zeros.len() as u64) as usize;
+            self.write_at(off + pos, &zeros[..n])?;
+            pos += n as u64;
+        }
+        Ok(())
+    }
     /// Whether any byte of the range is allocated.
     fn is_allocated(&self, off: u64, len: u64) -> io::Result<bool>;
     /// From `off`, whether storage is allocated and for how many bytes (at most `max`)

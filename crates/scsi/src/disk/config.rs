@@ -60,6 +60,11 @@ pub struct DiskConfig {
     /// modelled medium, which sets how long the unit reports SANITIZE IN PROGRESS);
     /// 0 writes as fast as the backend takes it.
     pub sanitize_bytes_per_second: u64,
+    /// ALUA: the target port group commands arrive through (0: no ALUA) and every group of the logical unit with its
+    /// state (`disk::alua`). With more than one group the unit is shared with other hosts: reservations, which
+    /// this process cannot enforce on the others, are not offered.
+    pub port_group: u16,
+    pub port_groups: Vec<super::alua::PortGroup>,
 }
 
 impl Default for DiskConfig {
@@ -86,6 +91,8 @@ impl Default for DiskConfig {
             physical_block_size: 0,
             removable: false,
             sanitize_bytes_per_second: 128 << 20,
+            port_group: 0,
+            port_groups: Vec::new(),
         }
     }
 }
@@ -109,6 +116,8 @@ pub enum ConfigError {
         "physical_block_size {physical} must be a power-of-two multiple of block_size {logical}, at most 2^15 blocks"
     )]
     PhysicalBlockSize { physical: u32, logical: u32 },
+    #[error("port_group {0} is not one of port_groups, or a group id is 0 or repeated")]
+    PortGroup(u16),
     #[error("cannot read persistent reservation state {path}: {reason}")]
     PrState { path: PathBuf, reason: String },
 }
@@ -133,6 +142,11 @@ fn fnv1a(parts: &[&str]) -> u64 {
 }
 
 impl DiskConfig {
+    /// Several hosts serve this logical unit (more than one target port group).
+    pub fn multi_host(&self) -> bool {
+        self.port_groups.len() > 1
+    }
+
     /// Check the settings against a backend of `backend_size` bytes and fill in derived
     /// values (capacity, WWN). Returns the capacity in blocks.
     pub(crate) fn validate(&mut self, backend_size: u64) -> Result<u64, ConfigError> {
@@ -170,6 +184,17 @@ impl DiskConfig {
         }
         if !matches!(self.wwn >> 60, 2 | 3 | 5) {
             return Err(ConfigError::Wwn(self.wwn));
+        }
+        let mut ids: Vec<u16> = self.port_groups.iter().map(|g| g.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let alua_ok = if self.port_group == 0 {
+            self.port_groups.is_empty()
+        } else {
+            ids.len() == self.port_groups.len() && ids.first() != Some(&0) && ids.contains(&self.port_group)
+        };
+        if !alua_ok {
+            return Err(ConfigError::PortGroup(self.port_group));
         }
         self.blocks = blocks;
         Ok(blocks)

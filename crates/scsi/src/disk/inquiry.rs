@@ -32,6 +32,9 @@ pub(crate) fn standard(inner: &Inner) -> Vec<u8> {
     d[2] = 0x06; // SPC-4
     d[3] = 0x12; // HISUP, response data format 2
     d[4] = (d.len() - 5) as u8;
+    if inner.alua.enabled() {
+        d[5] = super::alua::TPGS_IMPLICIT;
+    }
     d[7] = 0x02; // CMDQUE
     d[8..16].copy_from_slice(&padded(&inner.cfg.vendor, 8));
     d[16..32].copy_from_slice(&padded(&inner.cfg.product, 16));
@@ -64,6 +67,9 @@ fn device_id(inner: &Inner) -> Vec<u8> {
     t10.extend_from_slice(inner.cfg.serial.as_bytes());
     b.extend_from_slice(&[0x02, 0x01, 0x00, t10.len() as u8]);
     b.extend(t10);
+    if inner.alua.enabled() {
+        b.extend(super::alua::port_designators(inner.alua.own()));
+    }
     b
 }
 

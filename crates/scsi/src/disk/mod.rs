@@ -5,6 +5,7 @@
 //! from the table in [`opcodes`].
 
 mod atomic;
+mod alua;
 mod config;
 mod descriptor;
 mod inquiry;
@@ -19,6 +20,7 @@ mod rsoc;
 mod sanitize;
 mod ua;
 
+pub use alua::{AluaState, PortGroup};
 pub use config::{ConfigError, DiskConfig};
 
 use crate::backend::Backend;
@@ -62,6 +64,7 @@ pub(crate) struct Inner {
     sanitize: sanitize::SanitizeState,
     /// Load state and removal prevention of a removable medium.
     medium: medium::Medium,
+    alua: alua::Alua,
 }
 
 impl Inner {
@@ -131,6 +134,7 @@ impl Disk {
             pr,
             sanitize: sanitize::SanitizeState::new(),
             medium: medium::Medium::new(),
+            alua: alua::Alua::new(cfg.port_group, &cfg.port_groups),
             backend,
             cfg,
         };
@@ -178,8 +182,28 @@ impl Disk {
         opcodes::OPS
             .iter()
             .filter(|op| self.inner.cfg.thin_provisioning || !op.thin)
+            .filter(|op| opcodes::offered_with_alua(&self.inner.cfg, op))
             .map(|op| (op.opcode, op.sa, op.name))
             .collect()
+    }
+
+    /// Move a target port group to `state` (a host of a shared logical unit left or came back). Every I_T nexus
+    /// then sees 06/2A/06 ASYMMETRIC ACCESS STATE CHANGED. Returns false when no such group is configured.
+    pub fn set_port_group_state(&self, id: u16, state: AluaState) -> bool {
+        match self.inner.alua.set(id, state) {
+            Some(changed) => {
+                if changed {
+                    self.inner.ua.post_all(alua::STATE_CHANGED, None);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The target port groups and their states now.
+    pub fn port_groups(&self) -> Vec<PortGroup> {
+        self.inner.alua.states()
     }
 
     /// Queue a unit attention for every I_T nexus (e.g. 06/3F/0E when LUNs change).
@@ -235,6 +259,11 @@ impl Disk {
         }
         if op.media && !inner.started.load(Ordering::Acquire) {
             return Begin::check(Sense::not_ready_init_required());
+        }
+        if op.media {
+            if let Some(sense) = inner.alua.refuses_media_access() {
+                return Begin::check(sense);
+            }
         }
         if let (0x89, Some(len)) = (op.opcode, data_out_len) {
             if len != 2 * u64::from(cdb[13]) * inner.block_size() {

@@ -3,7 +3,7 @@
 //! the handler runs (a set bit outside it is INVALID FIELD IN CDB, SPC-4 §4.2.5.4), and
 //! REPORT SUPPORTED OPERATION CODES is generated from the same table (SPC-4 §6.35).
 
-use super::{atomic, inquiry, io, misc, mode, pr, provisioning, rsoc, sanitize, DiskConfig, Inner};
+use super::{alua, atomic, inquiry, io, misc, mode, pr, provisioning, rsoc, sanitize, DiskConfig, Inner};
 use crate::cdb::get;
 use crate::sense::Sense;
 use crate::task::{Begin, Nexus};
@@ -408,6 +408,16 @@ pub(crate) static OPS: &[Op] = &[
     ),
     op!(
         0xA3,
+        Some(0x0A),
+        "REPORT TARGET PORT GROUPS",
+        Service,
+        false,
+        false,
+        alua::report_target_port_groups,
+        [0xFF, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, C]
+    ),
+    op!(
+        0xA3,
         Some(0x0C),
         "REPORT SUPPORTED OPERATION CODES",
         Service,
@@ -499,6 +509,19 @@ pub(crate) fn entries(cfg: &DiskConfig, opcode: u8) -> impl Iterator<Item = &'st
     OPS[usize::from(start)..usize::from(start) + usize::from(n)]
         .iter()
         .filter(move |op| cfg.thin_provisioning || !op.thin)
+        .filter(move |op| offered_with_alua(cfg, op))
+}
+
+/// REPORT TARGET PORT GROUPS only with ALUA configured; no reservations (SPC-2 RESERVE/RELEASE, persistent
+/// reservations) on a logical unit that other hosts serve too, since this process cannot make them hold there
+/// (`docs/ceph.md`): those opcodes are INVALID COMMAND OPERATION CODE and absent from REPORT SUPPORTED OPERATION
+/// CODES.
+pub(crate) fn offered_with_alua(cfg: &DiskConfig, op: &Op) -> bool {
+    match (op.opcode, op.sa) {
+        (0xA3, Some(0x0A)) => cfg.port_group != 0,
+        (0x16 | 0x17 | 0x56 | 0x57 | 0x5E | 0x5F, _) => !cfg.multi_host(),
+        _ => true,
+    }
 }
 
 pub(crate) enum Lookup {

@@ -110,6 +110,17 @@ fn do_write_same(inner: &Inner, r: Range, unmap: bool, block: &[u8]) -> Outcome 
             Err(_) => inner.check(Sense::write_error(r.lba)),
         };
     }
+    if block.iter().all(|&b| b == 0) {
+        // A zero block: the backend's own way of zeroing a range (RBD: one write-zeroes request).
+        let _shared = inner.gate.read();
+        if inner.backend.write_zeroes(base, len).is_err() {
+            return inner.check(Sense::write_error(r.lba));
+        }
+        return match inner.flush_after_write(false, r.lba) {
+            Ok(()) => Outcome::good(),
+            Err(s) => inner.check(s),
+        };
+    }
     let reps = (SAME_CHUNK / block.len()).max(1);
     let pattern = block.repeat(reps);
     let mut pos = 0u64;
