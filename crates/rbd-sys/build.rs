@@ -1,5 +1,5 @@
 //! Links librbd and librados (Debian: `librbd-dev librados-dev`). A machine without them gets one clear message
-//! instead of a linker error naming a missing symbol.
+//! before the linker error naming a missing symbol.
 
 use std::path::Path;
 
@@ -21,8 +21,10 @@ fn main() {
                 println!("cargo:rustc-link-search=native={dir}");
                 println!("cargo:rustc-link-lib=dylib={lib}");
             }
-            None => panic!(
-                "lib{lib}.so not found in {dirs:?}: the RBD backend needs Ceph's client libraries \
+            // Without the libraries this crate still compiles (nothing here runs); only a program that calls into it
+            // fails to link. scsiport pulls it in only with its `rbd` feature.
+            None => println!(
+                "cargo:warning=lib{lib}.so not found in {dirs:?}: the RBD backend needs Ceph's client libraries \
                  (Debian: apt-get install librbd-dev librados-dev; scripts/test.sh installs them), \
                  or RBD_LIB_DIR pointing at them"
             ),

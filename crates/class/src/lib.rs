@@ -1,7 +1,7 @@
 //! The disk class driver.
 //!
 //! It learns the adapter's limits (`MaximumTransferLength`, `MaximumPhysicalPages`, `AlignmentMask`), splits each
-//! request into partial transfers sized to what the HBA can do as the DDK's class driver does (DDK.md §1.11), builds
+//! request into partial transfers sized to what the HBA can do as the DDK's class driver does (docs/ddk.md §11), builds
 //! the CDBs, sends one SRB per piece through the port driver, releases the LU queue the port froze after an error,
 //! retries what is worth retrying a bounded number of times, and turns sense data into typed errors.
 

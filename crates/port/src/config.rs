@@ -1,4 +1,4 @@
-//! `HW_INITIALIZATION_DATA` and `PORT_CONFIGURATION_INFORMATION` (DDK.md §1.6, §1.7).
+//! `HW_INITIALIZATION_DATA` and `PORT_CONFIGURATION_INFORMATION` (docs/ddk.md §6, §1.7).
 
 use crate::ddi::PortContext;
 use crate::srb::{SrbHandle, SP_UNINITIALIZED_VALUE};
@@ -54,7 +54,7 @@ pub type HwAdapterControl<E> = fn(&mut E, &mut PortContext<'_, E>, AdapterContro
 pub struct HwInitializationData<E> {
     pub adapter_interface_type: InterfaceType,
     pub hw_initialize: fn(&mut E, &mut PortContext<'_, E>) -> bool,
-    /// Always returns true (DDK.md §1.5, "Return from HwScsiStartIo").
+    /// Always returns true (docs/ddk.md §5, "Return from HwScsiStartIo").
     pub hw_start_io: fn(&mut E, &mut PortContext<'_, E>, SrbHandle) -> bool,
     pub hw_interrupt: Option<fn(&mut E, &mut PortContext<'_, E>) -> bool>,
     pub hw_find_adapter: fn(&mut E, &mut PortContext<'_, E>, &mut PortConfigurationInformation) -> FindAdapterStatus,

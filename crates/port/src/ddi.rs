@@ -177,7 +177,7 @@ impl<'a, E> PortContext<'a, E> {
 }
 
 /// The miniport's view of one active SRB: every field readable, only the fields the DDK allows writable
-/// (DDK.md §1.8).
+/// (docs/ddk.md §8).
 pub struct SrbAccess<'c, 'a, E> {
     ctx: &'c mut PortContext<'a, E>,
     h: SrbHandle,

@@ -3,7 +3,7 @@
 //! A miniport registers its routines in [`HwInitializationData`]; the port finds and initializes the adapter, queues
 //! SRBs per logical unit, calls `HwStartIo`, performs `ScsiPortIoMapTransfer` and `ScsiPortFlushDma` through the HAL
 //! (deferred, in order), calls `HwDmaStarted` once the system DMA controller is programmed, services the HBA's DREQ
-//! and interrupt, times requests, and checks every DDI call against the rules of DESIGN.md (the verifier).
+//! and interrupt, times requests, and checks every DDI call against the rules of docs/ddi-rules.md (the verifier).
 
 pub mod bus;
 mod completion;
@@ -85,7 +85,7 @@ pub enum PortError {
     ShutDown(String),
 }
 
-/// What a class driver learns of the adapter (`STORAGE_ADAPTER_DESCRIPTOR`, DDK.md §1.11).
+/// What a class driver learns of the adapter (`STORAGE_ADAPTER_DESCRIPTOR`, docs/ddk.md §11).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AdapterCapabilities {
     pub maximum_transfer_length: u32,

@@ -1,4 +1,4 @@
-//! The SCSI request block and its constants (DDK.md "Numeric values").
+//! The SCSI request block and its constants (docs/ddk.md, "Numeric values").
 
 use bitflags::bitflags;
 use hal::{Buffer, LogicalAddr};

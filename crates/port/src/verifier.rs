@@ -1,4 +1,4 @@
-//! The DMA-protocol verifier: every DDI call is checked against the rules of DESIGN.md ("The DDI rules"); a broken
+//! The DMA-protocol verifier: every DDI call is checked against the rules of docs/ddi-rules.md; a broken
 //! miniport is named, not silently tolerated.
 //!
 //! | DDI rule | names |
@@ -139,7 +139,7 @@ impl Rule {
         }
     }
 
-    /// The number of the DDI rule in DESIGN.md ("The DDI rules") this check enforces; `None` for the other misuses
+    /// The number of the DDI rule in docs/ddi-rules.md this check enforces; `None` for the other misuses
     /// the port catches.
     pub fn ddi_rule(self) -> Option<u8> {
         Some(match self {

@@ -1,4 +1,4 @@
-//! "Return from HwScsiStartIo" (DDK.md §1.5): a miniport defers an SRB with `SRB_STATUS_BUSY` (RequestComplete and
+//! "Return from HwScsiStartIo" (docs/ddk.md §5): a miniport defers an SRB with `SRB_STATUS_BUSY` (RequestComplete and
 //! NextRequest) and the port resubmits it later; the caller sees only the final outcome.
 
 mod pio;

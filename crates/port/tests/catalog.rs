@@ -1,4 +1,4 @@
-//! The catalog of broken miniports: one deliberate mistake per DDI rule (DESIGN.md, "The DDI rules") and per other
+//! The catalog of broken miniports: one deliberate mistake per DDI rule (docs/ddi-rules.md) and per other
 //! misuse, each caught under its stable name. In `strict` mode the SRB it concerns fails with
 //! `SRB_STATUS_INTERNAL_ERROR` (advisory and SRB-less checks refuse the operation but leave the SRB alone); in `warn`
 //! mode the port reports and carries on; in `off` mode it reports nothing. After each, the adapter recovers: the next

@@ -1,6 +1,6 @@
 //! Several outstanding SRBs per logical unit: with tagged queuing and `MultipleRequestPerLu`, `NextLuRequest` lets the
 //! port start another tagged SRB for an LU whose earlier SRBs are still active, each with its own queue tag; without
-//! it the port keeps one SRB per LU (DDK.md §1.4).
+//! it the port keeps one SRB per LU (docs/ddk.md §4).
 
 mod pio;
 

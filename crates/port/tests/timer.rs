@@ -1,4 +1,4 @@
-//! `ScsiPortNotification(RequestTimerCall)` (DDK.md §1.4): one outstanding timer per miniport, a new request replaces
+//! `ScsiPortNotification(RequestTimerCall)` (docs/ddk.md §4): one outstanding timer per miniport, a new request replaces
 //! the pending one, an interval of 0 cancels it, and the routine runs on the engine thread (serialized with
 //! `HwInterrupt`). Driven by a PIO miniport whose SRBs say what to do with the timer.
 

@@ -16,7 +16,9 @@ pub mod status;
 pub mod target;
 pub mod task;
 
-pub use backend::{Backend, BackendError, FileBackend, FileOptions, RamBackend, RbdBackend, RbdError, RbdOptions};
+pub use backend::{Backend, BackendError, FileBackend, FileOptions, RamBackend};
+#[cfg(feature = "rbd")]
+pub use backend::{RbdBackend, RbdError, RbdOptions};
 pub use disk::{AluaState, ConfigError, Disk, DiskConfig, PortGroup};
 pub use execute::{drive, execute, execute_on_target};
 pub use fault::{FaultConfig, FaultInjector, LbaRange};

@@ -1,5 +1,6 @@
 //! The RBD backend against a real single-node Ceph cluster (`scripts/ceph-start.sh`; `scripts/test.sh` starts one
 //! and sets `SCSIPORT_CEPH_CONF`). Without a cluster the tests say so and pass, except under `CI`, where they fail.
+#![cfg(feature = "rbd")]
 
 use parking_lot::RwLock;
 use scsi::{Backend, RbdBackend, RbdOptions};

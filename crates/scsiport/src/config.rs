@@ -6,6 +6,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// The whole machine and its front ends.
+/// What a `backend = "rbd"` disk meets in a scsiport built without the RBD backend.
+pub const NO_RBD: &str =
+    "\"rbd\" needs a scsiport built with `--features rbd` (which links Ceph's librbd and librados: \
+                          Debian's librbd-dev and librados-dev)";
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -464,6 +469,9 @@ impl Config {
                     return Err(err(g("path"), "a file backend needs a path"));
                 }
                 crate::frontends_config::validate_disk(d, &g)?;
+                if d.backend == BackendKind::Rbd && !cfg!(feature = "rbd") {
+                    return Err(err(g("backend"), NO_RBD));
+                }
                 if d.backend == BackendKind::Rbd {
                     if d.pool.is_empty() || d.pool.contains('\0') {
                         return Err(err(g("pool"), "an rbd backend needs a pool"));

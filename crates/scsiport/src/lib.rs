@@ -1,5 +1,6 @@
 //! scsiport: the machine (memory, HAL, adapters, disks), its configuration, and the commands of the binary.
 
+#[cfg(feature = "rbd")]
 pub mod alua_peers;
 pub mod config;
 pub mod control;

@@ -20,6 +20,20 @@ pub fn rbd_serial(pool: &str, image: &str) -> String {
     format!("rbd-{h:016x}")
 }
 
+#[cfg(feature = "rbd")]
+use crate::alua_peers::PeerWatch;
+
+/// Without RBD support no disk is shared with other hosts, so there is no heartbeat to stop.
+#[cfg(not(feature = "rbd"))]
+enum PeerWatch {}
+
+#[cfg(not(feature = "rbd"))]
+impl PeerWatch {
+    fn stop(&mut self) {
+        match *self {}
+    }
+}
+
 /// Everything `serve` and `exercise` run on.
 pub struct Machine {
     memory: Arc<SystemMemory>,
@@ -30,7 +44,7 @@ pub struct Machine {
     disks: Vec<(String, u8, u8, Arc<Disk>)>,
     trace: Option<Trace>,
     /// Heartbeats of the RBD disks that several hosts serve.
-    watches: std::sync::Mutex<Vec<crate::alua_peers::PeerWatch>>,
+    watches: std::sync::Mutex<Vec<PeerWatch>>,
 }
 
 impl Machine {
@@ -59,6 +73,7 @@ impl Machine {
             let mut targets: Vec<(u8, Arc<Target>)> = Vec::new();
             for (k, d) in a.disks.iter().enumerate() {
                 let field = format!("adapter[{i}].disk[{k}]");
+                #[cfg(feature = "rbd")]
                 let mut rbd_handle = None;
                 let backend: Arc<dyn Backend> = match d.backend {
                     BackendKind::Ram => Arc::new(RamBackend::new(d.size.0)),
@@ -73,6 +88,9 @@ impl Machine {
                                 .with_context(|| format!("{field}.path: {}", d.path.display()))?,
                         )
                     }
+                    #[cfg(not(feature = "rbd"))]
+                    BackendKind::Rbd => bail!("{field}.backend: {}", crate::config::NO_RBD),
+                    #[cfg(feature = "rbd")]
                     BackendKind::Rbd => {
                         let opts = scsi::RbdOptions {
                             ceph_conf: d.ceph_conf.clone(),
@@ -125,6 +143,7 @@ impl Machine {
                     ..Default::default()
                 };
                 let disk = Arc::new(Disk::new(dc, backend).map_err(|e| anyhow::anyhow!("{field}: {e}"))?);
+                #[cfg(feature = "rbd")]
                 if let (Some(rbd), true) = (rbd_handle, d.port_groups.len() > 1) {
                     watches.push(crate::alua_peers::PeerWatch::start(
                         rbd,

@@ -370,7 +370,7 @@ impl Running {
                     "size": d.size.0,
                     "block_size": d.block_size,
                     "blocks": lu.map(|x| x.blocks()),
-                    "backend": match d.backend { BackendKind::File => "file", BackendKind::Ram => "ram" },
+                    "backend": match d.backend { BackendKind::File => "file", BackendKind::Ram => "ram", BackendKind::Rbd => "rbd" },
                     "path": (d.backend == BackendKind::File).then(|| d.path.display().to_string()),
                     "direct": d.direct,
                     "read_only": d.read_only,

@@ -1,6 +1,7 @@
 //! `scsiport serve` with a disk on a Ceph RBD image, against a real single-node cluster (`scripts/ceph-start.sh`;
 //! `scripts/test.sh` starts one and sets `SCSIPORT_CEPH_CONF`): NBD and iSCSI clients see one image, flushes,
 //! trims and the allocation map reach the cluster, and a cluster that goes away gives errors, not a stuck server.
+#![cfg(feature = "rbd")]
 
 mod serve_common;
 

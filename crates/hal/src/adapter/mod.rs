@@ -1,4 +1,4 @@
-//! HAL adapter objects for system (subordinate) DMA (DDK.md §1.10).
+//! HAL adapter objects for system (subordinate) DMA (docs/ddk.md §10).
 //!
 //! `HalGetAdapter` turns a device description into an adapter object with its number of
 //! map registers; `AllocateAdapterChannel` hands out the channel and a run of map

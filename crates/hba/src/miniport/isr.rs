@@ -12,7 +12,7 @@ pub(super) fn hw_interrupt(ext: &mut RefMiniport, ctx: &mut PortContext<'_, RefM
     }
     ext.command(ctx, regs::CMD_CLEAR_INT);
     if cause & int::BUS_RESET != 0 {
-        // A reset the card saw on the bus: every outstanding SRB ends; the port applies the reset hold (DDK.md §1.4).
+        // A reset the card saw on the bus: every outstanding SRB ends; the port applies the reset hold (docs/ddk.md §4).
         ext.drop_all(ctx, 0);
         ctx.notification(Notification::ResetDetected);
         ctx.notification(Notification::NextRequest);
@@ -75,11 +75,11 @@ fn command_complete(ext: &mut RefMiniport, ctx: &mut PortContext<'_, RefMiniport
     let mut status = if cur.phase_error {
         SrbStatus::PHASE_SEQUENCE_FAILURE
     } else if scsi != scsi_status::GOOD {
-        // ScsiStatus other than GOOD means SRB_STATUS_ERROR (DDK.md §1.8).
+        // ScsiStatus other than GOOD means SRB_STATUS_ERROR (docs/ddk.md §8).
         srb.set_scsi_status(scsi);
         SrbStatus::ERROR
     } else if short || fl & flags::OVERRUN != 0 {
-        // Under- and overruns both report DATA_OVERRUN (DDK.md §1.8).
+        // Under- and overruns both report DATA_OVERRUN (docs/ddk.md §8).
         SrbStatus::DATA_OVERRUN
     } else {
         SrbStatus::SUCCESS

@@ -264,8 +264,8 @@ impl RefMiniport {
             let flags = srb.srb_flags();
             if flags & SrbFlags::UNSPECIFIED_DIRECTION == SrbFlags::UNSPECIFIED_DIRECTION && cur.total > 0 {
                 if st & status::DATA_WAIT != 0 {
-                    // A subordinate-DMA miniport resolves an unspecified direction from the target's phase (DDK.md
-                    // §1.8).
+                    // A subordinate-DMA miniport resolves an unspecified direction from the target's phase (docs/ddk.md
+                    // §8).
                     cur.data_in = st & status::DATA_IN != 0;
                     srb.set_direction(if cur.data_in { SrbFlags::DATA_IN } else { SrbFlags::DATA_OUT });
                 } else {
@@ -430,7 +430,7 @@ fn hw_find_adapter(
     cfg.master = false;
     let wide = channel >= 5;
     cfg.dma_width = if wide { DmaWidth::Bits16 } else { DmaWidth::Bits8 };
-    // Controller 2 moves words: buffers must start on a word (DESIGN.md, 8237 pair).
+    // Controller 2 moves words: buffers must start on a word (docs/ddi-rules.md, the 8237 pair).
     cfg.alignment_mask = u32::from(wide);
     cfg.demand_mode = ext.config.demand_mode;
     // On EISA the system DMA controller drives all 32 address lines itself (the card only
@@ -445,7 +445,7 @@ fn hw_find_adapter(
     cfg.auto_request_sense = true;
     cfg.caches_data = false;
     // The card queues tagged commands at their targets (disconnect and reselection) and autosenses: it can take
-    // several requests per logical unit (DDK.md §1.4, NextLuRequest).
+    // several requests per logical unit (docs/ddk.md §4, NextLuRequest).
     cfg.tagged_queuing = ext.config.tagged_queuing();
     cfg.multiple_request_per_lu = ext.config.tagged_queuing();
     cfg.number_of_buses = 1;
@@ -463,7 +463,7 @@ pub const IOCTL_NEXUS_LOSS: u32 = 1;
 pub const SRB_IO_CONTROL_SIZE: usize = 28;
 
 impl RefMiniport {
-    /// `SRB_FUNCTION_IO_CONTROL` (DDK.md §1.12): the application-dedicated path. The buffer is an `SRB_IO_CONTROL`
+    /// `SRB_FUNCTION_IO_CONTROL` (docs/ddk.md §12): the application-dedicated path. The buffer is an `SRB_IO_CONTROL`
     /// header and its data, readable whatever MapBuffers says.
     fn io_control(&mut self, ctx: &mut PortContext<'_, Self>, h: SrbHandle) {
         let mut header = [0u8; SRB_IO_CONTROL_SIZE + 8];

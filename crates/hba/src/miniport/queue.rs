@@ -1,5 +1,5 @@
 //! Tagged queuing in the miniport: commands queued at their targets, reselection, `ScsiPortGetSrb`, and the
-//! `NextLuRequest` flow control of each logical unit's queue depth (DDK.md §1.4).
+//! `NextLuRequest` flow control of each logical unit's queue depth (docs/ddk.md §4).
 
 use super::{aborted, RefMiniport};
 use crate::regs::{self, int, status, tag_message as msg};

@@ -334,7 +334,7 @@ fn find_adapter(
     } else if cfg.dma_channel != SP_UNINITIALIZED_VALUE {
         let wide = cfg.dma_channel >= 5;
         cfg.dma_width = if wide { DmaWidth::Bits16 } else { DmaWidth::Bits8 };
-        // Word channels move words: odd starts must bounce or be refused (DESIGN.md, 8237 pair).
+        // Word channels move words: odd starts must bounce or be refused (docs/ddi-rules.md, the 8237 pair).
         cfg.alignment_mask = u32::from(wide);
     }
     cfg.maximum_transfer_length = ext.max_transfer;

@@ -2,10 +2,12 @@
 
 mod file;
 mod ram;
+#[cfg(feature = "rbd")]
 mod rbd;
 
 pub use file::{BackendError, FileBackend, FileOptions};
 pub use ram::RamBackend;
+#[cfg(feature = "rbd")]
 pub use rbd::{RbdBackend, RbdError, RbdOptions};
 
 use std::io;

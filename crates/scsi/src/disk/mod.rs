@@ -4,8 +4,8 @@
 //! table's CDB checks, unit attentions, reservations, readiness), then the command's handler
 //! from the table in [`opcodes`].
 
-mod atomic;
 mod alua;
+mod atomic;
 mod config;
 mod descriptor;
 mod inquiry;
