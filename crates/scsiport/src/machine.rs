@@ -68,6 +68,8 @@ impl Machine {
         let mut adapters = Vec::new();
         let mut monitors = Vec::new();
         let mut disks = Vec::new();
+        // Filled only by RBD disks that several hosts serve.
+        #[cfg_attr(not(feature = "rbd"), allow(unused_mut))]
         let mut watches = Vec::new();
         for (i, a) in cfg.adapters.iter().enumerate() {
             let mut targets: Vec<(u8, Arc<Target>)> = Vec::new();
