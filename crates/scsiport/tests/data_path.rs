@@ -187,13 +187,20 @@ fn on_an_eisa_machine_buffers_above_16m_move_without_bounce() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xE15A);
     let out = m.memory().alloc(len, Placement::Above16M).unwrap();
     let data = fill_random(&out, len, &mut rng);
-    disk.write(8, &out, 0, len, false).unwrap();
     let back = m.memory().alloc(len, Placement::Above16M).unwrap();
+    // Only the round trip counts: the class driver's start-up commands (INQUIRY pages of odd lengths on a word
+    // channel) bounce as they must on any bus.
+    let before = m.hal().stats();
+    disk.write(8, &out, 0, len, false).unwrap();
     disk.read(8, &back, 0, len).unwrap();
     let mut got = vec![0u8; len];
     back.read(0, &mut got).unwrap();
     assert!(got == data, "data differs after an EISA round trip");
     let s = m.hal().stats();
-    assert!(s.maps >= 2 * pieces(len, disk.limits().maximum_transfer_length as usize));
-    assert_eq!((s.bounced_maps, s.bounced_bytes), (0, 0), "{s:?}");
+    assert!(s.maps - before.maps >= 2 * pieces(len, disk.limits().maximum_transfer_length as usize));
+    assert_eq!(
+        (s.bounced_maps - before.bounced_maps, s.bounced_bytes - before.bounced_bytes),
+        (0, 0),
+        "{before:?} -> {s:?}"
+    );
 }
