@@ -5,28 +5,8 @@
 mod serve_common;
 
 use serve_common::initiator::Initiator;
-use serve_common::{free_port, NbdClient};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use serve_common::{free_port, Graceful, NbdClient};
 use std::time::{Duration, Instant};
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child, not yet reaped.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
@@ -57,31 +37,15 @@ fn settle(pid: u32, want: usize) -> usize {
 fn connection_churn_leaves_fds_and_memory_flat() {
     let cycles: usize = std::env::var("SCSIPORT_CHURN_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
     let (nbd, iscsi) = (free_port(), free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_scsiport"))
-        .args(["serve", "--ram", "--disk-size", "16MiB"])
-        .args(["--nbd-listen", &format!("127.0.0.1:{nbd}"), "--iscsi-listen", &format!("127.0.0.1:{iscsi}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(l) if l.starts_with("ready") => break,
-            Ok(_) => {}
-            Err(_) => panic!("scsiport serve did not become ready"),
-        }
-    }
-    std::thread::spawn(move || while rx.recv().is_ok() {});
-    let server = Server(child);
+    let server = Graceful::start([
+        "--ram".to_string(),
+        "--disk-size".into(),
+        "16MiB".into(),
+        "--nbd-listen".into(),
+        format!("127.0.0.1:{nbd}"),
+        "--iscsi-listen".into(),
+        format!("127.0.0.1:{iscsi}"),
+    ]);
     let pid = server.0.id();
     let cycle = |i: usize| {
         let mut c =

@@ -6,14 +6,13 @@
 
 mod serve_common;
 
-use serve_common::{free_port, run, tool};
+use serve_common::{free_port, run, tool, Graceful};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The proxy: accepts on an ephemeral loopback port, forwards to `upstream`, splitting everything.
 struct Proxy {
@@ -86,51 +85,8 @@ fn pump(mut from: TcpStream, mut to: TcpStream, mut seed: u64, pieces: Arc<Atomi
     });
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child, not yet reaped.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(args: &[String]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_scsiport"))
-        .arg("serve")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(l) if l.starts_with("ready") => break,
-            Ok(_) => {}
-            Err(_) => panic!("scsiport serve did not become ready"),
-        }
-    }
-    std::thread::spawn(move || while rx.recv().is_ok() {});
-    Server(child)
+fn serve(args: &[String]) -> Graceful {
+    Graceful::start(args)
 }
 
 fn pattern(len: usize, seed: u64) -> Vec<u8> {

@@ -10,11 +10,8 @@ mod serve_common;
 
 use scsiport::durability::{monotonic_ns, read_log, Commit};
 use serve_common::initiator::{write10, Initiator};
-use serve_common::{free_port, NbdClient};
-use std::io::{BufRead, BufReader};
+use serve_common::{free_port, Graceful, NbdClient};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 const DISK: u64 = 32 << 20;
 const REGION: u64 = 64 << 10;
@@ -43,25 +40,7 @@ impl Rng {
     }
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child, not yet reaped.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(dir: &Path, direct: bool, write_cache: bool, nbd: u16, iscsi: u16) -> Server {
+fn serve(dir: &Path, direct: bool, write_cache: bool, nbd: u16, iscsi: u16) -> Graceful {
     let cfg = format!(
         r#"
 [memory]
@@ -84,30 +63,7 @@ enabled = false
     );
     let path = dir.join("scsiport.toml");
     std::fs::write(&path, cfg).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_scsiport"))
-        .args(["serve", "--config", path.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(l) if l.starts_with("ready") => break,
-            Ok(_) => {}
-            Err(_) => panic!("scsiport serve did not become ready"),
-        }
-    }
-    std::thread::spawn(move || while rx.recv().is_ok() {});
-    Server(child)
+    Graceful::start(["--config", path.to_str().unwrap()])
 }
 
 /// Writes over NBD to regions `first..first + n` (each write stays inside its 64 KiB region: at most 60 KiB at an

@@ -235,6 +235,56 @@ impl Drop for Server {
     }
 }
 
+/// `scsiport serve ARGS` past its "ready" line, its stderr going to the test's. Dropped, it gets SIGTERM (the
+/// graceful stop a user gives it) and is killed only if it has not exited 30 s later.
+pub struct Graceful(pub Child);
+
+impl Graceful {
+    pub fn start<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Graceful {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scsiport"))
+            .arg("serve")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start scsiport serve");
+        let out = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(l) if l.starts_with("ready") => break,
+                Ok(_) => {}
+                Err(_) => panic!("scsiport serve did not become ready"),
+            }
+        }
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        Graceful(child)
+    }
+}
+
+impl Drop for Graceful {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Bytes of a test pattern from a seed (xorshift64*), the same on every run.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
