@@ -509,6 +509,14 @@ fn transfers_up_to_the_reported_maximum_are_good_and_one_block_more_is_an_invali
     }
     // VERIFY(16) with BYTCHK = 01b moves the data; BYTCHK = 00b moves none and is not limited.
     assert_eq!(sense(&run_out(&d, &cdb16(0x8F, 0x02, 0, max + 1), &data)), (5, 0x24, 0x00));
+    // The length is a field of the CDB and is checked before the range: over the limit and past the end as well
+    // is still INVALID FIELD IN CDB, for every command the limit applies to.
+    let past = 8192 - u64::from(max);
+    for (op, flags, out) in [(0x88u8, 0, false), (0x8A, 0, true), (0x8E, 0, true), (0x90, 0, false), (0x8F, 0x02, true)] {
+        let c = cdb16(op, flags, past, max + 1);
+        let o = if out { run_out(&d, &c, &data) } else { run(&d, &c).0 };
+        assert_eq!(sense(&o), (5, 0x24, 0x00), "opcode {op:#04x} over the limit and past the end");
+    }
     good(&run(&d, &cdb16(0x8F, 0, 0, max + 1)).0);
     // The 10-byte forms point at their own length field.
     let mut r10 = [0x28u8, 0, 0, 0, 0, 0, 0, 0, 0, 0];

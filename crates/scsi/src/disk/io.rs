@@ -217,9 +217,8 @@ impl DataOutTask for VerifyTask {
 /// with it, 11b compares one block with every block of the range; 10b is reserved.
 pub(crate) fn verify(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
     let r = decode(cdb);
-    if let Err(s) = inner.check_range(r.lba, r.blocks) {
-        return Begin::check(s);
-    }
+    // The CDB's own fields are checked before its range, as for READ and WRITE: a length over the limit is
+    // INVALID FIELD IN CDB wherever it starts.
     let bytchk = (r.flags >> 1) & 0x03;
     if bytchk == 2 {
         return Begin::check(Sense::invalid_field_in_cdb(1, Some(2)));
@@ -229,6 +228,9 @@ pub(crate) fn verify(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
         if let Err(s) = within_transfer_limit(inner, cdb, r.blocks) {
             return Begin::check(s);
         }
+    }
+    if let Err(s) = inner.check_range(r.lba, r.blocks) {
+        return Begin::check(s);
     }
     if r.blocks == 0 {
         return Begin::good();
