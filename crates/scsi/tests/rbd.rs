@@ -2,33 +2,17 @@
 //! and sets `SCSIPORT_CEPH_CONF`). Without a cluster the tests say so and pass, except under `CI`, where they fail.
 #![cfg(feature = "rbd")]
 
-use parking_lot::RwLock;
+mod ceph_cluster;
+
+use ceph_cluster::{conf, pause_osd, CLUSTER};
 use scsi::{Backend, RbdBackend, RbdOptions};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
 
-/// The cluster-down test pauses the OSD: it runs alone, the others share the cluster.
-static CLUSTER: RwLock<()> = RwLock::new(());
-
-fn conf() -> Option<PathBuf> {
-    match std::env::var_os("SCSIPORT_CEPH_CONF") {
-        Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("SCSIPORT_CEPH_CONF is not set and CI is: scripts/test.sh starts a cluster and sets it")
-        }
-        None => {
-            eprintln!("skipping: no Ceph cluster (run scripts/ceph-start.sh and set SCSIPORT_CEPH_CONF)");
-            None
-        }
-    }
-}
-
 fn image_name(what: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!("t-{what}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    ceph_cluster::image_name("t", what)
 }
 
 fn opts(conf: &Path, image: &str, size: u64) -> RbdOptions {
@@ -193,14 +177,7 @@ fn a_cluster_that_goes_away_gives_errors_then_recovers() {
     let name = image_name("down");
     let b = RbdBackend::open(&opts(&conf, &name, 16 * MIB)).unwrap();
     b.write_at(0, b"acknowledged before").unwrap();
-    let pidfile = conf.parent().unwrap().join("run/osd.0.pid");
-    let pid: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap_or_else(|e| panic!("{}: {e}", pidfile.display()))
-        .trim()
-        .parse()
-        .unwrap();
-    stop_osd(pid);
-    let resume = Resume(pid);
+    let resume = pause_osd(&conf);
     let w = b.write_at(MIB, b"while the cluster is away");
     let mut buf = [0u8; 19];
     let r = b.read_at(0, &mut buf);
@@ -224,36 +201,4 @@ fn a_cluster_that_goes_away_gives_errors_then_recovers() {
     let mut after = [0u8; 27];
     b.read_at(2 * MIB, &mut after).unwrap();
     assert_eq!(&after, b"after the cluster came back");
-}
-
-/// SIGSTOP the OSD and wait (bounded) until every one of its threads is stopped: kill(2) returns before the stop
-/// takes effect, and an OSD thread could still answer one request in between.
-fn stop_osd(pid: i32) {
-    // SAFETY: kill(2) on the OSD the cluster script started; no memory involved.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "signal the OSD");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the OSD's threads");
-        let stopped = tasks.filter_map(Result::ok).all(|t| {
-            std::fs::read_to_string(t.path().join("stat"))
-                .ok()
-                .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('T')))
-                .unwrap_or(true)
-        });
-        if stopped {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the OSD did not stop");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// SIGCONT on drop, so a failed assertion never leaves the OSD stopped.
-struct Resume(i32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        // SAFETY: kill(2), no memory involved.
-        unsafe { libc::kill(self.0, libc::SIGCONT) };
-    }
 }

@@ -5,33 +5,19 @@
 
 mod serve_common;
 
-use parking_lot::RwLock;
+#[path = "../../scsi/tests/ceph_cluster/mod.rs"]
+mod ceph_cluster;
+
+use ceph_cluster::{conf as ceph_conf, pause_osd, CLUSTER};
 use serve_common::{free_port, pattern, run, tool, NbdClient, MIB};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// The cluster-down test pauses the OSD: it runs alone.
-static CLUSTER: RwLock<()> = RwLock::new(());
-
-fn ceph_conf() -> Option<PathBuf> {
-    match std::env::var_os("SCSIPORT_CEPH_CONF") {
-        Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("SCSIPORT_CEPH_CONF is not set and CI is: scripts/test.sh starts a cluster and sets it")
-        }
-        None => {
-            eprintln!("skipping: no Ceph cluster (run scripts/ceph-start.sh and set SCSIPORT_CEPH_CONF)");
-            None
-        }
-    }
-}
-
 fn image_name(what: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!("s-{what}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    ceph_cluster::image_name("s", what)
 }
 
 /// A `scsiport serve` with one RBD disk, NBD and iSCSI on ephemeral ports.
@@ -370,13 +356,7 @@ fn a_cluster_that_goes_away_gives_nbd_errors_and_the_server_recovers() {
     let before = pattern(65536, 21);
     c.write(0, &before, true).expect("write before");
 
-    let pid: i32 = std::fs::read_to_string(conf.parent().unwrap().join("run/osd.0.pid"))
-        .expect("the OSD's pid file")
-        .trim()
-        .parse()
-        .unwrap();
-    stop_osd(pid);
-    let resume = Resume(pid);
+    let resume = pause_osd(&conf);
     let t0 = Instant::now();
     let w = c.write(MIB, &pattern(4096, 22), true);
     eprintln!("write while the cluster is away: {w:?} after {:?}", t0.elapsed());
@@ -401,37 +381,6 @@ fn a_cluster_that_goes_away_gives_nbd_errors_and_the_server_recovers() {
     let mut c = NbdClient::connect(srv.nbd, "default").expect("NBD connect");
     assert!(c.read(0, before.len() as u32).unwrap() == before, "acknowledged before the outage");
     assert!(c.read(2 * MIB, 4096).unwrap() == after);
-}
-
-/// SIGSTOP the OSD and wait (bounded) until every one of its threads is stopped: kill(2) returns before the stop
-/// takes effect, and an OSD thread could still answer one request in between.
-fn stop_osd(pid: i32) {
-    // SAFETY: kill(2) on the OSD the cluster script started; no memory involved.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "signal the OSD");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the OSD's threads");
-        let stopped = tasks.filter_map(Result::ok).all(|t| {
-            std::fs::read_to_string(t.path().join("stat"))
-                .ok()
-                .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('T')))
-                .unwrap_or(true)
-        });
-        if stopped {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the OSD did not stop");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-struct Resume(i32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        // SAFETY: kill(2), no memory involved.
-        unsafe { libc::kill(self.0, libc::SIGCONT) };
-    }
 }
 
 #[test]
