@@ -62,3 +62,23 @@ fn after_shutdown_a_submitted_srb_resolves_as_no_hba() {
     assert_eq!(s.address(), LU0);
     assert_eq!(handle.release_queue(LU0).wait().srb_status, SrbStatus::NO_HBA);
 }
+
+/// A RESET_BUS request completes only once `HwResetBus` has run: a caller that answers an iSCSI LUN reset when the
+/// future resolves must find the reset's effects (unit attentions, aborted commands) already in place. The check runs
+/// in the completion itself, so it sees the order the engine delivered in.
+#[test]
+fn a_bus_reset_request_completes_after_the_reset() {
+    let rig = Rig::new(Bug::None, VerifierMode::Strict);
+    for round in 1..=3u32 {
+        let counters = rig.counters.clone();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        rig.handle.submit_with(port::Srb::reset_bus(0), move |s| {
+            let _ = tx.send((s.srb_status.status(), counters.resets.load(Ordering::Relaxed)));
+        });
+        let (status, resets) = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("the reset comes back");
+        assert_eq!(status, SrbStatus::SUCCESS);
+        assert_eq!(resets, round, "HwResetBus calls when reset request {round} completed");
+    }
+    rig.assert_recovered(Placement::Scattered { seed: 5 });
+    rig.shutdown();
+}

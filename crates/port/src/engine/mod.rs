@@ -127,6 +127,9 @@ pub(crate) struct Core<E> {
     inbox: Sender<Msg>,
     /// Aborts the port sent after a timeout: victim → deadline for the abort.
     pending_aborts: Vec<(SrbId, Instant, u8)>,
+    /// RESET_BUS requests waiting for their reset: each completes once `HwResetBus` has run on its bus, so a caller
+    /// (an iSCSI LUN reset) answers only after the reset's effects are in place.
+    reset_waiters: Vec<(u8, Queued)>,
     /// How often each SRB was deferred with `SRB_STATUS_BUSY` and resubmitted.
     busy_resubmits: HashMap<SrbId, u32>,
     /// The card's interrupt line stayed asserted even across a bus reset: the port no longer calls `HwInterrupt`.
@@ -171,6 +174,7 @@ impl<E> Core<E> {
             options,
             inbox: shared.inbox,
             pending_aborts: Vec::new(),
+            reset_waiters: Vec::new(),
             busy_resubmits: HashMap::new(),
             irq_masked: false,
         }
@@ -403,7 +407,7 @@ impl<E> Core<E> {
             SrbFunction::ABORT_COMMAND => self.submit_abort(q),
             SrbFunction::RESET_BUS => {
                 self.reset_bus(q.srb.path_id);
-                self.deliver_with(q, SrbStatus::SUCCESS);
+                self.reset_waiters.push((q.srb.path_id, q));
             }
             _ => self.lus.push_back(q),
         }
@@ -713,6 +717,9 @@ impl<E> Core<E> {
     /// Drop everything at shutdown: queued SRBs complete with `REQUEST_FLUSHED`.
     pub fn flush_all_queues(&mut self) {
         for q in self.lus.drain_all() {
+            self.deliver_with(q, SrbStatus::REQUEST_FLUSHED);
+        }
+        for (_, q) in std::mem::take(&mut self.reset_waiters) {
             self.deliver_with(q, SrbStatus::REQUEST_FLUSHED);
         }
     }

@@ -129,6 +129,12 @@ impl<E> Core<E> {
         }
         self.ready = true;
         self.reset_hold_until = Some(Instant::now() + self.options.reset_hold);
+        let (now_done, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.reset_waiters).into_iter().partition(|(p, _)| *p == path_id);
+        self.reset_waiters = waiting;
+        for (_, q) in now_done {
+            self.deliver_with(q, SrbStatus::SUCCESS);
+        }
     }
 
     /// `ResetDetected`: the port handles the bus-reset delay.
