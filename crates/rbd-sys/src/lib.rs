@@ -23,6 +23,22 @@ pub type rbd_callback_t = Option<unsafe extern "C" fn(cb: rbd_completion_t, arg:
 /// return stops the iteration and becomes its return value.
 pub type rbd_diff_cb = Option<unsafe extern "C" fn(off: u64, len: size_t, exists: c_int, arg: *mut c_void) -> c_int>;
 
+/// `rados_watch2`'s notification callback: the caller's argument, the notification's id, the watch's cookie, the
+/// notifier's client id and the payload. Runs on a librados thread; the watcher answers with `rados_notify_ack`.
+pub type rados_watchcb2_t = Option<
+    unsafe extern "C" fn(
+        arg: *mut c_void,
+        notify_id: u64,
+        handle: u64,
+        notifier_id: u64,
+        data: *mut c_void,
+        len: size_t,
+    ),
+>;
+/// `rados_watch2`'s error callback: the caller's argument, the watch's cookie, a negative errno (the watch is lost
+/// and must be registered again).
+pub type rados_watcherrcb_t = Option<unsafe extern "C" fn(pre: *mut c_void, cookie: u64, err: c_int)>;
+
 /// `RBD_MAX_BLOCK_NAME_SIZE`.
 pub const RBD_MAX_BLOCK_NAME_SIZE: usize = 24;
 /// `RBD_MAX_IMAGE_NAME_SIZE`.
@@ -59,6 +75,37 @@ extern "C" {
     pub fn rados_ioctx_destroy(io: rados_ioctx_t);
     pub fn rados_write_full(io: rados_ioctx_t, oid: *const c_char, buf: *const c_char, len: size_t) -> c_int;
     pub fn rados_read(io: rados_ioctx_t, oid: *const c_char, buf: *mut c_char, len: size_t, off: u64) -> c_int;
+
+    // librados: watch and notify on an object.
+    pub fn rados_watch3(
+        io: rados_ioctx_t,
+        o: *const c_char,
+        cookie: *mut u64,
+        watchcb: rados_watchcb2_t,
+        watcherrcb: rados_watcherrcb_t,
+        timeout: u32,
+        arg: *mut c_void,
+    ) -> c_int;
+    pub fn rados_unwatch2(io: rados_ioctx_t, cookie: u64) -> c_int;
+    pub fn rados_watch_flush(cluster: rados_t) -> c_int;
+    pub fn rados_notify2(
+        io: rados_ioctx_t,
+        o: *const c_char,
+        buf: *const c_char,
+        buf_len: c_int,
+        timeout_ms: u64,
+        reply_buffer: *mut *mut c_char,
+        reply_buffer_len: *mut size_t,
+    ) -> c_int;
+    pub fn rados_notify_ack(
+        io: rados_ioctx_t,
+        o: *const c_char,
+        notify_id: u64,
+        cookie: u64,
+        buf: *const c_char,
+        buf_len: c_int,
+    ) -> c_int;
+    pub fn rados_buffer_free(buf: *mut c_char);
 
     // librbd: images.
     pub fn rbd_create2(io: rados_ioctx_t, name: *const c_char, size: u64, features: u64, order: *mut c_int) -> c_int;

@@ -18,8 +18,8 @@ pub mod task;
 
 pub use backend::{Backend, BackendError, FileBackend, FileOptions, RamBackend};
 #[cfg(feature = "rbd")]
-pub use backend::{RbdBackend, RbdError, RbdOptions};
-pub use disk::{AluaState, ConfigError, Disk, DiskConfig, PortGroup};
+pub use backend::{ObjectWatch, RbdBackend, RbdError, RbdOptions};
+pub use disk::{AluaState, ConfigError, Disk, DiskConfig, PortGroup, ResetListener};
 pub use execute::{drive, execute, execute_on_target};
 pub use fault::{FaultConfig, FaultInjector, LbaRange};
 pub use sense::{AscAscq, Sense, SenseKey};

@@ -202,3 +202,36 @@ fn a_cluster_that_goes_away_gives_errors_then_recovers() {
     b.read_at(2 * MIB, &mut after).unwrap();
     assert_eq!(&after, b"after the cluster came back");
 }
+
+/// Watch and notify on a RADOS object: a notification reaches every watcher (the notifier's own too) with its
+/// payload, and `notify` returns only after each watcher's function has run; a dropped watch hears nothing more.
+#[test]
+fn notify_returns_after_every_watcher_has_acted() {
+    use std::sync::{Arc, Mutex};
+    let Some(conf) = conf() else { return };
+    let _shared = CLUSTER.read();
+    let name = image_name("watch");
+    let a = Arc::new(RbdBackend::open(&opts(&conf, &name, 4 * MIB)).unwrap());
+    let b = Arc::new(RbdBackend::open(&opts(&conf, &name, 0)).unwrap());
+    let oid = format!("scsiport.test.{name}");
+    let heard_a = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
+    let heard_b = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
+    let (ha, hb) = (heard_a.clone(), heard_b.clone());
+    let wa = a.watch(&oid, Duration::from_secs(10), move |p| ha.lock().unwrap().push(p.to_vec())).unwrap();
+    let wb = b
+        .watch(&oid, Duration::from_secs(10), move |p| {
+            // A slow watcher: the notifier still waits for it.
+            std::thread::sleep(Duration::from_millis(200));
+            hb.lock().unwrap().push(p.to_vec());
+        })
+        .unwrap();
+    a.notify(&oid, b"first", Duration::from_secs(5)).unwrap();
+    assert_eq!(*heard_a.lock().unwrap(), [b"first".to_vec()]);
+    assert_eq!(*heard_b.lock().unwrap(), [b"first".to_vec()], "notify returned before the slow watcher acted");
+    assert!(!wa.is_lost() && !wb.is_lost());
+    drop(wb);
+    b.notify(&oid, b"second", Duration::from_secs(5)).unwrap();
+    assert_eq!(*heard_a.lock().unwrap(), [b"first".to_vec(), b"second".to_vec()]);
+    assert_eq!(heard_b.lock().unwrap().len(), 1, "a dropped watch heard a notification");
+    drop(wa);
+}

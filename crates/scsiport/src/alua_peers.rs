@@ -5,8 +5,13 @@
 //! active/optimized, this host's group becomes active/optimized. A peer that comes back gets its configured state
 //! again. Each change is a unit attention 06/2A/06 on this host's paths (`docs/ceph.md`). Only counters are compared,
 //! never clocks of different machines.
+//!
+//! A reset of the unit through one host is a reset of the unit on every host: each watches
+//! `scsiport.reset.<image>`, and a host whose unit is reset notifies it and waits (bounded) until every other host has
+//! applied the reset's effects — unit attention 06/29/00 on all its nexuses — before the reset completes, so the
+//! initiator's next command on any path sees it.
 
-use scsi::{AluaState, Disk, PortGroup, RbdBackend};
+use scsi::{AluaState, Disk, ObjectWatch, PortGroup, RbdBackend};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,6 +19,43 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 const INTERVAL: Duration = Duration::from_secs(1);
+/// How long a reset waits for the other hosts to acknowledge it. A host that died keeps its watch until the cluster
+/// drops it (`WATCH_TIMEOUT`); until then a reset waits this long for it.
+const RESET_WAIT: Duration = Duration::from_secs(3);
+/// After this long without hearing from a host, the cluster drops its watch.
+const WATCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The object that carries resets of `image` between hosts.
+pub fn reset_object_name(image: &str) -> String {
+    format!("scsiport.reset.{image}")
+}
+
+/// A reset notification's payload: the target port group of the host it came through.
+fn reset_payload(group: u16) -> Vec<u8> {
+    format!("reset {group}").into_bytes()
+}
+
+/// The group a reset notification came from.
+fn reset_from(payload: &[u8]) -> Option<u16> {
+    std::str::from_utf8(payload).ok()?.strip_prefix("reset ")?.trim().parse().ok()
+}
+
+/// Register the watch that applies other hosts' resets to `disk`.
+fn watch_resets(rbd: &Arc<RbdBackend>, disk: &Arc<Disk>, image: &str, own: u16) -> Option<ObjectWatch> {
+    let d = disk.clone();
+    let on_notify = move |payload: &[u8]| {
+        if reset_from(payload).is_some_and(|g| g != own) {
+            d.reset_by_peer();
+        }
+    };
+    match rbd.watch(&reset_object_name(image), WATCH_TIMEOUT, on_notify) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            eprintln!("{image}: cannot watch for resets through other hosts yet: {e}");
+            None
+        }
+    }
+}
 
 /// The heartbeat object of `group` for `image` (in the image's pool).
 pub fn object_name(image: &str, group: u16) -> String {
@@ -63,9 +105,17 @@ impl PeerWatch {
     ) -> PeerWatch {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
+        let notifier = rbd.clone();
+        let (object, payload) = (reset_object_name(&image), reset_payload(own));
+        disk.set_reset_listener(Some(Arc::new(move || {
+            if let Err(e) = notifier.notify(&object, &payload, RESET_WAIT) {
+                eprintln!("{object}: not every other host acknowledged the reset: {e}");
+            }
+        })));
+        let resets = watch_resets(&rbd, &disk, &image, own);
         let thread = std::thread::Builder::new()
             .name(format!("alua-{own}"))
-            .spawn(move || run(&rbd, &disk, &image, own, &configured, peer_timeout, &s))
+            .spawn(move || run(&rbd, &disk, &image, own, &configured, peer_timeout, &s, resets))
             .expect("spawn the ALUA peer watcher");
         PeerWatch { stop, thread: Some(thread) }
     }
@@ -85,14 +135,16 @@ impl Drop for PeerWatch {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
-    rbd: &RbdBackend,
-    disk: &Disk,
+    rbd: &Arc<RbdBackend>,
+    disk: &Arc<Disk>,
     image: &str,
     own: u16,
     configured: &[PortGroup],
     peer_timeout: Duration,
     stop: &AtomicBool,
+    mut resets: Option<ObjectWatch>,
 ) {
     let mine = object_name(image, own);
     let mut counter = 0u64;
@@ -101,6 +153,11 @@ fn run(
     // A peer not heard from yet may still be starting: none is declared gone before a whole timeout has passed.
     let started = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        if resets.as_ref().is_none_or(ObjectWatch::is_lost) {
+            // A lost watch is unregistered before a new one replaces it.
+            drop(resets.take());
+            resets = watch_resets(rbd, disk, image, own);
+        }
         counter += 1;
         let _ = rbd.put_object(&mine, format!("{counter} up").as_bytes());
         let now = Instant::now();
@@ -141,6 +198,8 @@ fn run(
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+    disk.set_reset_listener(None);
+    drop(resets);
     let _ = rbd.put_object(&mine, format!("{counter} left").as_bytes());
 }
 
@@ -173,6 +232,14 @@ mod tests {
         assert_eq!(states(&desired(&groups(), 3, |id| id != 2)), [ActiveOptimized, Unavailable, Standby]);
         // Alone: this host serves optimized whatever it was configured as.
         assert_eq!(states(&desired(&groups(), 3, |_| false)), [Unavailable, Unavailable, ActiveOptimized]);
+    }
+
+    #[test]
+    fn reset_notifications_name_their_group_and_garbage_is_ignored() {
+        assert_eq!(reset_from(&reset_payload(2)), Some(2));
+        assert_eq!(reset_from(b"reset x"), None);
+        assert_eq!(reset_from(b""), None);
+        assert_eq!(reset_from(&[0xFF]), None);
     }
 
     #[test]

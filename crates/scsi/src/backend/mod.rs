@@ -8,7 +8,7 @@ mod rbd;
 pub use file::{BackendError, FileBackend, FileOptions};
 pub use ram::RamBackend;
 #[cfg(feature = "rbd")]
-pub use rbd::{RbdBackend, RbdError, RbdOptions};
+pub use rbd::{ObjectWatch, RbdBackend, RbdError, RbdOptions};
 
 use std::io;
 

@@ -286,6 +286,71 @@ impl RbdBackend {
         Ok(Some(buf))
     }
 
+    /// Watch a RADOS object of the image's pool (creating it empty when it does not exist): `on_notify` runs, on a
+    /// librados thread, for every notification sent to it — this host's own included — with its payload, and the
+    /// notification is acknowledged when it returns, so a notifier that waits for the acknowledgements knows every
+    /// watcher has acted. The cluster drops the watch of a host that stops answering after `timeout`.
+    pub fn watch(
+        self: &Arc<Self>,
+        oid: &str,
+        timeout: Duration,
+        on_notify: impl Fn(&[u8]) + Send + Sync + 'static,
+    ) -> io::Result<ObjectWatch> {
+        let oid_c = CString::new(oid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        if self.get_object(oid, 0)?.is_none() {
+            self.put_object(oid, b"")?;
+        }
+        let ctx = Box::new(WatchCtx {
+            io: self.h.io,
+            oid: oid_c,
+            lost: std::sync::atomic::AtomicBool::new(false),
+            on_notify: Box::new(on_notify),
+        });
+        let mut cookie = 0u64;
+        let secs = u32::try_from(timeout.as_secs().max(1)).unwrap_or(u32::MAX);
+        // SAFETY: open I/O context; the name and the context live in the box, which `ObjectWatch` keeps until the
+        // watch is unregistered and its callbacks flushed (its Drop).
+        let rc = unsafe {
+            sys::rados_watch3(
+                self.h.io,
+                ctx.oid.as_ptr(),
+                &mut cookie,
+                Some(watch_notified),
+                Some(watch_lost),
+                secs,
+                (&*ctx as *const WatchCtx).cast_mut().cast(),
+            )
+        };
+        if rc < 0 {
+            return Err(errno(rc.into()));
+        }
+        Ok(ObjectWatch { backend: self.clone(), cookie, ctx })
+    }
+
+    /// Notify the watchers of a RADOS object and wait, at most `timeout`, until each has acknowledged (run its
+    /// `on_notify`). `TimedOut` when one did not answer in time (a host that died and whose watch the cluster has
+    /// not dropped yet).
+    pub fn notify(&self, oid: &str, payload: &[u8], timeout: Duration) -> io::Result<()> {
+        let oid = CString::new(oid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let len = libc::c_int::try_from(payload.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let mut reply: *mut libc::c_char = std::ptr::null_mut();
+        let mut reply_len: libc::size_t = 0;
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+        // SAFETY: open I/O context; name and payload live across the synchronous call; the reply buffer librados
+        // allocates is freed once, below.
+        let rc = unsafe {
+            sys::rados_notify2(self.h.io, oid.as_ptr(), payload.as_ptr().cast(), len, ms, &mut reply, &mut reply_len)
+        };
+        if !reply.is_null() {
+            // SAFETY: the buffer rados_notify2 returned, not used after this.
+            unsafe { sys::rados_buffer_free(reply) };
+        }
+        if rc < 0 {
+            return Err(errno(rc.into()));
+        }
+        Ok(())
+    }
+
     /// The image's object size (allocation is tracked per object).
     pub fn object_size(&self) -> u64 {
         self.object_size
@@ -506,5 +571,76 @@ impl Backend for RbdBackend {
             None => (false, max),
             Some((allocated, end)) => (allocated, end.saturating_sub(off).clamp(1, max)),
         })
+    }
+}
+
+/// What a watch's callbacks need: the I/O context and object name to acknowledge with, and the caller's function.
+struct WatchCtx {
+    io: sys::rados_ioctx_t,
+    oid: CString,
+    lost: std::sync::atomic::AtomicBool,
+    on_notify: OnNotify,
+}
+
+/// What a watcher does with a notification's payload.
+type OnNotify = Box<dyn Fn(&[u8]) + Send + Sync>;
+
+unsafe extern "C" fn watch_notified(
+    arg: *mut c_void,
+    notify_id: u64,
+    handle: u64,
+    _notifier: u64,
+    data: *mut c_void,
+    len: libc::size_t,
+) {
+    // SAFETY: `arg` is the `WatchCtx` its `ObjectWatch` keeps alive until the watch is unregistered and flushed.
+    let ctx = unsafe { &*(arg as *const WatchCtx) };
+    let payload: &[u8] = if data.is_null() || len == 0 {
+        &[]
+    } else {
+        // SAFETY: librados passes the payload's bytes, valid for the duration of the callback.
+        unsafe { std::slice::from_raw_parts(data as *const u8, len) }
+    };
+    // A panic must not unwind into librados; the notification is acknowledged either way.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (ctx.on_notify)(payload)));
+    // SAFETY: the watch's open I/O context and object name; no payload in the acknowledgement.
+    unsafe { sys::rados_notify_ack(ctx.io, ctx.oid.as_ptr(), notify_id, handle, std::ptr::null(), 0) };
+}
+
+unsafe extern "C" fn watch_lost(arg: *mut c_void, _cookie: u64, _err: libc::c_int) {
+    // SAFETY: as in `watch_notified`.
+    let ctx = unsafe { &*(arg as *const WatchCtx) };
+    ctx.lost.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A registered watch (`RbdBackend::watch`); unregistered when dropped.
+pub struct ObjectWatch {
+    backend: Arc<RbdBackend>,
+    cookie: u64,
+    ctx: Box<WatchCtx>,
+}
+
+// SAFETY: the raw I/O context inside is used only through librados calls, which are thread-safe; the callback
+// function is Send + Sync.
+unsafe impl Send for ObjectWatch {}
+// SAFETY: as above.
+unsafe impl Sync for ObjectWatch {}
+
+impl ObjectWatch {
+    /// The cluster dropped the watch (the connection was lost for longer than its timeout): notifications may have
+    /// been missed, and a new watch must be registered.
+    pub fn is_lost(&self) -> bool {
+        self.ctx.lost.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for ObjectWatch {
+    fn drop(&mut self) {
+        // SAFETY: the cookie of this watch on the backend's open I/O context; after unwatch and flush no callback
+        // runs or will run with `ctx`, which is freed after this.
+        unsafe {
+            sys::rados_unwatch2(self.backend.h.io, self.cookie);
+            sys::rados_watch_flush(self.backend.h.cluster);
+        }
     }
 }

@@ -36,7 +36,12 @@ use std::sync::Arc;
 /// A SCSI direct-access block device over a [`Backend`].
 pub struct Disk {
     inner: Arc<Inner>,
+    /// Told of every reset of the unit through this host (hosts that share the unit pass it on, `docs/ceph.md`).
+    reset_listener: RwLock<Option<ResetListener>>,
 }
+
+/// A function told of a reset of a logical unit.
+pub type ResetListener = Arc<dyn Fn() + Send + Sync>;
 
 /// Everything a command (and its data-phase task, which outlives `begin`) needs.
 pub(crate) struct Inner {
@@ -138,7 +143,7 @@ impl Disk {
             backend,
             cfg,
         };
-        Ok(Self { inner: Arc::new(inner) })
+        Ok(Self { inner: Arc::new(inner), reset_listener: RwLock::new(None) })
     }
 
     pub fn faults(&self) -> &FaultInjector {
@@ -204,6 +209,24 @@ impl Disk {
     /// The target port groups and their states now.
     pub fn port_groups(&self) -> Vec<PortGroup> {
         self.inner.alua.states()
+    }
+
+    /// Tell `listener` of every reset of the unit through this host, after its effects and before the reset
+    /// completes (None: tell no one).
+    pub fn set_reset_listener(&self, listener: Option<ResetListener>) {
+        *self.reset_listener.write() = listener;
+    }
+
+    /// A reset of the unit through another host that serves it: the same effects as one through this host (SAM-5:
+    /// a logical unit reset concerns every I_T nexus of the unit), without telling the listener again.
+    pub fn reset_by_peer(&self) {
+        self.reset_effects();
+    }
+
+    fn reset_effects(&self) {
+        self.inner.ua.post_all(AscAscq::POWER_ON_RESET, None);
+        self.inner.pr.release_spc2(None);
+        self.inner.medium.reset();
     }
 
     /// Queue a unit attention for every I_T nexus (e.g. 06/3F/0E when LUNs change).
@@ -296,9 +319,11 @@ impl LogicalUnit for Disk {
     }
 
     fn reset(&self) {
-        self.inner.ua.post_all(AscAscq::POWER_ON_RESET, None);
-        self.inner.pr.release_spc2(None);
-        self.inner.medium.reset();
+        self.reset_effects();
+        let listener = self.reset_listener.read().clone();
+        if let Some(tell) = listener {
+            tell();
+        }
     }
 
     fn nexus_loss(&self, nexus: Nexus) {
