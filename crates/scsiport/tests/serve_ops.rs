@@ -1,7 +1,8 @@
 //! Operating a running `scsiport serve`: a configuration of two adapters, three iSCSI targets with access control on
 //! two portals and two NBD exports; `scsiport ctl` listing it and changing LUN maps, exports, faults and verifier
 //! modes while real clients (iscsi-perf, fio, qemu-io, nbdinfo) keep working; SIGHUP reload; the metrics endpoint
-//! against fio's own count (NBD) and qemu-img bench's (iSCSI); readiness notification. Everything on loopback, every wait bounded.
+//! against fio's own count (NBD) and qemu-img bench's (iSCSI); readiness notification. Everything on loopback, every
+//! wait bounded.
 
 mod serve_common;
 
