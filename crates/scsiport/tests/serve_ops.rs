@@ -400,6 +400,24 @@ fn a_configuration_of_two_adapters_three_targets_and_two_exports_is_operated_whi
     assert_eq!(ad[1]["verifier"], "warn");
     assert_eq!(ad[0]["verifier"], "strict");
     s.ok(&["remove-lun", "iqn.2026-12.io.scsiport:a", "2"]);
+    // Target a's access list changed at run time: later logins follow it; the running session is not touched.
+    let ta = "iqn.2026-12.io.scsiport:a";
+    let a0 = format!("{a}/0");
+    let guest = "iqn.2027-01.io.example:guest";
+    assert!(!run(30, iscsi_inq, &["-i", guest, &a0]).ok, "not admitted yet");
+    let now = s.ok(&["acl-add", ta, guest]);
+    assert_eq!(now["initiators"], serde_json::json!(["iqn.2026-12.test:*", guest]));
+    let o = run(30, iscsi_inq, &["-i", guest, &a0]);
+    assert!(o.ok, "the added initiator: {}{}", o.stdout, o.stderr);
+    s.ok(&["acl-remove", ta, "iqn.2026-12.test:*"]);
+    let o = run(30, iscsi_inq, &["-i", "iqn.2026-12.test:late", &a0]);
+    assert!(!o.ok && o.stderr.contains("Authorization failure"), "{}{}", o.stdout, o.stderr);
+    assert!(s.ctl(&["acl-remove", ta, guest]).unwrap_err().contains("last entry"));
+    assert!(s.ctl(&["acl-add", ta, &guest.to_uppercase()]).unwrap_err().contains("already on the access list"));
+    assert!(s.ctl(&["acl-add", "iqn.2026-12.io.scsiport:nope", guest]).unwrap_err().contains("no target"));
+    assert_eq!(s.ok(&["targets"])[0]["initiators"], serde_json::json!([guest]));
+    s.ok(&["acl-add", ta, "iqn.2026-12.test:*"]);
+    assert!(run(30, iscsi_inq, &["-i", "iqn.2026-12.test:late", &a0]).ok, "admitted again");
 
     // The iSCSI session is the one that logged in before the changes, and it still reads.
     assert_eq!(perf_session(&s), Some(perf_tsih), "the iSCSI session was disturbed");
@@ -485,7 +503,11 @@ fn sighup_applies_what_changed_and_refuses_a_bad_file() {
         .replace("name = \"second\"", "name = \"renamed\"")
         .replace("revision = \"R7\"", "revision = \"R7\"\nfaults = { busy = 1 }")
         .replace("dma_channel = 1\n", "dma_channel = 1\nverifier = \"off\"\n")
-        .replace("irq = 10", "irq = 9");
+        .replace("irq = 10", "irq = 9")
+        .replace(
+            "initiators = [\"iqn.2026-12.test:only-this-one\"]",
+            "initiators = [\"iqn.2026-12.test:only-this-one\", \"iqn.2026-12.test:reloaded\"]",
+        );
     assert_ne!(changed, text);
     std::fs::write(&s.config, &changed).unwrap();
     s.signal(libc::SIGHUP);
@@ -497,6 +519,12 @@ fn sighup_applies_what_changed_and_refuses_a_bad_file() {
         "{lines}"
     );
     assert!(lines.contains("reload: adapter scsi1: verifier Off"), "{lines}");
+    assert!(
+        lines.contains(
+            "reload: target iqn.2026-12.io.scsiport:b: initiators iqn.2026-12.test:only-this-one, iqn.2026-12.test:reloaded"
+        ),
+        "{lines}"
+    );
     assert!(lines.contains("reload: disk scsi1:0:0: faults"), "{lines}");
     let o = run(30, nbdinfo, &["--list", &format!("nbd://127.0.0.1:{}", p.nbd)]);
     assert!(o.stdout.contains("export=\"renamed\"") && !o.stdout.contains("export=\"second\""), "{}", o.stdout);
@@ -506,6 +534,8 @@ fn sighup_applies_what_changed_and_refuses_a_bad_file() {
     assert!(!o.ok && o.stderr.contains("BUSY"), "{}{}", o.stdout, o.stderr);
     let o = run(30, iscsi_inq, &["-i", "iqn.2026-12.test:only-this-one", &b4]);
     assert!(o.ok && o.stdout.contains("Vendor:ACME"), "{}{}", o.stdout, o.stderr);
+    let o = run(30, iscsi_inq, &["-i", "iqn.2026-12.test:reloaded", &b4]);
+    assert!(o.ok, "the initiator the reload admitted: {}{}", o.stdout, o.stderr);
     let d = s.ok(&["disks"]);
     assert_eq!(d[2]["faults"]["busy"], 1, "{d}");
     assert_eq!(s.ok(&["adapters"])[1]["verifier"], "off");
