@@ -4,8 +4,11 @@
 #   bench/soak.sh [soak]   iSCSI and NBD initiators at once for DURATION seconds: NBD fio jobs (random and sequential
 #                          writes of 4 KiB-256 KiB, every block verified) on one disk, libiscsi's READ/WRITE tests
 #                          and iscsi-perf random and sequential reads on another; every SAMPLE seconds the server's
-#                          RSS, open fds, error counter and requests go to OUT/samples.csv. Ends with a summary and
-#                          exit status 1 when any client failed or the server's error counter moved.
+#                          RSS, open fds, error counters and requests go to OUT/samples.csv. Ends with a summary and
+#                          exit status 1 when any client failed, the server died, or a counter that only a fault can
+#                          move did: NBD errors (fio asks for nothing that fails), verifier violations, request
+#                          timeouts. The iSCSI error counter moves by design: libiscsi's tests include negative ones
+#                          (reads past the end, bad fields), about 5,700 refused commands per run of its list.
 #   bench/soak.sh churn    CYCLES (10000) iSCSI connect/login/READ/logout and NBD connect/READ/disconnect cycles
 #                          (crates/scsiport/tests/churn.rs), fds and RSS before and after.
 #
@@ -96,9 +99,9 @@ nbd_seq() {
     --bs=1m --size=128m --iodepth=4 --verify=md5 --do_verify=1 --verify_fatal=1 --verify_state_save=0
 }
 iscsi_rw() {
-  # libiscsi's own tests write patterns and read them back.
+  # libiscsi's own tests write patterns and read them back. tee appends: opening the log anew would truncate it.
   timeout -k 5 600 iscsi-test-cu --dataloss -t SCSI.Write10,SCSI.Read10,SCSI.Write16,SCSI.Read16,SCSI.WriteSame10 "$lun" |
-    tee /dev/stderr | grep -q "FAILED" && return 1 || return 0
+    tee -a /dev/stderr | grep -q "FAILED" && return 1 || return 0
 }
 iscsi_reads() {
   # iscsi-perf overruns its -t when a second passes without a tick; timeout bounds it (124 counts as a run).
@@ -114,12 +117,14 @@ loop iscsi-rand-read iscsi_reads -r &
 loop iscsi-seq-read iscsi_reads &
 
 metric() { curl -s "127.0.0.1:$metrics/metrics" | awk -v m="$1" '$1 ~ "^"m {s += $2} END {printf "%d", s}'; }
-echo "seconds,rss_kib,fds,errors,reads,writes,sessions,nbd_connections" >"$out/samples.csv"
+# The samples of one metric whose name and labels start with $1 (no regular expression), summed.
+metric_f() { curl -s "127.0.0.1:$metrics/metrics" | awk -v m="$1" 'index($1, m) == 1 {s += $2} END {printf "%d", s}'; }
+echo "seconds,rss_kib,fds,errors,reads,writes,sessions,nbd_connections,nbd_errors,violations,timeouts" >"$out/samples.csv"
 start=$(date +%s)
 while [ "$(date +%s)" -lt "$end" ] && kill -0 $server 2>/dev/null; do
   rss=$(awk '/VmRSS/ {print $2}' /proc/$server/status)
   fds=$(ls /proc/$server/fd | wc -l)
-  echo "$(($(date +%s) - start)),$rss,$fds,$(metric scsiport_lu_errors_total),$(metric scsiport_lu_reads_total),$(metric scsiport_lu_writes_total),$(metric scsiport_iscsi_sessions),$(metric 'scsiport_connections_open')" >>"$out/samples.csv"
+  echo "$(($(date +%s) - start)),$rss,$fds,$(metric scsiport_lu_errors_total),$(metric scsiport_lu_reads_total),$(metric scsiport_lu_writes_total),$(metric scsiport_iscsi_sessions),$(metric 'scsiport_connections_open'),$(metric_f 'scsiport_lu_errors_total{frontend="nbd"'),$(metric scsiport_adapter_verifier_violations_total),$(metric scsiport_adapter_timeouts_total)" >>"$out/samples.csv"
   sleep "$sample"
 done
 wait $(jobs -p | grep -v "^$server\$") 2>/dev/null || true
@@ -131,16 +136,24 @@ for n in nbd-rand nbd-seq iscsi-rw iscsi-rand-read iscsi-seq-read; do
   printf '  %-16s runs %5s  failures %s\n' "$n" "$(cat "$out/$n.runs")" "$(cat "$out/$n.fail")"
   [ "$(cat "$out/$n.fail")" = 0 ] || fail=1
 done
-python3 - "$out/samples.csv" <<'EOF'
+python3 - "$out/samples.csv" "$(cat "$out/iscsi-rw.runs")" <<'EOF' || fail=1
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 if len(rows) < 2:
-    print("  too few samples"); sys.exit(0)
+    print("  too few samples"); sys.exit(1)
 first, last = rows[len(rows) // 10 if len(rows) >= 10 else 0], rows[-1]
 col = lambda k: [int(r[k]) for r in rows]
 print(f"  samples {len(rows)}; RSS KiB after warm-up {first['rss_kib']} -> end {last['rss_kib']} (max {max(col('rss_kib'))}); "
       f"fds {first['fds']} -> {last['fds']} (max {max(col('fds'))})")
-print(f"  requests: reads {last['reads']}, writes {last['writes']}; server error counter {first['errors']} -> {last['errors']}")
+runs = max(int(sys.argv[2]), 1)
+print(f"  requests: reads {last['reads']}, writes {last['writes']}; server error counter {first['errors']} -> "
+      f"{last['errors']} (iSCSI refusals libiscsi's negative tests ask for: {int(last['errors']) / runs:.0f} per run "
+      f"of its list)")
+bad = {k: (rows[0][k], last[k]) for k in ("nbd_errors", "violations", "timeouts") if last[k] != rows[0][k]}
+print(f"  NBD errors {last['nbd_errors']}, verifier violations {last['violations']}, timeouts {last['timeouts']}")
+if bad:
+    print(f"  moved, and only a fault moves them: {bad}")
+    sys.exit(1)
 EOF
 [ "$alive" = yes ] || fail=1
 echo "details: $out (samples.csv, *.log, server.log)"

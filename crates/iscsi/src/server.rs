@@ -2,7 +2,7 @@
 
 use std::io;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -29,8 +29,12 @@ const MAX_CONNECTIONS: usize = 256;
 const WRITER_QUEUE: usize = 256;
 
 /// An iSCSI target server for one or more targets, each over its own backend.
+///
+/// A target's access list can change while the server runs ([`IscsiServer::set_allowed_initiators`]); each
+/// connection works with the targets as they were when it was accepted, so the change decides later logins and
+/// leaves sessions that exist alone.
 pub struct IscsiServer<B: ScsiBackend> {
-    targets: Vec<TargetConfig>,
+    targets: RwLock<Arc<Vec<TargetConfig>>>,
     backends: Vec<Arc<B>>,
     sessions: SessionTable,
 }
@@ -38,11 +42,23 @@ pub struct IscsiServer<B: ScsiBackend> {
 impl<B: ScsiBackend> IscsiServer<B> {
     pub fn new(targets: Vec<(TargetConfig, Arc<B>)>) -> Self {
         let (targets, backends) = targets.into_iter().unzip();
-        IscsiServer { targets, backends, sessions: SessionTable::default() }
+        IscsiServer { targets: RwLock::new(Arc::new(targets)), backends, sessions: SessionTable::default() }
     }
 
-    pub fn targets(&self) -> &[TargetConfig] {
-        &self.targets
+    /// The targets as they are now.
+    pub fn targets(&self) -> Arc<Vec<TargetConfig>> {
+        self.targets.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replace the access list of the target named `target` (`None` admits every initiator). Logins after the call
+    /// are checked against the new list. False when no target has that name.
+    pub fn set_allowed_initiators(&self, target: &str, allowed: Option<Vec<String>>) -> bool {
+        let mut guard = self.targets.write().unwrap_or_else(|e| e.into_inner());
+        let Some(i) = guard.iter().position(|t| t.name.eq_ignore_ascii_case(target)) else { return false };
+        let mut next = Vec::clone(&guard);
+        next[i].allowed_initiators = allowed;
+        *guard = Arc::new(next);
+        true
     }
 
     /// The logged-in sessions (discovery included).
@@ -105,10 +121,11 @@ impl<B: ScsiBackend> IscsiServer<B> {
     async fn connection(self: &Arc<Self>, stream: TcpStream, shutdown: watch::Receiver<bool>) -> io::Result<()> {
         stream.set_nodelay(true)?;
         let peer = stream.peer_addr().ok();
+        let targets = self.targets();
         let (rd, wr) = stream.into_split();
         let mut reader = PduReader::new(rd);
         let mut writer = PduWriter::new(wr);
-        let logged = tokio::time::timeout(LOGIN_TIMEOUT, self.login(&mut reader, &mut writer, peer))
+        let logged = tokio::time::timeout(LOGIN_TIMEOUT, self.login(&targets, &mut reader, &mut writer, peer))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "login timed out"))??;
         let Some((LoggedIn { login, guard }, stat_sn)) = logged else {
@@ -118,7 +135,7 @@ impl<B: ScsiBackend> IscsiServer<B> {
         let key =
             SessionKey { initiator: login.initiator_name.to_ascii_lowercase(), isid: login.isid, target: login.target };
         writer.digests = Digests { header: login.params.header_digest, data: login.params.data_digest };
-        let limits = login.target.and_then(|i| self.targets.get(i)).map(|t| t.limits.clone()).unwrap_or_default();
+        let limits = login.target.and_then(|i| targets.get(i)).map(|t| t.limits.clone()).unwrap_or_default();
         let window = Arc::new(Window::new(login.initial_cmd_sn, limits.queue_depth));
         // Never zero: a command waits for at most the whole budget, which must exist.
         let budget = limits.connection_buffer_bytes.max(1);
@@ -144,8 +161,8 @@ impl<B: ScsiBackend> IscsiServer<B> {
             closing: AtomicBool::new(false),
         });
         let info = SessionInfo {
-            config: login.target.and_then(|i| self.targets.get(i)),
-            all_targets: &self.targets,
+            config: login.target.and_then(|i| targets.get(i)),
+            all_targets: &targets,
             initiator_name: login.initiator_name.clone(),
             session_type: login.session_type,
             cid: login.cid,
@@ -171,6 +188,7 @@ impl<B: ScsiBackend> IscsiServer<B> {
     /// (if any) was sent.
     async fn login<R, W>(
         &self,
+        targets: &[TargetConfig],
         reader: &mut PduReader<R>,
         writer: &mut PduWriter<W>,
         peer: Option<std::net::SocketAddr>,
@@ -179,7 +197,7 @@ impl<B: ScsiBackend> IscsiServer<B> {
         R: tokio::io::AsyncRead + Unpin,
         W: tokio::io::AsyncWrite + Unpin,
     {
-        let mut machine = LoginMachine::new(&self.targets);
+        let mut machine = LoginMachine::new(targets);
         let mut stat_sn: Option<Sn> = None;
         loop {
             let incoming = match reader.next(Digests::default(), MAX_TEXT_BYTES as u32).await {
@@ -194,7 +212,7 @@ impl<B: ScsiBackend> IscsiServer<B> {
             // ExpStatSN keeps both sides agreeing from the start.
             let sn = *stat_sn.get_or_insert(req.exp_stat_sn);
             let step = machine.on_request(&req, |tsih| self.sessions.tsih_exists(tsih));
-            let depth = machine_depth(&self.targets, &step);
+            let depth = machine_depth(targets, &step);
             let (resp, done) = match step {
                 LoginStep::Continue(r) => (r, None),
                 LoginStep::Fail(r) => {

@@ -371,6 +371,45 @@ async fn unknown_target_and_missing_name_fail_login() {
     srv.stop().await;
 }
 
+#[tokio::test]
+async fn an_access_list_changed_at_run_time_decides_later_logins_and_leaves_sessions_alone() {
+    let srv = start(|c| c.allowed_initiators = Some(vec![INITIATOR.into()])).await;
+    let mut first = logged_in(srv.addr, "").await;
+    let other = "iqn.2026-11.other:one";
+    let mut c = Client::connect(srv.addr).await;
+    assert_eq!(c.login(ISID, other, TARGET, "").await.bhs[36..38], [2, 2], "not on the list yet");
+    assert!(srv.server.set_allowed_initiators(TARGET, Some(vec!["iqn.2026-11.other:*".into()])));
+    assert!(!srv.server.set_allowed_initiators("iqn.2026-11.nope:x", None), "no such target");
+    let mut c = Client::connect(srv.addr).await;
+    assert_eq!(c.login(ISID, other, TARGET, "").await.bhs[36..38], [0, 0], "admitted by the new pattern");
+    let mut c = Client::connect(srv.addr).await;
+    let mut isid = ISID;
+    isid[5] = 0x02;
+    assert_eq!(c.login(isid, INITIATOR, TARGET, "").await.bhs[36..38], [2, 2], "taken off the list");
+    // The session that logged in before the change still works.
+    let itt = first.itt();
+    let h = first.command(itt, &read10(0, 8), true, false, 4096, true);
+    first.send(h, b"").await;
+    let mut read = 0;
+    let status = loop {
+        let p = first.recv().await.expect("closed during read");
+        match p.opcode() {
+            0x25 if p.itt() == itt => {
+                read += p.data.len();
+                // Status in the last Data-In (S bit) ends the command without a SCSI Response.
+                if p.bhs[1] & 0x01 != 0 {
+                    break p.bhs[3];
+                }
+            }
+            0x21 if p.itt() == itt => break p.bhs[3],
+            _ => {}
+        }
+    };
+    assert_eq!((status, read), (0, 4096), "READ after the change");
+    assert_eq!(srv.server.targets()[0].allowed_initiators.as_deref(), Some(&["iqn.2026-11.other:*".to_string()][..]));
+    srv.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_sessions_write_and_read_their_own_regions_at_once() {
     let srv = start(|_| {}).await;

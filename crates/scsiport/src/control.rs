@@ -54,6 +54,16 @@ pub enum Request {
         #[serde(default)]
         portal: Option<std::net::SocketAddr>,
     },
+    /// Admit another initiator name or pattern to a target (later logins).
+    AclAdd {
+        target: String,
+        initiator: String,
+    },
+    /// Take an initiator name or pattern off a target's access list (later logins).
+    AclRemove {
+        target: String,
+        initiator: String,
+    },
     /// Replace a disk's fault switches; absent keys are off.
     Fault {
         disk: String,
@@ -104,6 +114,14 @@ pub async fn handle(running: &Running, req: Request) -> Result<Value, String> {
         Request::CloseSession { tsih, portal } => {
             let n = running.close_session(tsih, portal).map_err(e)?;
             json!({"tsih": tsih, "closed": n})
+        }
+        Request::AclAdd { target, initiator } => {
+            let list = running.acl_add(&target, &initiator).map_err(e)?;
+            json!({"target": target, "initiators": list})
+        }
+        Request::AclRemove { target, initiator } => {
+            let list = running.acl_remove(&target, &initiator).map_err(e)?;
+            json!({"target": target, "initiators": list})
         }
         Request::Fault { disk, faults } => {
             running.set_faults(&disk, faults.clone()).map_err(e)?;

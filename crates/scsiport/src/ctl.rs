@@ -47,6 +47,16 @@ pub enum CtlCommand {
         #[arg(long)]
         portal: Option<std::net::SocketAddr>,
     },
+    /// Admit another initiator (an IQN, or a pattern with * and ?) to a target; later logins are checked.
+    AclAdd {
+        target: String,
+        initiator: String,
+    },
+    /// Take an initiator name or pattern off a target's access list; sessions already logged in stay.
+    AclRemove {
+        target: String,
+        initiator: String,
+    },
     /// Set a disk's fault injection (every switch not given is off; no switch clears them all).
     Fault {
         disk: String,
@@ -111,6 +121,10 @@ fn request(cmd: CtlCommand) -> anyhow::Result<Value> {
         }
         CtlCommand::RemoveExport { name } => json!({"cmd": "remove-export", "name": name}),
         CtlCommand::CloseSession { tsih, portal } => json!({"cmd": "close-session", "tsih": tsih, "portal": portal}),
+        CtlCommand::AclAdd { target, initiator } => json!({"cmd": "acl-add", "target": target, "initiator": initiator}),
+        CtlCommand::AclRemove { target, initiator } => {
+            json!({"cmd": "acl-remove", "target": target, "initiator": initiator})
+        }
         CtlCommand::Fault {
             disk,
             medium_error,

@@ -50,6 +50,8 @@ pub struct Running {
     pass_through: BTreeMap<String, Arc<PassThroughLuns>>,
     /// Targets (fixed at start) and their LUN maps (changeable).
     targets: Vec<(IscsiTargetConfig, Arc<LunMap>)>,
+    /// Each target's access list as it is now (same order as `targets`; empty admits every initiator).
+    acls: Mutex<Vec<Vec<String>>>,
     /// One iSCSI server per portal, with the targets offered there.
     iscsi: Vec<(SocketAddr, Arc<IscsiServer>)>,
     /// The NBD exports; a change builds a new server for new connections, old connections keep theirs.
@@ -85,6 +87,7 @@ impl Running {
             metrics,
             pass_through,
             targets: Vec::new(),
+            acls: Mutex::default(),
             iscsi: Vec::new(),
             nbd: RwLock::new((Vec::new(), Arc::new(nbd::NbdServer::new(nbd::ServerConfig::default(), Vec::new())))),
             nbd_conns: Mutex::default(),
@@ -99,6 +102,7 @@ impl Running {
             }
             r.targets.push((t.clone(), map));
         }
+        *r.acls.lock() = r.targets.iter().map(|(t, _)| t.initiators.clone()).collect();
         let mut portals: Vec<SocketAddr> = Vec::new();
         for t in &targets {
             for p in &t.portals {
@@ -268,6 +272,60 @@ impl Running {
         Ok(())
     }
 
+    fn target_index(&self, name: &str) -> anyhow::Result<usize> {
+        self.targets
+            .iter()
+            .position(|(t, _)| t.name.eq_ignore_ascii_case(name))
+            .ok_or_else(|| anyhow!("no target named '{name}'"))
+    }
+
+    /// Make `list` the access list of target `i`: every portal's server checks later logins against it.
+    fn set_acl(&self, i: usize, list: Vec<String>) {
+        let name = &self.targets[i].0.name;
+        let allowed = (!list.is_empty()).then(|| list.clone());
+        for (_, s) in &self.iscsi {
+            s.set_allowed_initiators(name, allowed.clone());
+        }
+        let mut cfg = self.cfg.lock();
+        if let Some(t) = cfg.iscsi_targets.iter_mut().find(|t| t.name.eq_ignore_ascii_case(name)) {
+            t.initiators = list.clone();
+        }
+        self.acls.lock()[i] = list;
+    }
+
+    /// Admit an initiator name or pattern to a target; answers with the access list now in force.
+    pub fn acl_add(&self, target: &str, initiator: &str) -> anyhow::Result<Vec<String>> {
+        let i = self.target_index(target)?;
+        if initiator.is_empty() || initiator.len() > 223 {
+            bail!("an initiator name or pattern is 1 to 223 bytes");
+        }
+        let mut list = self.acls.lock()[i].clone();
+        if list.iter().any(|x| x.eq_ignore_ascii_case(initiator)) {
+            bail!("'{initiator}' is already on the access list of {}", self.targets[i].0.name);
+        }
+        // An empty list admits everyone: its first entry narrows access to that entry.
+        list.push(initiator.to_string());
+        self.set_acl(i, list.clone());
+        Ok(list)
+    }
+
+    /// Take an initiator name or pattern off a target's access list (sessions logged in stay; `close-session` ends
+    /// them). The last entry is refused: an empty list would admit every initiator.
+    pub fn acl_remove(&self, target: &str, initiator: &str) -> anyhow::Result<Vec<String>> {
+        let i = self.target_index(target)?;
+        let mut list = self.acls.lock()[i].clone();
+        let name = &self.targets[i].0.name;
+        let Some(at) = list.iter().position(|x| x.eq_ignore_ascii_case(initiator)) else {
+            bail!("'{initiator}' is not on the access list of {name}");
+        };
+        if list.len() == 1 {
+            bail!("'{initiator}' is the last entry of {name}'s access list, and an empty list admits every initiator");
+        }
+        list.remove(at);
+        self.set_acl(i, list.clone());
+        Ok(list)
+    }
+
     /// End an iSCSI session by TSIH (on every portal, or the one named).
     pub fn close_session(&self, tsih: u16, portal: Option<SocketAddr>) -> anyhow::Result<usize> {
         let n = self
@@ -388,16 +446,18 @@ impl Running {
     }
 
     pub fn targets_json(&self) -> Value {
+        let acls = self.acls.lock().clone();
         let v: Vec<Value> = self
             .targets
             .iter()
-            .map(|(t, m)| {
+            .zip(acls)
+            .map(|((t, m), acl)| {
                 json!({
                     "name": t.name,
                     "alias": t.alias,
                     "portals": t.portals.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
                     "luns": m.list().into_iter().map(|(l, d)| json!({"lun": l, "disk": d})).collect::<Vec<_>>(),
-                    "initiators": t.initiators,
+                    "initiators": acl,
                     "chap": t.chap_user.is_some(),
                     "mutual_chap": t.mutual_chap_user.is_some(),
                     "header_digest": t.header_digest,
@@ -545,6 +605,7 @@ impl Running {
             c.iscsi_targets = fc::iscsi_targets(&c);
             for t in &mut c.iscsi_targets {
                 t.luns.clear();
+                t.initiators.clear();
             }
             c.nbd_exports.clear();
             (
@@ -569,7 +630,7 @@ impl Running {
             ("nbd.listen", o.4 == n.4),
             ("nbd.unix", o.5 == n.5),
             ("iscsi.enabled", o.6 == n.6),
-            ("iscsi targets (names, portals, access, authentication, limits)", o.7 == n.7),
+            ("iscsi targets (names, portals, authentication, limits)", o.7 == n.7),
             ("control", o.8 == n.8),
             ("metrics", o.9 == n.9),
         ] {
@@ -577,10 +638,18 @@ impl Running {
                 restart.push(name);
             }
         }
-        // LUN maps of the targets that exist in both.
+        // LUN maps and access lists of the targets that exist in both.
         let new_targets = fc::iscsi_targets(&new);
-        for (t, map) in &self.targets {
+        for (i, (t, map)) in self.targets.iter().enumerate() {
             let Some(nt) = new_targets.iter().find(|x| x.name.eq_ignore_ascii_case(&t.name)) else { continue };
+            if self.acls.lock()[i] != nt.initiators {
+                self.set_acl(i, nt.initiators.clone());
+                done.push(if nt.initiators.is_empty() {
+                    format!("target {}: every initiator admitted", t.name)
+                } else {
+                    format!("target {}: initiators {}", t.name, nt.initiators.join(", "))
+                });
+            }
             let now: BTreeMap<u64, String> = map.list().into_iter().collect();
             let want: BTreeMap<u64, String> = nt.luns.iter().map(|m| (m.lun, m.disk.clone())).collect();
             for (lun, disk) in &now {

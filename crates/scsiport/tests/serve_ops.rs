@@ -1,7 +1,8 @@
 //! Operating a running `scsiport serve`: a configuration of two adapters, three iSCSI targets with access control on
 //! two portals and two NBD exports; `scsiport ctl` listing it and changing LUN maps, exports, faults and verifier
 //! modes while real clients (iscsi-perf, fio, qemu-io, nbdinfo) keep working; SIGHUP reload; the metrics endpoint
-//! against fio's own count; readiness notification. Everything on loopback, every wait bounded.
+//! against fio's own count (NBD) and qemu-img bench's (iSCSI); readiness notification. Everything on loopback, every
+//! wait bounded.
 
 mod serve_common;
 
@@ -399,6 +400,24 @@ fn a_configuration_of_two_adapters_three_targets_and_two_exports_is_operated_whi
     assert_eq!(ad[1]["verifier"], "warn");
     assert_eq!(ad[0]["verifier"], "strict");
     s.ok(&["remove-lun", "iqn.2026-12.io.scsiport:a", "2"]);
+    // Target a's access list changed at run time: later logins follow it; the running session is not touched.
+    let ta = "iqn.2026-12.io.scsiport:a";
+    let a0 = format!("{a}/0");
+    let guest = "iqn.2027-01.io.example:guest";
+    assert!(!run(30, iscsi_inq, &["-i", guest, &a0]).ok, "not admitted yet");
+    let now = s.ok(&["acl-add", ta, guest]);
+    assert_eq!(now["initiators"], serde_json::json!(["iqn.2026-12.test:*", guest]));
+    let o = run(30, iscsi_inq, &["-i", guest, &a0]);
+    assert!(o.ok, "the added initiator: {}{}", o.stdout, o.stderr);
+    s.ok(&["acl-remove", ta, "iqn.2026-12.test:*"]);
+    let o = run(30, iscsi_inq, &["-i", "iqn.2026-12.test:late", &a0]);
+    assert!(!o.ok && o.stderr.contains("Authorization failure"), "{}{}", o.stdout, o.stderr);
+    assert!(s.ctl(&["acl-remove", ta, guest]).unwrap_err().contains("last entry"));
+    assert!(s.ctl(&["acl-add", ta, &guest.to_uppercase()]).unwrap_err().contains("already on the access list"));
+    assert!(s.ctl(&["acl-add", "iqn.2026-12.io.scsiport:nope", guest]).unwrap_err().contains("no target"));
+    assert_eq!(s.ok(&["targets"])[0]["initiators"], serde_json::json!([guest]));
+    s.ok(&["acl-add", ta, "iqn.2026-12.test:*"]);
+    assert!(run(30, iscsi_inq, &["-i", "iqn.2026-12.test:late", &a0]).ok, "admitted again");
 
     // The iSCSI session is the one that logged in before the changes, and it still reads.
     assert_eq!(perf_session(&s), Some(perf_tsih), "the iSCSI session was disturbed");
@@ -484,7 +503,11 @@ fn sighup_applies_what_changed_and_refuses_a_bad_file() {
         .replace("name = \"second\"", "name = \"renamed\"")
         .replace("revision = \"R7\"", "revision = \"R7\"\nfaults = { busy = 1 }")
         .replace("dma_channel = 1\n", "dma_channel = 1\nverifier = \"off\"\n")
-        .replace("irq = 10", "irq = 9");
+        .replace("irq = 10", "irq = 9")
+        .replace(
+            "initiators = [\"iqn.2026-12.test:only-this-one\"]",
+            "initiators = [\"iqn.2026-12.test:only-this-one\", \"iqn.2026-12.test:reloaded\"]",
+        );
     assert_ne!(changed, text);
     std::fs::write(&s.config, &changed).unwrap();
     s.signal(libc::SIGHUP);
@@ -496,6 +519,12 @@ fn sighup_applies_what_changed_and_refuses_a_bad_file() {
         "{lines}"
     );
     assert!(lines.contains("reload: adapter scsi1: verifier Off"), "{lines}");
+    assert!(
+        lines.contains(
+            "reload: target iqn.2026-12.io.scsiport:b: initiators iqn.2026-12.test:only-this-one, iqn.2026-12.test:reloaded"
+        ),
+        "{lines}"
+    );
     assert!(lines.contains("reload: disk scsi1:0:0: faults"), "{lines}");
     let o = run(30, nbdinfo, &["--list", &format!("nbd://127.0.0.1:{}", p.nbd)]);
     assert!(o.stdout.contains("export=\"renamed\"") && !o.stdout.contains("export=\"second\""), "{}", o.stdout);
@@ -505,6 +534,8 @@ fn sighup_applies_what_changed_and_refuses_a_bad_file() {
     assert!(!o.ok && o.stderr.contains("BUSY"), "{}{}", o.stdout, o.stderr);
     let o = run(30, iscsi_inq, &["-i", "iqn.2026-12.test:only-this-one", &b4]);
     assert!(o.ok && o.stdout.contains("Vendor:ACME"), "{}{}", o.stdout, o.stderr);
+    let o = run(30, iscsi_inq, &["-i", "iqn.2026-12.test:reloaded", &b4]);
+    assert!(o.ok, "the initiator the reload admitted: {}{}", o.stdout, o.stderr);
     let d = s.ok(&["disks"]);
     assert_eq!(d[2]["faults"]["busy"], 1, "{d}");
     assert_eq!(s.ok(&["adapters"])[1]["verifier"], "off");
@@ -582,6 +613,82 @@ fn metrics_count_what_fio_did() {
     let mut text = String::new();
     c.read_to_string(&mut text).unwrap();
     assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+}
+
+/// Debian's `qemu-img` with its iSCSI block driver, unpacked (not installed) by `scripts/test.sh` under
+/// `target/qemu-iscsi/` (see `serve_qemu_iscsi.rs`); missing under `CI` fails the test.
+fn qemu_iscsi_root() -> Option<PathBuf> {
+    let dir = std::env::var_os("SCSIPORT_QEMU_ISCSI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/qemu-iscsi"));
+    let root = dir.join("root");
+    if root.join("usr/bin/qemu-img").is_file() && root.join("usr/lib/x86_64-linux-gnu/qemu/block-iscsi.so").is_file() {
+        return Some(root);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("no iSCSI-capable qemu-img under {} and CI is set: scripts/test.sh prepares it", dir.display());
+    }
+    eprintln!("skipping: no iSCSI-capable qemu-img under {} (run scripts/test.sh once)", dir.display());
+    None
+}
+
+/// The iSCSI side of the count: fio has no iSCSI engine here (Debian builds it without libiscsi), so the initiator is
+/// `qemu-img bench` over libiscsi, which issues exactly `-c` requests of `-s` bytes each. Reads and writes of three
+/// sizes, some of them larger than the adapter's 64 KiB transfer limit (the port splits those; the LU counts the
+/// initiator's commands, not the SRBs).
+#[test]
+fn metrics_count_what_an_iscsi_initiator_did() {
+    let Some(root) = qemu_iscsi_root() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let p = ports();
+    let _server = Serve::start(dir.path(), &config(dir.path(), &p), &[]);
+    let key = |m: &str| format!("{m}{{frontend=\"iscsi\",disk=\"scsi1:0:0\"}}");
+    let module_dir = format!("QEMU_MODULE_DIR={}", root.join("usr/lib/x86_64-linux-gnu/qemu").display());
+    let qemu_img = root.join("usr/bin/qemu-img");
+    let image = format!(
+        "driver=iscsi,transport=tcp,portal=127.0.0.1:{},target=iqn.2026-12.io.scsiport:a,lun=1,\
+         initiator-name=iqn.2026-12.test:metrics",
+        p.p1
+    );
+    let before = scrape(p.metrics);
+    let (mut reads, mut writes, mut rbytes, mut wbytes) = (0.0, 0.0, 0.0, 0.0);
+    for (write, count, size, depth) in
+        [(true, 3000u32, 4096u32, 16u32), (false, 4000, 8192, 32), (true, 600, 131072, 4), (false, 500, 65536, 8)]
+    {
+        let (c, s, d) = (count.to_string(), size.to_string(), depth.to_string());
+        let mut args = vec![module_dir.as_str(), qemu_img.to_str().unwrap(), "bench", "-c", &c, "-s", &s, "-d", &d];
+        if write {
+            args.push("-w");
+        }
+        args.extend_from_slice(&["--image-opts", &image]);
+        let o = run(180, "env", &args);
+        assert!(o.ok, "qemu-img {args:?}: {}{}", o.stdout, o.stderr);
+        assert!(o.stdout.contains("Run completed"), "{}", o.stdout);
+        if write {
+            writes += f64::from(count);
+            wbytes += f64::from(count) * f64::from(size);
+        } else {
+            reads += f64::from(count);
+            rbytes += f64::from(count) * f64::from(size);
+        }
+    }
+    let after = scrape(p.metrics);
+    let d = |m: &str| sample(&after, &key(m)) - before.iter().find(|(k, _)| *k == key(m)).map_or(0.0, |(_, v)| *v);
+    let close = |ours: f64, theirs: f64| (ours - theirs).abs() <= theirs * 0.01;
+    for (name, ours, theirs) in [
+        ("reads", d("scsiport_lu_reads_total"), reads),
+        ("writes", d("scsiport_lu_writes_total"), writes),
+        ("read bytes", d("scsiport_lu_read_bytes_total"), rbytes),
+        ("write bytes", d("scsiport_lu_write_bytes_total"), wbytes),
+    ] {
+        assert!(close(ours, theirs), "{name}: metrics {ours}, qemu-img {theirs}");
+    }
+    assert_eq!(sample(&after, &key("scsiport_lu_in_flight")), 0.0);
+    assert_eq!(d("scsiport_lu_read_latency_seconds_count"), d("scsiport_lu_reads_total"));
+    assert_eq!(d("scsiport_lu_write_latency_seconds_count"), d("scsiport_lu_writes_total"));
+    // The other adapter carried it, with the DMA model.
+    assert!(sample(&after, "scsiport_adapter_dma_bytes_total{adapter=\"scsi1\"}") >= rbytes + wbytes);
+    assert_eq!(sample(&after, "scsiport_adapter_verifier_violations_total{adapter=\"scsi1\"}"), 0.0);
 }
 
 #[test]
