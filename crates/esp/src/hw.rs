@@ -305,6 +305,18 @@ impl Esp {
             self.raise(intr::ILL);
             return;
         }
+        // A device that asserts RST during arbitration resets the bus instead (the disks' bus-reset fault).
+        let mut reset_requested = false;
+        for id in 0..7 {
+            if let Some(d) = self.device(id) {
+                reset_requested |= d.take_bus_reset();
+            }
+        }
+        if reset_requested {
+            self.fifo.clear();
+            self.reset_bus();
+            return;
+        }
         let target = self.busid & 7;
         if target == self.cfg1 & cfg1::ID_MASK || self.device(target).is_none() {
             self.fifo.clear();
@@ -327,15 +339,22 @@ impl Esp {
         }
         let cdb: Vec<u8> = bytes.iter().skip(skip).copied().collect();
         self.seqstep = 4;
-        self.begin(&cdb);
-        self.raise(intr::FC | intr::BS);
+        if self.begin(&cdb) {
+            self.raise(intr::FC | intr::BS);
+        }
     }
 
-    /// The command phase: the target takes the CDB and goes to its data or status phase.
-    fn begin(&mut self, cdb: &[u8]) {
-        let Some(task) = self.task.as_mut() else { return };
+    /// The command phase: the target takes the CDB and goes to its data or status phase. False when the target
+    /// took the command and never goes on (the disks' "never completes" fault): the bus stays in the command phase,
+    /// the chip's sequence never ends, no interrupt; only ATN (abort) or a bus reset end it.
+    fn begin(&mut self, cdb: &[u8]) -> bool {
+        let Some(task) = self.task.as_mut() else { return true };
         let (nexus, target, lun) = (task.nexus, task.target, task.lun);
-        let Some(dev) = self.bus.device(target).cloned() else { return };
+        let Some(dev) = self.bus.device(target).cloned() else { return true };
+        if dev.take_hang(lun, cdb) {
+            self.set_phase(phase::COMMAND);
+            return false;
+        }
         // A REQUEST SENSE right after a CHECK CONDITION on the same I_T_L returns the sense the target kept.
         let pending = self.pending_sense.iter().position(|(n, t, l, _)| *n == nexus && *t == target && *l == lun);
         let pending = pending.map(|i| self.pending_sense.swap_remove(i).3);
@@ -374,6 +393,7 @@ impl Esp {
                 self.set_phase(phase::STATUS);
             }
         }
+        true
     }
 
     /// The data phase ended (all moved, or the target failed it): the target goes to status.
@@ -523,8 +543,9 @@ impl Esp {
             }
             Bus::Phase(phase::COMMAND) => {
                 let cdb: Vec<u8> = self.fifo.drain(..).collect();
-                self.begin(&cdb);
-                self.raise(intr::BS);
+                if self.begin(&cdb) {
+                    self.raise(intr::BS);
+                }
             }
             Bus::Phase(phase::STATUS) => {
                 let s = self.task_status();
