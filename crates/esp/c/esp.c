@@ -76,6 +76,7 @@ typedef struct {
     ULONG offset; /* bytes of the buffer done before the current sub-range */
     ULONG chunk;  /* the current sub-range */
     BOOLEAN padded; /* the target wanted more than the buffer */
+    BOOLEAN ending; /* ATN raised to end a DATA OUT the buffer cannot fill: ABORT follows in MESSAGE OUT */
     UCHAR status;   /* SCSI status of the command */
 } SRB_EXT;
 
@@ -160,6 +161,7 @@ static void start_command(DEV_EXT *d, PSCSI_REQUEST_BLOCK srb)
     x->offset = 0;
     x->chunk = 0;
     x->padded = FALSE;
+    x->ending = FALSE;
     x->status = 0;
     d->active = srb;
     d->sensing = FALSE;
@@ -433,7 +435,14 @@ static void phase_service(DEV_EXT *d, PSCSI_REQUEST_BLOCK srb, UCHAR status, UCH
     case P_DATA_OUT:
         if (x->offset < srb->DataTransferLength) {
             map_next(d, srb);
+        } else if (phase == P_DATA_OUT) {
+            /* The target wants more than the buffer holds: padding would write bytes the requester never sent, so
+             * end the command instead (ATN, then ABORT: the target keeps what moved and leaves the bus). */
+            x->padded = TRUE;
+            x->ending = TRUE;
+            wr(d, R_CMD, C_SET_ATN);
         } else {
+            /* DATA IN beyond the buffer: discard the rest. */
             x->padded = TRUE;
             wr(d, R_CMD, C_TRANSFER_PAD);
         }
@@ -441,8 +450,15 @@ static void phase_service(DEV_EXT *d, PSCSI_REQUEST_BLOCK srb, UCHAR status, UCH
     case P_STATUS:
         wr(d, R_CMD, C_ICCS);
         break;
-    case P_MSG_OUT: /* after SELECT WITH ATN AND STOP: no more messages */
-        wr(d, R_CMD, C_RESET_ATN);
+    case P_MSG_OUT:
+        if (x->ending) {
+            wr(d, R_CMD, C_FLUSH_FIFO);
+            wr(d, R_FIFO, MSG_ABORT);
+            wr(d, R_CMD, C_TRANSFER_INFO);
+        } else {
+            /* after SELECT WITH ATN AND STOP: no more messages */
+            wr(d, R_CMD, C_RESET_ATN);
+        }
         break;
     case P_COMMAND: {
         ULONG i;
