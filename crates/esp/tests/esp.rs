@@ -195,3 +195,30 @@ fn each_requester_is_its_own_nexus_and_a_nexus_loss_releases_its_reservation() {
     assert_eq!(read_as(b).srb_status, SrbStatus::SUCCESS, "A's nexus is gone: its reservation with it");
     rig.assert_no_violations();
 }
+
+/// A WRITE whose buffer is shorter than the CDB's transfer length: the target wants more than the requester sent, and
+/// the miniport ends the command (ATN, ABORT) instead of padding, so the blocks past the buffer keep their data and the
+/// SRB is `DATA_OVERRUN` with the bytes that moved.
+#[test]
+fn a_write_shorter_than_its_cdb_writes_only_what_the_buffer_holds() {
+    for channel in [1u8, 5] {
+        let rig = esp(channel);
+        rig.round_trip(0, 2 * BLOCK, Placement::Any, 11);
+        let before = pattern(2 * BLOCK, 11);
+        let buf = rig.alloc(BLOCK, Placement::Any);
+        buf.write(0, &[0xBB; BLOCK]).unwrap();
+        let (_, s) =
+            rig.run(Srb::execute_scsi(LU0, &write10(0, 2)).with_data(&buf, 0, BLOCK as u32, SrbFlags::DATA_OUT));
+        assert_eq!(s.srb_status.status(), SrbStatus::DATA_OVERRUN, "{s:?}");
+        assert_eq!(s.data_transfer_length as usize, BLOCK);
+        let back = rig.alloc(2 * BLOCK, Placement::Any);
+        let (_, s) =
+            rig.run(Srb::execute_scsi(LU0, &read10(0, 2)).with_data(&back, 0, 2 * BLOCK as u32, SrbFlags::DATA_IN));
+        assert_eq!(s.srb_status, SrbStatus::SUCCESS, "{s:?}");
+        let mut got = vec![0u8; 2 * BLOCK];
+        back.read(0, &mut got).unwrap();
+        assert!(got[..BLOCK].iter().all(|&b| b == 0xBB), "the first block is what the buffer held");
+        assert!(got[BLOCK..] == before[BLOCK..], "the second block was not written");
+        rig.assert_no_violations();
+    }
+}

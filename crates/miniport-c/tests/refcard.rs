@@ -11,41 +11,14 @@ use port::{LuAddress, Srb, SrbFlags, SrbStatus, VerifierMode};
 use rig::{pattern, Card, Machine, Spec, LU0};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 const BLOCK: usize = 512;
 const BLOCKS: u64 = 8192;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Build `c/refcard.c` with extra `-D` flags into a shared library (once per flag set), with the one command the
-/// documentation gives.
+/// Build `c/refcard.c` with extra `-D` flags into a shared library (once per flag set).
 fn build(defines: &[&str]) -> PathBuf {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
-    let key = defines.join(" ");
-    let mut built = BUILT.lock().unwrap();
-    if let Some((_, p)) = built.iter().find(|(k, _)| *k == key) {
-        return p.clone();
-    }
-    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
-    let out = dir.path().join(format!("librefcard{}.so", built.len()));
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let o = Command::new(&cc)
-        .args(["-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", "-I"])
-        .arg(repo().join("include"))
-        .args(defines)
-        .arg(repo().join("crates/miniport-c/c/refcard.c"))
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cc}: {e}"));
-    assert!(o.status.success(), "{cc} failed:\n{}", String::from_utf8_lossy(&o.stderr));
-    built.push((key, out.clone()));
-    out
+    rig::build_c_miniport("crates/miniport-c/c/refcard.c", defines)
 }
 
 /// The reference card driven by the C miniport in `lib`, with a RAM disk at target 0.

@@ -11,8 +11,9 @@ use hba::{start_with_hardware, HbaConfig, HbaMonitor};
 use miniport_c::MiniportError;
 use port::{AdapterHandle, AdapterOptions, EventKind, LuAddress, Srb, SrbFlags, SrbId, SrbStatus, Trace, VerifierMode};
 use scsi::{Disk, DiskConfig, RamBackend, Target};
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 pub const LU0: LuAddress = LuAddress { path_id: 0, target_id: 0, lun: 0 };
@@ -43,7 +44,8 @@ pub struct Spec {
     /// Blocks of the RAM disk at target 0, LUN 0.
     pub blocks: u64,
     pub verifier: VerifierMode,
-    /// A C miniport for the reference card, as a shared library (`Card::Reference` only).
+    /// The card's miniport from a shared library built against the header (`build_c_miniport`) instead of the one
+    /// the card comes with.
     pub library: Option<PathBuf>,
 }
 
@@ -58,6 +60,38 @@ impl Spec {
             library: None,
         }
     }
+}
+
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Build a C miniport of this repository (`source`, relative to its root) with extra `-D` flags into a shared library,
+/// once per source and flag set, with the one command `docs/miniport-c.md` gives (and `-Werror`).
+pub fn build_c_miniport(source: &str, defines: &[&str]) -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let key = format!("{source} {}", defines.join(" "));
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = built.iter().find(|(k, _)| *k == key) {
+        return p.clone();
+    }
+    let dir = DIR.get_or_init(|| tempfile::tempdir().expect("temporary directory"));
+    let out = dir.path().join(format!("libminiport{}.so", built.len()));
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let o = Command::new(&cc)
+        .args(["-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(repo().join("include"))
+        .args(defines)
+        .arg(repo().join(source))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cc}: {e}"));
+    assert!(o.status.success(), "{cc} failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    built.push((key, out.clone()));
+    out
 }
 
 /// A target with one RAM disk of `blocks` 512-byte blocks at LUN 0 (no power-on unit attention, so the first command

@@ -100,7 +100,7 @@ impl Target {
             std::fs::write(
                 &cfg,
                 "[[adapter]]\nname = \"esp0\"\nkind = \"esp\"\nio_base = 0x230\nirq = 10\ndma_channel = 5\n\
-                 [[adapter.disk]]\nbackend = \"ram\"\nsize = \"1GiB\"\n[iscsi]\nadapter = \"esp0\"\n",
+                 [[adapter.disk]]\nbackend = \"ram\"\nsize = \"1GiB\"\n[iscsi]\nadapter = \"esp0\"\n[nbd]\nenabled = false\n",
             )
             .expect("write the configuration");
             args.extend(["--config".into(), cfg.to_str().expect("UTF-8 path").into()]);
