@@ -736,16 +736,14 @@ impl Esp {
                 let shift = 8 * (7 - (o - reg::IDENT));
                 self.identity = (self.identity & !(0xFF << shift)) | (u64::from(v) << shift);
             }
-            reg::IDENT_CTL => {
-                if v & ident::DROP != 0 && self.identity != 0 {
-                    let gone = self.latched_nexus();
-                    for id in 0..7 {
-                        if let Some(d) = self.device(id) {
-                            d.nexus_loss(gone);
-                        }
+            reg::IDENT_CTL if v & ident::DROP != 0 && self.identity != 0 => {
+                let gone = self.latched_nexus();
+                for id in 0..7 {
+                    if let Some(d) = self.device(id) {
+                        d.nexus_loss(gone);
                     }
-                    self.pending_sense.retain(|(n, ..)| *n != gone);
                 }
+                self.pending_sense.retain(|(n, ..)| *n != gone);
             }
             _ => {}
         }
