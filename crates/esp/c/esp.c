@@ -7,6 +7,8 @@
  * ScsiPortFlushDma; status and message in by INITIATOR COMMAND COMPLETE SEQUENCE and MESSAGE ACCEPTED. The chip has no
  * autosense: after CHECK CONDITION the miniport sends REQUEST SENSE itself and reads the sense through the FIFO.
  * Abort: SET ATN, ABORT message. A missing target: the select timeout, then SRB_STATUS_SELECTION_TIMEOUT.
+ * Each selection carries the requester's I_T nexus (ScsiPortGetRequesterNexus), loaded into the card's identity
+ * latch beside the chip, so reservations and unit attentions stay per initiator.
  */
 #include <scsiport/miniport.h>
 
@@ -24,7 +26,14 @@
 #define R_CCF 0x9
 #define R_CFG2 0xB
 #define R_CFG3 0xC
-#define PORT_COUNT 16
+#define R_IDENT 0x10     /* the card's requester identity latch: 8 bytes, most significant first */
+#define R_IDENT_CTL 0x18 /* the card's identity control port */
+#define IDENT_DROP 0x01  /* the latched identity leaves the bus */
+#define PORT_COUNT 32    /* the chip's 16 ports and the card's identity latch and control */
+
+/* scsiport's nexus-loss request (SRB_FUNCTION_IO_CONTROL): the identity that left, 8 bytes little-endian. */
+#define IOCTL_SIGNATURE "RHSCSI  "
+#define IOCTL_NEXUS_LOSS 1
 
 #define C_DMA 0x80
 #define C_FLUSH_FIFO 0x01
@@ -67,6 +76,7 @@ typedef struct {
     ULONG offset; /* bytes of the buffer done before the current sub-range */
     ULONG chunk;  /* the current sub-range */
     BOOLEAN padded; /* the target wanted more than the buffer */
+    BOOLEAN ending; /* ATN raised to end a DATA OUT the buffer cannot fill: ABORT follows in MESSAGE OUT */
     UCHAR status;   /* SCSI status of the command */
 } SRB_EXT;
 
@@ -117,10 +127,20 @@ static void map_next(DEV_EXT *d, PSCSI_REQUEST_BLOCK srb)
     ScsiPortIoMapTransfer(d, srb, (PUCHAR)srb->DataBuffer + x->offset, x->chunk);
 }
 
-static void select_cdb(DEV_EXT *d, UCHAR target, UCHAR lun, const UCHAR *cdb, ULONG len)
+/* Load the card's identity latch; the chip's next selection presents it on the bus. */
+static void load_identity(DEV_EXT *d, ULONGLONG identity)
 {
     ULONG i;
+    for (i = 0; i < 8; i++)
+        wr(d, R_IDENT + i, (UCHAR)(identity >> (56 - 8 * i)));
+}
+
+static void select_cdb(DEV_EXT *d, PSCSI_REQUEST_BLOCK srb, const UCHAR *cdb, ULONG len)
+{
+    ULONG i;
+    UCHAR target = srb->TargetId, lun = srb->Lun;
     d->selected = FALSE;
+    load_identity(d, ScsiPortGetRequesterNexus(d, srb));
     wr(d, R_CMD, C_FLUSH_FIFO);
     wr(d, R_BUSID, target);
     wr(d, R_FIFO, (UCHAR)(MSG_IDENTIFY | (lun & 7)));
@@ -141,10 +161,11 @@ static void start_command(DEV_EXT *d, PSCSI_REQUEST_BLOCK srb)
     x->offset = 0;
     x->chunk = 0;
     x->padded = FALSE;
+    x->ending = FALSE;
     x->status = 0;
     d->active = srb;
     d->sensing = FALSE;
-    select_cdb(d, srb->TargetId, srb->Lun, srb->Cdb, srb->CdbLength);
+    select_cdb(d, srb, srb->Cdb, srb->CdbLength);
 }
 
 static void start_next(DEV_EXT *d)
@@ -212,7 +233,7 @@ static void command_done(DEV_EXT *d, PSCSI_REQUEST_BLOCK srb)
         d->sensing = TRUE;
         d->senseLen = 0;
         d->senseStatus = 0xFF;
-        select_cdb(d, srb->TargetId, srb->Lun, cdb, 6);
+        select_cdb(d, srb, cdb, 6);
         return;
     }
     if (x->status != SCSISTAT_GOOD) {
@@ -342,6 +363,29 @@ static BOOLEAN StartIo(PVOID ext, PSCSI_REQUEST_BLOCK srb)
         (void)rd(d, R_INTR);
         bus_reset_seen(d);
         break;
+    case SRB_FUNCTION_IO_CONTROL: {
+        /* DataBuffer is CPU-visible for IO_CONTROL whatever MapBuffers says: an SRB_IO_CONTROL, then its data. */
+        PSRB_IO_CONTROL io = (PSRB_IO_CONTROL)srb->DataBuffer;
+        PUCHAR id = (PUCHAR)srb->DataBuffer + sizeof(SRB_IO_CONTROL);
+        ULONG k;
+        BOOLEAN ours = srb->DataBuffer != NULL && srb->DataTransferLength >= sizeof(SRB_IO_CONTROL) + 8;
+        for (k = 0; ours && k < 8; k++)
+            ours = io->Signature[k] == (UCHAR)IOCTL_SIGNATURE[k];
+        if (ours && io->ControlCode == IOCTL_NEXUS_LOSS && io->Length >= 8) {
+            /* The latch is sampled at selection only: a command on the bus keeps the nexus it was selected with. */
+            ULONGLONG gone = 0;
+            for (k = 0; k < 8; k++)
+                gone |= (ULONGLONG)id[k] << (8 * k);
+            load_identity(d, gone);
+            wr(d, R_IDENT_CTL, IDENT_DROP);
+            io->ReturnCode = 0;
+            srb->SrbStatus = SRB_STATUS_SUCCESS;
+        } else {
+            srb->SrbStatus = SRB_STATUS_INVALID_REQUEST;
+        }
+        ScsiPortNotification(RequestComplete, d, srb);
+        break;
+    }
     default:
         srb->SrbStatus = SRB_STATUS_INVALID_REQUEST;
         ScsiPortNotification(RequestComplete, d, srb);
@@ -391,7 +435,14 @@ static void phase_service(DEV_EXT *d, PSCSI_REQUEST_BLOCK srb, UCHAR status, UCH
     case P_DATA_OUT:
         if (x->offset < srb->DataTransferLength) {
             map_next(d, srb);
+        } else if (phase == P_DATA_OUT) {
+            /* The target wants more than the buffer holds: padding would write bytes the requester never sent, so
+             * end the command instead (ATN, then ABORT: the target keeps what moved and leaves the bus). */
+            x->padded = TRUE;
+            x->ending = TRUE;
+            wr(d, R_CMD, C_SET_ATN);
         } else {
+            /* DATA IN beyond the buffer: discard the rest. */
             x->padded = TRUE;
             wr(d, R_CMD, C_TRANSFER_PAD);
         }
@@ -399,8 +450,15 @@ static void phase_service(DEV_EXT *d, PSCSI_REQUEST_BLOCK srb, UCHAR status, UCH
     case P_STATUS:
         wr(d, R_CMD, C_ICCS);
         break;
-    case P_MSG_OUT: /* after SELECT WITH ATN AND STOP: no more messages */
-        wr(d, R_CMD, C_RESET_ATN);
+    case P_MSG_OUT:
+        if (x->ending) {
+            wr(d, R_CMD, C_FLUSH_FIFO);
+            wr(d, R_FIFO, MSG_ABORT);
+            wr(d, R_CMD, C_TRANSFER_INFO);
+        } else {
+            /* after SELECT WITH ATN AND STOP: no more messages */
+            wr(d, R_CMD, C_RESET_ATN);
+        }
         break;
     case P_COMMAND: {
         ULONG i;

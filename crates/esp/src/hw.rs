@@ -41,7 +41,21 @@ pub mod reg {
     /// R/W: configuration 3.
     pub const CFG3: u16 = 0xC;
     /// Ports the chip decodes.
-    pub const PORT_COUNT: u16 = 16;
+    pub const CHIP_PORTS: u16 = 16;
+    /// The card's requester identity latch (not the chip's): 8 bytes, big-endian, at offsets 0x10 (most significant)
+    /// to 0x17. Selections present the latched identity as the initiator's I_T nexus; 0 is the card's own.
+    pub const IDENT: u16 = 0x10;
+    /// The card's identity control port (write): [`super::ident::DROP`].
+    pub const IDENT_CTL: u16 = 0x18;
+    /// Ports the card decodes: the chip's 16 and the card's identity latch and control.
+    pub const PORT_COUNT: u16 = 32;
+}
+
+/// Identity control port commands (`reg::IDENT_CTL`).
+pub mod ident {
+    /// The latched identity leaves the bus: every target is told that I_T nexus is gone (SPC-2 reservations it held
+    /// are released).
+    pub const DROP: u8 = 0x01;
 }
 
 /// Command codes; bit 7 (`DMA`) makes a command use the DMA interface and load the counter from the start count.
@@ -138,6 +152,8 @@ enum Data {
 
 /// The command that owns the bus.
 struct Task {
+    /// The I_T nexus the command was selected on.
+    nexus: Nexus,
     target: u8,
     lun: u64,
     data: Option<Data>,
@@ -161,11 +177,14 @@ enum Bus {
 pub struct Esp {
     settings: EspSettings,
     bus: ScsiBus,
+    /// The card's own I_T nexus (identity 0).
     nexus: Nexus,
+    /// The requester identity latch (`reg::IDENT`).
+    identity: u64,
     /// Sense a target returned with CHECK CONDITION, kept for the next REQUEST SENSE on that I_T_L: SCSI-2 targets
     /// send sense only in answer to REQUEST SENSE (contingent allegiance), the modelled targets hand it over with the
     /// status.
-    pending_sense: Vec<(u8, u64, Vec<u8>)>,
+    pending_sense: Vec<(Nexus, u8, u64, Vec<u8>)>,
     start_count: u32,
     counter: u32,
     fifo: std::collections::VecDeque<u8>,
@@ -195,6 +214,7 @@ impl Esp {
             settings,
             bus,
             nexus: Nexus::new((u64::from(settings.io_base) << 8) | 7),
+            identity: 0,
             pending_sense: Vec::new(),
             start_count: 0,
             counter: 0,
@@ -221,6 +241,20 @@ impl Esp {
 
     pub fn settings(&self) -> EspSettings {
         self.settings
+    }
+
+    /// The I_T nexus a selection made now carries: the card's own while the identity latch holds 0, else the latched
+    /// identity (kept apart from every card's own nexus by the top bit, as the reference card does).
+    pub fn latched_nexus(&self) -> Nexus {
+        Self::identity_nexus(self.nexus, self.identity)
+    }
+
+    fn identity_nexus(own: Nexus, identity: u64) -> Nexus {
+        if identity == 0 {
+            own
+        } else {
+            Nexus::new(identity | 1 << 63)
+        }
     }
 
     fn reset_chip(&mut self) {
@@ -271,6 +305,18 @@ impl Esp {
             self.raise(intr::ILL);
             return;
         }
+        // A device that asserts RST during arbitration resets the bus instead (the disks' bus-reset fault).
+        let mut reset_requested = false;
+        for id in 0..7 {
+            if let Some(d) = self.device(id) {
+                reset_requested |= d.take_bus_reset();
+            }
+        }
+        if reset_requested {
+            self.fifo.clear();
+            self.reset_bus();
+            return;
+        }
         let target = self.busid & 7;
         if target == self.cfg1 & cfg1::ID_MASK || self.device(target).is_none() {
             self.fifo.clear();
@@ -280,7 +326,8 @@ impl Esp {
         let bytes: Vec<u8> = self.fifo.drain(..).collect();
         let lun = if with_identify { u64::from(bytes.first().copied().unwrap_or(msg::IDENTIFY) & 7) } else { 0 };
         let skip = if with_identify { 1 + tag_bytes } else { 0 };
-        self.task = Some(Task { target, lun, data: None, len: 0, moved: 0, outcome: None, stall_at: None });
+        let nexus = self.latched_nexus();
+        self.task = Some(Task { nexus, target, lun, data: None, len: 0, moved: 0, outcome: None, stall_at: None });
         if stop_after_message {
             // The chip stops after the first message byte with ATN still asserted: the target stays in message out.
             self.atn = true;
@@ -292,25 +339,32 @@ impl Esp {
         }
         let cdb: Vec<u8> = bytes.iter().skip(skip).copied().collect();
         self.seqstep = 4;
-        self.begin(&cdb);
-        self.raise(intr::FC | intr::BS);
+        if self.begin(&cdb) {
+            self.raise(intr::FC | intr::BS);
+        }
     }
 
-    /// The command phase: the target takes the CDB and goes to its data or status phase.
-    fn begin(&mut self, cdb: &[u8]) {
-        let Some(task) = self.task.as_mut() else { return };
-        let (target, lun) = (task.target, task.lun);
-        let Some(dev) = self.bus.device(target).cloned() else { return };
+    /// The command phase: the target takes the CDB and goes to its data or status phase. False when the target
+    /// took the command and never goes on (the disks' "never completes" fault): the bus stays in the command phase,
+    /// the chip's sequence never ends, no interrupt; only ATN (abort) or a bus reset end it.
+    fn begin(&mut self, cdb: &[u8]) -> bool {
+        let Some(task) = self.task.as_mut() else { return true };
+        let (nexus, target, lun) = (task.nexus, task.target, task.lun);
+        let Some(dev) = self.bus.device(target).cloned() else { return true };
+        if dev.take_hang(lun, cdb) {
+            self.set_phase(phase::COMMAND);
+            return false;
+        }
         // A REQUEST SENSE right after a CHECK CONDITION on the same I_T_L returns the sense the target kept.
-        let pending = self.pending_sense.iter().position(|(t, l, _)| *t == target && *l == lun);
-        let pending = pending.map(|i| self.pending_sense.swap_remove(i).2);
+        let pending = self.pending_sense.iter().position(|(n, t, l, _)| *n == nexus && *t == target && *l == lun);
+        let pending = pending.map(|i| self.pending_sense.swap_remove(i).3);
         let begin = match (cdb.first(), pending) {
             (Some(&REQUEST_SENSE), Some(sense)) => {
                 let alloc = u64::from(cdb.get(4).copied().unwrap_or(0));
                 Begin::data_in(sense, alloc)
             }
             _ if cdb.is_empty() => Begin::good(),
-            _ => dev.begin(self.nexus, lun, cdb),
+            _ => dev.begin(nexus, lun, cdb),
         };
         let stall_at = dev.dma_stall_after(lun);
         let task = self.task.as_mut().expect("checked above");
@@ -339,6 +393,7 @@ impl Esp {
                 self.set_phase(phase::STATUS);
             }
         }
+        true
     }
 
     /// The data phase ended (all moved, or the target failed it): the target goes to status.
@@ -488,8 +543,9 @@ impl Esp {
             }
             Bus::Phase(phase::COMMAND) => {
                 let cdb: Vec<u8> = self.fifo.drain(..).collect();
-                self.begin(&cdb);
-                self.raise(intr::BS);
+                if self.begin(&cdb) {
+                    self.raise(intr::BS);
+                }
             }
             Bus::Phase(phase::STATUS) => {
                 let s = self.task_status();
@@ -512,9 +568,9 @@ impl Esp {
         if o.status == ScsiStatus::CHECK_CONDITION {
             if let Some(sense) = o.sense.as_ref() {
                 let bytes = sense.to_bytes();
-                let (target, lun) = (t.target, t.lun);
-                self.pending_sense.retain(|(tt, l, _)| !(*tt == target && *l == lun));
-                self.pending_sense.push((target, lun, bytes));
+                let (nexus, target, lun) = (t.nexus, t.target, t.lun);
+                self.pending_sense.retain(|(n, tt, l, _)| !(*n == nexus && *tt == target && *l == lun));
+                self.pending_sense.push((nexus, target, lun, bytes));
             }
         }
         self.last_status = o.status.0;
@@ -652,6 +708,7 @@ impl Esp {
             reg::CFG2 => self.cfg2,
             reg::CFG3 => self.cfg3,
             reg::CMD => 0,
+            o if (reg::IDENT..reg::IDENT + 8).contains(&o) => (self.identity >> (8 * (7 - (o - reg::IDENT)))) as u8,
             _ => 0xFF,
         }
     }
@@ -675,6 +732,19 @@ impl Esp {
             reg::CCF => self.ccf = v & 7,
             reg::CFG2 => self.cfg2 = v,
             reg::CFG3 => self.cfg3 = v,
+            o if (reg::IDENT..reg::IDENT + 8).contains(&o) => {
+                let shift = 8 * (7 - (o - reg::IDENT));
+                self.identity = (self.identity & !(0xFF << shift)) | (u64::from(v) << shift);
+            }
+            reg::IDENT_CTL if v & ident::DROP != 0 && self.identity != 0 => {
+                let gone = self.latched_nexus();
+                for id in 0..7 {
+                    if let Some(d) = self.device(id) {
+                        d.nexus_loss(gone);
+                    }
+                }
+                self.pending_sense.retain(|(n, ..)| *n != gone);
+            }
             _ => {}
         }
     }

@@ -3,130 +3,42 @@
 //! `SRB_STATUS_SELECTION_TIMEOUT` after the select timeout, CHECK CONDITION with the sense the miniport fetched by
 //! REQUEST SENSE, abort of a stalled transfer, a bus reset, and no verifier violation throughout.
 
-use esp::{EspConfig, EspSettings};
-use hal::{Buffer, Hal, HalConfig, Placement, SystemMemory};
-use port::{AdapterHandle, AdapterOptions, EventKind, LuAddress, Srb, SrbFlags, SrbId, SrbStatus, Trace};
-use scsi::{Disk, DiskConfig, RamBackend, Target};
-use std::sync::Arc;
+use hal::Placement;
+use port::{EventKind, LuAddress, Srb, SrbFlags, SrbStatus};
+use rig::{pattern, read10, write10, Card, Machine, LU0};
 use std::time::{Duration, Instant};
 
-const LU0: LuAddress = LuAddress { path_id: 0, target_id: 0, lun: 0 };
 const BLOCK: usize = 512;
 const BLOCKS: u64 = 8192;
 
-struct Rig {
-    mem: Arc<SystemMemory>,
-    handle: AdapterHandle,
-    disk: Arc<Disk>,
-    trace: Trace,
-}
-
-impl Rig {
-    fn new(channel: u8) -> Rig {
-        let mem = SystemMemory::new(64 << 20).unwrap();
-        let hal = Hal::new(mem.clone(), HalConfig::default()).unwrap();
-        let cfg = DiskConfig {
-            block_size: BLOCK as u32,
-            blocks: BLOCKS,
-            power_on_unit_attention: false,
-            ..DiskConfig::default()
-        };
-        let disk = Arc::new(Disk::new(cfg, Arc::new(RamBackend::new(BLOCKS * BLOCK as u64))).unwrap());
-        let target = Arc::new(Target::new());
-        target.add_lun(0, disk.clone());
-        let trace = Trace::new(1_000_000);
-        let options = AdapterOptions {
-            name: format!("esp-ch{channel}"),
-            trace: Some(trace.clone()),
-            reset_hold: Duration::from_millis(20),
-            abort_timeout: Duration::from_millis(500),
-            ..AdapterOptions::default()
-        };
-        let settings = EspSettings { dma_channel: channel, ..EspSettings::default() };
-        let handle = esp::start_adapter(hal, EspConfig { settings, targets: vec![(0, target)] }, options)
-            .expect("the ESP adapter starts");
-        Rig { mem, handle, disk, trace }
-    }
-
-    fn alloc(&self, len: usize, placement: Placement) -> Buffer {
-        self.mem.alloc(len, placement).unwrap()
-    }
-
-    fn run(&self, srb: Srb) -> (SrbId, Srb) {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let id = self.handle.submit_with(srb, move |s| {
-            let _ = tx.send(s);
-        });
-        (id, rx.recv_timeout(Duration::from_secs(30)).expect("the SRB completes"))
-    }
-
-    fn count(&self, id: SrbId, f: impl Fn(&EventKind) -> bool) -> usize {
-        self.trace.events().iter().filter(|e| e.srb == Some(id) && f(&e.kind)).count()
-    }
-
-    fn release(&self) {
-        let mut r = Srb::execute_scsi(LU0, &[]);
-        r.function = port::SrbFunction::RELEASE_QUEUE;
-        self.run(r);
-    }
-
-    fn assert_clean(&self) {
-        let v = self.handle.violations();
-        assert!(v.is_empty(), "verifier violations: {v:#?}");
-    }
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-    }
+fn esp(channel: u8) -> Machine {
+    Machine::card(Card::Esp, channel, BLOCKS)
 }
 
 fn rw10(op: u8, lba: u32, blocks: u16) -> Vec<u8> {
-    let l = lba.to_be_bytes();
-    let b = blocks.to_be_bytes();
-    vec![op, 0, l[0], l[1], l[2], l[3], 0, b[0], b[1], 0]
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed) ^ (i >> 10) as u8).collect()
-}
-
-fn round_trip(rig: &Rig, lba: u32, len: usize, placement: Placement, seed: u8) -> (SrbId, SrbId) {
-    let data = pattern(len, seed);
-    let out = rig.alloc(len, placement.clone());
-    out.write(0, &data).unwrap();
-    let blocks = (len / BLOCK) as u16;
-    let (w, s) =
-        rig.run(Srb::execute_scsi(LU0, &rw10(0x2A, lba, blocks)).with_data(&out, 0, len as u32, SrbFlags::DATA_OUT));
-    assert_eq!(s.srb_status, SrbStatus::SUCCESS, "write: {s:?}");
-    let back = rig.alloc(len, placement);
-    back.write(0, &vec![0xEE; len]).unwrap();
-    let (r, s) =
-        rig.run(Srb::execute_scsi(LU0, &rw10(0x28, lba, blocks)).with_data(&back, 0, len as u32, SrbFlags::DATA_IN));
-    assert_eq!(s.srb_status, SrbStatus::SUCCESS, "read: {s:?}");
-    let mut got = vec![0u8; len];
-    back.read(0, &mut got).unwrap();
-    assert!(got == data, "the data read back differs");
-    (w, r)
+    if op == 0x2A {
+        write10(lba, blocks)
+    } else {
+        read10(lba, blocks)
+    }
 }
 
 #[test]
 fn class_sized_and_larger_srbs_move_exact_data() {
     for channel in [1u8, 5] {
-        let rig = Rig::new(channel);
+        let rig = esp(channel);
         assert_eq!(rig.handle.capabilities().maximum_transfer_length, 64 << 10);
-        let (w, r) = round_trip(&rig, 0, 64 << 10, Placement::Scattered { seed: 1 }, 3);
+        let (w, r) = rig.round_trip(0, 64 << 10, Placement::Scattered { seed: 1 }, 3);
         for id in [w, r] {
             assert_eq!(rig.count(id, |k| matches!(k, EventKind::Mapped { .. })), 1);
             assert_eq!(rig.count(id, |k| matches!(k, EventKind::Flushed { .. })), 1);
         }
-        let (w, r) = round_trip(&rig, 1000, 200 << 10, Placement::Any, 4);
+        let (w, r) = rig.round_trip(1000, 200 << 10, Placement::Any, 4);
         for id in [w, r] {
             assert_eq!(rig.count(id, |k| matches!(k, EventKind::Mapped { .. })), 4, "64+64+64+8 KiB");
             assert_eq!(rig.count(id, |k| matches!(k, EventKind::Flushed { .. })), 4);
         }
-        rig.assert_clean();
+        rig.assert_no_violations();
     }
 }
 
@@ -134,7 +46,7 @@ fn class_sized_and_larger_srbs_move_exact_data() {
 /// and stop and sends the CDB in the command phase.
 #[test]
 fn sixteen_byte_cdbs() {
-    let rig = Rig::new(1);
+    let rig = esp(1);
     let len = 8192;
     let data = pattern(len, 8);
     let buf = rig.alloc(len, Placement::Any);
@@ -158,12 +70,12 @@ fn sixteen_byte_cdbs() {
     assert_eq!(s.srb_status, SrbStatus::SUCCESS);
     out.read(0, &mut got).unwrap();
     assert!(got == data, "READ(10) sees what WRITE(16) wrote");
-    rig.assert_clean();
+    rig.assert_no_violations();
 }
 
 #[test]
 fn selection_timeout_check_condition_and_underrun() {
-    let rig = Rig::new(1);
+    let rig = esp(1);
     let buf = rig.alloc(4096, Placement::Any);
     let missing = LuAddress { path_id: 0, target_id: 4, lun: 0 };
     let t0 = Instant::now();
@@ -176,16 +88,16 @@ fn selection_timeout_check_condition_and_underrun() {
     assert_eq!(s.scsi_status, 0x02);
     assert!(s.srb_status.autosense_valid(), "the miniport fetched the sense: {s:?}");
     assert_eq!(s.sense()[2] & 0x0F, 0x05, "ILLEGAL REQUEST: {:?}", s.sense());
-    rig.release();
+    rig.release_queue();
     let (_, s) = rig.run(Srb::execute_scsi(LU0, &[0x12, 0, 0, 0x10, 0, 0]).with_data(&buf, 0, 4096, SrbFlags::DATA_IN));
     assert_eq!(s.srb_status.status(), SrbStatus::DATA_OVERRUN, "{s:?}");
     assert!(s.data_transfer_length > 0 && s.data_transfer_length < 4096);
-    rig.assert_clean();
+    rig.assert_no_violations();
 }
 
 #[test]
 fn abort_and_bus_reset_of_stalled_transfers() {
-    let rig = Rig::new(5);
+    let rig = esp(5);
     let len = 64 << 10;
     for reset in [false, true] {
         rig.disk.faults().set_dma_stall_after(Some(8192));
@@ -222,15 +134,91 @@ fn abort_and_bus_reset_of_stalled_transfers() {
         }
         assert_eq!(rig.count(id, |k| matches!(k, EventKind::Flushed { .. })), 1);
         rig.disk.faults().set_dma_stall_after(None);
-        rig.release();
+        rig.release_queue();
     }
     // After the reset the first command meets the unit attention; then data moves again.
     let buf = rig.alloc(4096, Placement::Any);
     let (_, s) = rig.run(Srb::execute_scsi(LU0, &[0; 6]));
     if !s.srb_status.is_success() {
-        rig.release();
+        rig.release_queue();
     }
     let _ = buf;
-    round_trip(&rig, 8, 32 << 10, Placement::Any, 6);
-    rig.assert_clean();
+    rig.round_trip(8, 32 << 10, Placement::Any, 6);
+    rig.assert_no_violations();
+}
+
+/// The card's identity latch: each pass-through SRB reaches the target on its requester's I_T nexus
+/// (`ScsiPortGetRequesterNexus`), so a RESERVE(6) made by one requester conflicts for another and for the card's own
+/// identity, and the nexus-loss request (`SRB_FUNCTION_IO_CONTROL`) releases it.
+#[test]
+fn each_requester_is_its_own_nexus_and_a_nexus_loss_releases_its_reservation() {
+    let rig = esp(1);
+    let buf = rig.alloc(4096, Placement::Any);
+    let as_requester = |nexus: u64, cdb: &[u8]| {
+        let mut srb = Srb::execute_scsi(LU0, cdb);
+        srb.requester_nexus = nexus;
+        srb
+    };
+    let read_as = |nexus: u64| {
+        let mut srb = Srb::execute_scsi(LU0, &read10(0, 8)).with_data(&buf, 0, 4096, SrbFlags::DATA_IN);
+        srb.requester_nexus = nexus;
+        rig.run(srb).1
+    };
+    const RESERVE6: [u8; 6] = [0x16, 0, 0, 0, 0, 0];
+    let (a, b) = (0x11u64, 0x22u64);
+    let (_, s) = rig.run(as_requester(a, &RESERVE6));
+    assert_eq!(s.srb_status, SrbStatus::SUCCESS, "A reserves: {s:?}");
+    assert_eq!(read_as(a).srb_status, SrbStatus::SUCCESS, "the holder reads");
+    for other in [b, 0] {
+        let s = read_as(other);
+        assert_eq!(s.srb_status.status(), SrbStatus::ERROR, "{s:?}");
+        assert_eq!(s.scsi_status, 0x18, "RESERVATION CONFLICT for requester {other:#x}");
+        rig.release_queue();
+    }
+    // scsiport's nexus-loss request: SRB_IO_CONTROL (28 bytes) and the identity that left, little-endian.
+    let mut p = vec![0u8; 36];
+    p[0..4].copy_from_slice(&28u32.to_le_bytes());
+    p[4..12].copy_from_slice(b"RHSCSI  ");
+    p[16..20].copy_from_slice(&1u32.to_le_bytes());
+    p[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
+    p[24..28].copy_from_slice(&8u32.to_le_bytes());
+    p[28..36].copy_from_slice(&a.to_le_bytes());
+    let io = rig.alloc(36, Placement::Any);
+    io.write(0, &p).unwrap();
+    let mut srb = Srb::execute_scsi(LU0, &[]).with_data(&io, 0, 36, SrbFlags::DATA_OUT);
+    srb.function = port::SrbFunction::IO_CONTROL;
+    let (_, s) = rig.run(srb);
+    assert_eq!(s.srb_status, SrbStatus::SUCCESS, "{s:?}");
+    let mut back = [0u8; 36];
+    io.read(0, &mut back).unwrap();
+    assert_eq!(u32::from_le_bytes(back[20..24].try_into().unwrap()), 0, "ReturnCode written by the miniport");
+    assert_eq!(read_as(b).srb_status, SrbStatus::SUCCESS, "A's nexus is gone: its reservation with it");
+    rig.assert_no_violations();
+}
+
+/// A WRITE whose buffer is shorter than the CDB's transfer length: the target wants more than the requester sent, and
+/// the miniport ends the command (ATN, ABORT) instead of padding, so the blocks past the buffer keep their data and the
+/// SRB is `DATA_OVERRUN` with the bytes that moved.
+#[test]
+fn a_write_shorter_than_its_cdb_writes_only_what_the_buffer_holds() {
+    for channel in [1u8, 5] {
+        let rig = esp(channel);
+        rig.round_trip(0, 2 * BLOCK, Placement::Any, 11);
+        let before = pattern(2 * BLOCK, 11);
+        let buf = rig.alloc(BLOCK, Placement::Any);
+        buf.write(0, &[0xBB; BLOCK]).unwrap();
+        let (_, s) =
+            rig.run(Srb::execute_scsi(LU0, &write10(0, 2)).with_data(&buf, 0, BLOCK as u32, SrbFlags::DATA_OUT));
+        assert_eq!(s.srb_status.status(), SrbStatus::DATA_OVERRUN, "{s:?}");
+        assert_eq!(s.data_transfer_length as usize, BLOCK);
+        let back = rig.alloc(2 * BLOCK, Placement::Any);
+        let (_, s) =
+            rig.run(Srb::execute_scsi(LU0, &read10(0, 2)).with_data(&back, 0, 2 * BLOCK as u32, SrbFlags::DATA_IN));
+        assert_eq!(s.srb_status, SrbStatus::SUCCESS, "{s:?}");
+        let mut got = vec![0u8; 2 * BLOCK];
+        back.read(0, &mut got).unwrap();
+        assert!(got[..BLOCK].iter().all(|&b| b == 0xBB), "the first block is what the buffer held");
+        assert!(got[BLOCK..] == before[BLOCK..], "the second block was not written");
+        rig.assert_no_violations();
+    }
 }

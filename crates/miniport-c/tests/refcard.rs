@@ -5,131 +5,35 @@
 //! deliberate mistake each are named by the verifier; a library without `DriverEntry`, a missing file and a
 //! `HW_INITIALIZATION_DATA` of the wrong size are clear errors.
 
-use hal::{Buffer, Hal, HalConfig, Placement, SystemMemory};
-use hba::HbaConfig;
+use hal::{Buffer, Placement};
 use miniport_c::MiniportError;
-use port::{AdapterHandle, AdapterOptions, EventKind, LuAddress, Srb, SrbFlags, SrbId, SrbStatus, Trace, VerifierMode};
-use scsi::{Disk, DiskConfig, RamBackend, Target};
+use port::{LuAddress, Srb, SrbFlags, SrbStatus, VerifierMode};
+use rig::{pattern, Card, Machine, Spec, LU0};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-const LU0: LuAddress = LuAddress { path_id: 0, target_id: 0, lun: 0 };
 const BLOCK: usize = 512;
 const BLOCKS: u64 = 8192;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Build `c/refcard.c` with extra `-D` flags into a shared library (once per flag set), with the one command the
-/// documentation gives.
+/// Build `c/refcard.c` with extra `-D` flags into a shared library (once per flag set).
 fn build(defines: &[&str]) -> PathBuf {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
-    let key = defines.join(" ");
-    let mut built = BUILT.lock().unwrap();
-    if let Some((_, p)) = built.iter().find(|(k, _)| *k == key) {
-        return p.clone();
-    }
-    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
-    let out = dir.path().join(format!("librefcard{}.so", built.len()));
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let o = Command::new(&cc)
-        .args(["-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", "-I"])
-        .arg(repo().join("include"))
-        .args(defines)
-        .arg(repo().join("crates/miniport-c/c/refcard.c"))
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cc}: {e}"));
-    assert!(o.status.success(), "{cc} failed:\n{}", String::from_utf8_lossy(&o.stderr));
-    built.push((key, out.clone()));
-    out
+    rig::build_c_miniport("crates/miniport-c/c/refcard.c", defines)
 }
 
-struct Rig {
-    mem: Arc<SystemMemory>,
-    handle: AdapterHandle,
-    disk: Arc<Disk>,
-    trace: Trace,
+/// The reference card driven by the C miniport in `lib`, with a RAM disk at target 0.
+fn start(lib: &Path, channel: u8, verifier: VerifierMode) -> Machine {
+    try_start(lib, channel, verifier).expect("the C miniport starts")
 }
 
-impl Rig {
-    fn start(lib: &Path, channel: u8, verifier: VerifierMode) -> Rig {
-        Self::try_start(lib, channel, verifier).expect("the C miniport starts")
-    }
-
-    fn try_start(lib: &Path, channel: u8, verifier: VerifierMode) -> Result<Rig, MiniportError> {
-        let mem = SystemMemory::new(64 << 20).unwrap();
-        let hal = Hal::new(mem.clone(), HalConfig::default()).unwrap();
-        let cfg = DiskConfig {
-            block_size: BLOCK as u32,
-            blocks: BLOCKS,
-            power_on_unit_attention: false,
-            ..DiskConfig::default()
-        };
-        let disk = Arc::new(Disk::new(cfg, Arc::new(RamBackend::new(BLOCKS * BLOCK as u64))).unwrap());
-        let target = Arc::new(Target::new());
-        target.add_lun(0, disk.clone());
-        let hc = HbaConfig { dma_channel: channel, targets: vec![(0, target)], ..HbaConfig::default() };
-        let trace = Trace::new(1_000_000);
-        let options = AdapterOptions {
-            name: format!("c-refcard-ch{channel}"),
-            verifier,
-            trace: Some(trace.clone()),
-            reset_hold: Duration::from_millis(20),
-            abort_timeout: Duration::from_millis(500),
-        };
-        // SAFETY: c/refcard.c, built against the header.
-        let miniport = unsafe { miniport_c::load(lib) }?;
-        let hw = hc.build_hardware().unwrap();
-        let handle = miniport_c::start(&miniport, hal, Box::new(hw), hc.resources(), options)?;
-        Ok(Rig { mem, handle, disk, trace })
-    }
-
-    fn alloc(&self, len: usize, placement: Placement) -> Buffer {
-        self.mem.alloc(len, placement).unwrap()
-    }
-
-    fn run(&self, srb: Srb) -> (SrbId, Srb) {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let id = self.handle.submit_with(srb, move |s| {
-            let _ = tx.send(s);
-        });
-        (id, rx.recv_timeout(Duration::from_secs(30)).expect("the SRB completes"))
-    }
-
-    fn count(&self, id: SrbId, f: impl Fn(&EventKind) -> bool) -> usize {
-        self.trace.events().iter().filter(|e| e.srb == Some(id) && f(&e.kind)).count()
-    }
-    fn maps(&self, id: SrbId) -> usize {
-        self.count(id, |k| matches!(k, EventKind::Mapped { .. }))
-    }
-    fn flushes(&self, id: SrbId) -> usize {
-        self.count(id, |k| matches!(k, EventKind::Flushed { .. }))
-    }
-    fn rules(&self) -> Vec<&'static str> {
-        self.handle.violations().iter().map(|v| v.rule.name()).collect()
-    }
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-    }
+fn try_start(lib: &Path, channel: u8, verifier: VerifierMode) -> Result<Machine, MiniportError> {
+    Machine::start(Spec { verifier, library: Some(lib.to_path_buf()), ..Spec::new(Card::Reference, channel, BLOCKS) })
 }
 
 fn rw10(op: u8, lba: u32, blocks: u16) -> Vec<u8> {
     let l = lba.to_be_bytes();
     let b = blocks.to_be_bytes();
     vec![op, 0, l[0], l[1], l[2], l[3], 0, b[0], b[1], 0]
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8).collect()
 }
 
 fn write_srb(buf: &Buffer, lba: u32, len: usize) -> Srb {
@@ -140,33 +44,16 @@ fn read_srb(buf: &Buffer, lba: u32, len: usize) -> Srb {
     Srb::execute_scsi(LU0, &rw10(0x28, lba, (len / BLOCK) as u16)).with_data(buf, 0, len as u32, SrbFlags::DATA_IN)
 }
 
-/// Write `len` bytes at `lba` and read them back into a fresh buffer; returns the two SRB ids.
-fn round_trip(rig: &Rig, lba: u32, len: usize, placement: Placement, seed: u8) -> (SrbId, SrbId) {
-    let data = pattern(len, seed);
-    let out = rig.alloc(len, placement.clone());
-    out.write(0, &data).unwrap();
-    let (w, s) = rig.run(write_srb(&out, lba, len));
-    assert_eq!(s.srb_status, SrbStatus::SUCCESS, "write: {s:?}");
-    let back = rig.alloc(len, placement);
-    back.write(0, &vec![0xEE; len]).unwrap();
-    let (r, s) = rig.run(read_srb(&back, lba, len));
-    assert_eq!(s.srb_status, SrbStatus::SUCCESS, "read: {s:?}");
-    let mut got = vec![0u8; len];
-    back.read(0, &mut got).unwrap();
-    assert!(got == data, "the data read back differs from the data written");
-    (w, r)
-}
-
 #[test]
 fn class_sized_srbs_take_one_dma_operation_each() {
     for channel in [1u8, 5] {
-        let rig = Rig::start(&build(&[]), channel, VerifierMode::Strict);
+        let rig = start(&build(&[]), channel, VerifierMode::Strict);
         assert_eq!(rig.handle.capabilities().maximum_transfer_length, 64 << 10);
         assert_eq!(rig.handle.capabilities().dma_channel, Some(channel));
         for (i, placement) in
             [Placement::Any, Placement::Scattered { seed: 9 }, Placement::Above16M].into_iter().enumerate()
         {
-            let (w, r) = round_trip(&rig, 16 * i as u32, 64 << 10, placement, i as u8);
+            let (w, r) = rig.round_trip(16 * i as u32, 64 << 10, placement, i as u64);
             for id in [w, r] {
                 assert_eq!(rig.maps(id), 1, "one DMA operation per class-sized SRB");
                 assert_eq!(rig.flushes(id), 1);
@@ -178,9 +65,9 @@ fn class_sized_srbs_take_one_dma_operation_each() {
 
 #[test]
 fn a_large_srb_is_walked_in_sub_ranges_with_a_flush_after_each() {
-    let rig = Rig::start(&build(&[]), 1, VerifierMode::Strict);
+    let rig = start(&build(&[]), 1, VerifierMode::Strict);
     let len = 288 << 10; // 4.5 × MaximumTransferLength
-    let (w, r) = round_trip(&rig, 100, len, Placement::Scattered { seed: 4 }, 7);
+    let (w, r) = rig.round_trip(100, len, Placement::Scattered { seed: 4 }, 7);
     for id in [w, r] {
         assert_eq!(rig.maps(id), 5);
         assert_eq!(rig.flushes(id), 5);
@@ -190,7 +77,7 @@ fn a_large_srb_is_walked_in_sub_ranges_with_a_flush_after_each() {
 
 #[test]
 fn missing_target_check_condition_and_short_transfer() {
-    let rig = Rig::start(&build(&[]), 5, VerifierMode::Strict);
+    let rig = start(&build(&[]), 5, VerifierMode::Strict);
     let buf = rig.alloc(4096, Placement::Any);
     let missing = LuAddress { path_id: 0, target_id: 3, lun: 0 };
     let (_, s) = rig.run(Srb::execute_scsi(missing, &rw10(0x28, 0, 8)).with_data(&buf, 0, 4096, SrbFlags::DATA_IN));
@@ -216,7 +103,7 @@ fn missing_target_check_condition_and_short_transfer() {
 
 #[test]
 fn abort_of_a_stalled_transfer() {
-    let rig = Rig::start(&build(&[]), 5, VerifierMode::Strict);
+    let rig = start(&build(&[]), 5, VerifierMode::Strict);
     let len = 64 << 10;
     rig.disk.faults().set_dma_stall_after(Some(8192));
     let buf = rig.alloc(len, Placement::Any);
@@ -243,7 +130,7 @@ fn abort_of_a_stalled_transfer() {
         r
     };
     rig.run(release);
-    round_trip(&rig, 0, len, Placement::Any, 3);
+    rig.round_trip(0, len, Placement::Any, 3);
     assert!(rig.handle.violations().is_empty(), "{:#?}", rig.handle.violations());
 }
 
@@ -256,13 +143,13 @@ fn the_verifier_names_a_broken_c_miniport() {
         ("-DREFCARD_BUG=3", "srb-field-not-writable"),
         ("-DREFCARD_BUG=4", "complete-without-flush"),
     ] {
-        let rig = Rig::start(&build(&[define]), 1, VerifierMode::Warn);
+        let rig = start(&build(&[define]), 1, VerifierMode::Warn);
         let len = 96 << 10; // two sub-ranges
         let buf = rig.alloc(len, Placement::Any);
         let (_, _s) = rig.run(read_srb(&buf, 0, len));
         let rules = rig.rules();
         assert!(rules.contains(&rule), "{define}: expected {rule}, got {rules:?}");
-        let strict = Rig::start(&build(&[define]), 1, VerifierMode::Strict);
+        let strict = start(&build(&[define]), 1, VerifierMode::Strict);
         let (_, s) = strict.run(read_srb(&strict.alloc(len, Placement::Any), 0, len));
         assert!(strict.rules().contains(&rule), "{define} strict: {:?}", strict.rules());
         if rule != "srb-completed-twice" {
@@ -289,7 +176,7 @@ fn clear_errors_for_a_miniport_that_cannot_run() {
     assert!(matches!(e, MiniportError::NoDriverEntry { .. }), "{e}");
     assert!(e.to_string().contains("DriverEntry"), "{e}");
 
-    let e = Rig::try_start(&build(&["-DREFCARD_WRONG_SIZE"]), 5, VerifierMode::Strict).err().expect("refused");
+    let e = try_start(&build(&["-DREFCARD_WRONG_SIZE"]), 5, VerifierMode::Strict).err().expect("refused");
     assert!(matches!(e, MiniportError::WrongInitDataSize { got, expected, .. } if got + 8 == expected), "{e}");
     assert!(e.to_string().contains("HW_INITIALIZATION_DATA"), "{e}");
 }
@@ -298,7 +185,7 @@ fn clear_errors_for_a_miniport_that_cannot_run() {
 /// SRB comes back with `SRB_STATUS_BUS_RESET` after a flush, and the adapter moves exact data afterwards.
 #[test]
 fn bus_reset_while_a_transfer_is_stalled() {
-    let rig = Rig::start(&build(&[]), 1, VerifierMode::Strict);
+    let rig = start(&build(&[]), 1, VerifierMode::Strict);
     let len = 64 << 10;
     rig.disk.faults().set_dma_stall_after(Some(4096));
     let buf = rig.alloc(len, Placement::Any);
@@ -335,7 +222,7 @@ fn bus_reset_while_a_transfer_is_stalled() {
         rig.run(release);
     }
     assert!(ok, "the write after the reset failed");
-    round_trip(&rig, 32, len, Placement::Scattered { seed: 2 }, 9);
+    rig.round_trip(32, len, Placement::Scattered { seed: 2 }, 9);
     assert!(rig.handle.violations().is_empty(), "{:#?}", rig.handle.violations());
 }
 
@@ -343,7 +230,7 @@ fn bus_reset_while_a_transfer_is_stalled() {
 /// `MapBuffers` is FALSE, and what it writes there (`ReturnCode`) reaches the caller's buffer.
 #[test]
 fn io_control_buffer_is_cpu_visible_both_ways() {
-    let rig = Rig::start(&build(&[]), 5, VerifierMode::Strict);
+    let rig = start(&build(&[]), 5, VerifierMode::Strict);
     let request = |signature: &[u8; 8]| {
         let mut p = vec![0u8; 36];
         p[0..4].copy_from_slice(&28u32.to_le_bytes());
@@ -368,6 +255,6 @@ fn io_control_buffer_is_cpu_visible_both_ways() {
     let (srb, _) = request(b"SOMEONE ");
     let (_, s) = rig.run(srb);
     assert_eq!(s.srb_status, SrbStatus::INVALID_REQUEST);
-    round_trip(&rig, 0, 4096, Placement::Any, 5);
+    rig.round_trip(0, 4096, Placement::Any, 5);
     assert!(rig.handle.violations().is_empty(), "{:#?}", rig.handle.violations());
 }

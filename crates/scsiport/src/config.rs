@@ -402,7 +402,7 @@ impl Config {
             return Err(err("adapter", "at least one adapter is needed"));
         }
         let mut names = std::collections::HashSet::new();
-        let mut bases: Vec<(u16, usize)> = Vec::new();
+        let mut bases: Vec<(u16, HbaKind, usize)> = Vec::new();
         for (i, a) in self.adapters.iter().enumerate() {
             let f = |n: &str| format!("adapter[{i}].{n}");
             if a.name.is_empty() || !names.insert(a.name.clone()) {
@@ -417,10 +417,19 @@ impl Config {
             if a.io_base < 0x100 || a.io_base > 0xFFF0 {
                 return Err(err(f("io_base"), format!("{:#x} is not a free ISA I/O range (0x100-0xFFF0)", a.io_base)));
             }
-            if let Some((_, j)) = bases.iter().find(|(b, _)| b.abs_diff(a.io_base) < 16) {
+            // Ports each card decodes: the reference card 16, the ESP card 32 (the chip's 16 and its identity latch).
+            let ports = |k: HbaKind| -> u32 {
+                match k {
+                    HbaKind::Reference => 16,
+                    HbaKind::Esp => u32::from(esp::hw::reg::PORT_COUNT),
+                }
+            };
+            let (lo, hi) = (u32::from(a.io_base), u32::from(a.io_base) + ports(a.kind));
+            let overlap = bases.iter().find(|(b, k, _)| u32::from(*b) < hi && lo < u32::from(*b) + ports(*k));
+            if let Some((_, _, j)) = overlap {
                 return Err(err(f("io_base"), format!("{:#x} overlaps adapter[{j}]", a.io_base)));
             }
-            bases.push((a.io_base, i));
+            bases.push((a.io_base, a.kind, i));
             if a.irq > 15 {
                 return Err(err(f("irq"), format!("{} is not an ISA IRQ (0-15)", a.irq)));
             }

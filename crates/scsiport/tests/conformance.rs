@@ -5,6 +5,10 @@
 //! or is skipped fails this test; a test that passes but is not on the floor is printed as a hint to grow the floor.
 //! CUnit counts a skipped test as passed, so each `Test:` line is judged by what follows it.
 //!
+//! The same floor holds on both host adapters: the reference card (the default configuration) and the ESP card
+//! (`kind = "esp"`, its miniport written in C), whose pass-through path carries each initiator's I_T nexus through
+//! the card's identity latch as the reference card does through SET IDENTITY.
+//!
 //! The SCSI group runs as `iscsi-test-cu -d -S -t SCSI URL URL` (destructive and SANITIZE tests allowed, the same
 //! URL twice to give the multipath tests a second path), the iSCSI group as `-d -t iSCSI URL`.
 
@@ -71,20 +75,46 @@ fn floor() -> Vec<String> {
     text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned).collect()
 }
 
+/// The host adapter the LU is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Adapter {
+    /// The reference card with its Rust miniport (the embedded default configuration).
+    Reference,
+    /// The NCR 53C94-class card with its C miniport, alone on DMA channel 5.
+    Esp,
+}
+
 /// `scsiport serve` with iSCSI only, on a 1 GiB RAM disk (the default's size), until dropped.
 struct Target {
     child: Child,
     port: u16,
+    _dir: tempfile::TempDir,
 }
 
 impl Target {
-    fn start() -> Target {
+    fn start(adapter: Adapter) -> Target {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut args: Vec<String> = vec!["serve".into(), "--no-nbd".into()];
+        if adapter == Adapter::Esp {
+            let cfg = dir.path().join("esp.toml");
+            std::fs::write(
+                &cfg,
+                "[[adapter]]\nname = \"esp0\"\nkind = \"esp\"\nio_base = 0x230\nirq = 10\ndma_channel = 5\n\
+                 [[adapter.disk]]\nbackend = \"ram\"\nsize = \"1GiB\"\n[iscsi]\nadapter = \"esp0\"\n[nbd]\nenabled = false\n",
+            )
+            .expect("write the configuration");
+            args.extend(["--config".into(), cfg.to_str().expect("UTF-8 path").into()]);
+        } else {
+            args.extend(["--ram".into(), "--disk-size".into(), "1GiB".into()]);
+        }
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port();
             let mut child = Command::new(env!("CARGO_BIN_EXE_scsiport"))
-                .args(["serve", "--no-nbd", "--ram", "--disk-size", "1GiB", "--iscsi-listen"])
+                .args(&args)
+                .arg("--iscsi-listen")
                 .arg(format!("127.0.0.1:{port}"))
+                .current_dir(dir.path())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -102,7 +132,7 @@ impl Target {
             let ready =
                 std::iter::from_fn(|| rx.recv_timeout(Duration::from_secs(60)).ok()).any(|l| l.starts_with("ready"));
             if ready {
-                return Target { child, port };
+                return Target { child, port, _dir: dir };
             }
             let _ = child.kill();
             let _ = child.wait();
@@ -127,8 +157,18 @@ impl Drop for Target {
 
 #[test]
 fn iscsi_test_cu_through_the_full_stack_keeps_the_floor() {
+    keeps_the_floor(Adapter::Reference);
+}
+
+/// The ESP adapter passes every test the reference adapter passes (the same floor).
+#[test]
+fn iscsi_test_cu_through_the_esp_adapter_keeps_the_floor() {
+    keeps_the_floor(Adapter::Esp);
+}
+
+fn keeps_the_floor(adapter: Adapter) {
     let Some(cu) = tool("iscsi-test-cu") else { return };
-    let target = Target::start();
+    let target = Target::start(adapter);
     let url = target.url();
     let mut got = BTreeMap::new();
     for (group, args) in [
@@ -142,7 +182,7 @@ fn iscsi_test_cu_through_the_full_stack_keeps_the_floor() {
     }
     let count = |want: Verdict| got.values().filter(|v| **v == want).count();
     eprintln!(
-        "iscsi-test-cu through scsiport serve: {} passed, {} failed, {} skipped",
+        "iscsi-test-cu through scsiport serve ({adapter:?} adapter): {} passed, {} failed, {} skipped",
         count(Verdict::Passed),
         count(Verdict::Failed),
         count(Verdict::Skipped)
@@ -156,13 +196,13 @@ fn iscsi_test_cu_through_the_full_stack_keeps_the_floor() {
     let above: Vec<&String> =
         got.iter().filter(|(t, v)| **v == Verdict::Passed && !floor.contains(t)).map(|(t, _)| t).collect();
     if !above.is_empty() {
-        eprintln!("passing but not on the floor (add them to tests/conformance-floor.txt): {above:?}");
+        eprintln!("{adapter:?}: passing but not on the floor (add them to tests/conformance-floor.txt): {above:?}");
     }
     let failed: Vec<&String> = got.iter().filter(|(_, v)| **v == Verdict::Failed).map(|(t, _)| t).collect();
     if !failed.is_empty() {
-        eprintln!("failed: {failed:?}");
+        eprintln!("{adapter:?}: failed: {failed:?}");
     }
-    assert!(below.is_empty(), "tests on the floor that did not pass: {below:#?}");
+    assert!(below.is_empty(), "tests on the floor that did not pass on the {adapter:?} adapter: {below:#?}");
 }
 
 #[test]
