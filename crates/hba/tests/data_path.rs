@@ -6,6 +6,7 @@ mod common;
 use common::machine::{Machine, LU0};
 use common::*;
 use hal::{Placement, SystemBus};
+use hba::HbaConfig;
 use port::{scsi_status, Srb, SrbFlags, SrbStatus};
 
 fn write_read_round_trip(channel: u8, placement: Placement, lba: u32, len: usize, seed: u64) {
@@ -111,8 +112,25 @@ fn capabilities_follow_the_jumpers() {
 }
 
 #[test]
-fn check_condition_cancels_the_map_and_returns_autosense() {
+fn a_disconnected_read_that_fails_reselects_for_status_without_a_map() {
     let m = Machine::new(5, 64);
+    let buf = m.alloc(4096, Placement::Any);
+    let (id, s) = m.run(Srb::execute_scsi(LU0, &read10(64, 8)).with_data(&buf, 0, 4096, SrbFlags::DATA_IN));
+    assert_eq!(s.srb_status.status(), SrbStatus::ERROR, "{s:?}");
+    assert!(s.srb_status.autosense_valid());
+    let sense = s.sense();
+    assert_eq!((sense[2] & 0x0F, sense[12], sense[13]), (0x05, 0x21, 0x00));
+    assert_eq!((m.maps(id), m.flushes(id)), (0, 0), "the target reselected straight for its status");
+    assert_eq!(m.card.counters().reselections, 1);
+    m.release_queue();
+    m.assert_no_violations();
+}
+
+#[test]
+fn check_condition_cancels_the_map_and_returns_autosense() {
+    // Without the disconnect privilege the target holds the bus from selection to status: the miniport maps as soon
+    // as the command owns the bus, and the CHECK CONDITION cancels that map.
+    let m = Machine::with(HbaConfig { disconnect: false, ..HbaConfig::default() }, 64);
     let buf = m.alloc(4096, Placement::Any);
     let (id, s) = m.run(Srb::execute_scsi(LU0, &read10(64, 8)).with_data(&buf, 0, 4096, SrbFlags::DATA_IN));
     assert_eq!(s.srb_status.status(), SrbStatus::ERROR, "{s:?}");

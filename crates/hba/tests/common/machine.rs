@@ -31,11 +31,16 @@ impl Machine {
 
     /// The machine on a PC/AT (ISA) or an EISA system bus; on EISA the card's miniport
     /// reports `Dma32BitAddresses`.
-    pub fn on(bus: SystemBus, mut cfg: HbaConfig, blocks: u64) -> Self {
+    pub fn on(bus: SystemBus, cfg: HbaConfig, blocks: u64) -> Self {
+        let (target, disk) = ram_target(blocks);
+        Self::with_target(bus, cfg, target, disk)
+    }
+
+    /// The machine with `target` at ID 0; `disk` is its LUN the tests look at.
+    pub fn with_target(bus: SystemBus, mut cfg: HbaConfig, target: Arc<scsi::Target>, disk: Arc<Disk>) -> Self {
         let mem = SystemMemory::new(64 << 20).expect("system memory");
         let hal = Hal::new(mem.clone(), HalConfig { bus, ..HalConfig::default() }).expect("hal");
         cfg.eisa_dma = bus == SystemBus::Eisa;
-        let (target, disk) = ram_target(blocks);
         cfg.targets = vec![(0, target)];
         let trace = Trace::new(1_000_000);
         let options = AdapterOptions {
