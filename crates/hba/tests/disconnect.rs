@@ -25,7 +25,8 @@ const HOLD_LIMIT: Duration = Duration::from_secs(10);
 struct Gate {
     /// Writes wait until this is cleared.
     hold_writes: bool,
-    /// Reads wait until this many are in flight (0: reads go at once); `release_reads` lets them all go.
+    /// Reads wait until this many are in flight at once (0: reads go at once); then, or when a test sets it,
+    /// `release_reads` lets every read go.
     read_rendezvous: usize,
     release_reads: bool,
     reads_in_flight: usize,
@@ -77,11 +78,16 @@ impl Backend for Held {
             g.reads_in_flight += 1;
             g.peak_reads = g.peak_reads.max(g.reads_in_flight);
             self.cv.notify_all();
-            while g.reads_in_flight < g.read_rendezvous && !g.release_reads {
+            if g.reads_in_flight >= g.read_rendezvous {
+                // The rendezvous happened: every read from now on goes at once (a command may read in pieces).
+                g.release_reads = true;
+            }
+            while !g.release_reads {
                 let Some(left) = until.checked_duration_since(Instant::now()) else { break };
                 g = self.cv.wait_timeout(g, left).unwrap().0;
             }
             g.reads_in_flight -= 1;
+            self.cv.notify_all();
         }
         drop(g);
         self.ram.read_at(off, buf)
@@ -98,6 +104,7 @@ impl Backend for Held {
                 g = self.cv.wait_timeout(g, left).unwrap().0;
             }
             g.writes_held -= 1;
+            self.cv.notify_all();
         }
         drop(g);
         self.ram.write_at(off, data)
