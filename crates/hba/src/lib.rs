@@ -38,6 +38,8 @@ pub struct HbaConfig {
     pub queue_depth: u8,
     /// The card sits in an EISA machine (its miniport reports `Dma32BitAddresses`).
     pub eisa_dma: bool,
+    /// The miniport grants targets the disconnect privilege (`docs/hba.md`, "Disconnect and reselection").
+    pub disconnect: bool,
     /// Virtual time for the card's SCSI bus phases (off when None).
     pub scsi_timing: Option<ScsiTiming>,
     /// The bus: target ID (0–6) and the target at that ID.
@@ -55,6 +57,7 @@ impl Default for HbaConfig {
             application_dedicated: true,
             queue_depth: DEFAULT_QUEUE_DEPTH,
             eisa_dma: false,
+            disconnect: true,
             scsi_timing: None,
             targets: Vec::new(),
         }
@@ -70,6 +73,7 @@ impl HbaConfig {
             application_dedicated: self.application_dedicated,
             queue_depth: self.queue_depth,
             eisa_dma: self.eisa_dma,
+            disconnect: self.disconnect,
         }
     }
 

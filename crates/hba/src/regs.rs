@@ -102,6 +102,9 @@ pub mod int {
     /// A target reselected the card for a disconnected tagged command and is in its data phase: `SELECT` and `TAG`
     /// name the command; the card waits for `START DMA` or `FINISH DATA`.
     pub const RESELECTED: u8 = 0x20;
+    /// The command that owned the bus disconnected after its data-out phase while its target writes the data (it
+    /// reselects for status later): the bus is free; `SELECT` and `TAG` name the command.
+    pub const DISCONNECTED: u8 = 0x40;
 }
 
 /// `FLAGS` bits (valid with `COMMAND_COMPLETE`).

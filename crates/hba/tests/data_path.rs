@@ -7,6 +7,7 @@ mod common;
 use common::machine::{Card, Machine, Spec, LU0};
 use common::*;
 use hal::{Placement, SystemBus};
+use hba::HbaConfig;
 use port::{scsi_status, Srb, SrbFlags, SrbStatus};
 
 /// The round trip on each card.
@@ -118,9 +119,27 @@ fn capabilities_follow_the_jumpers() {
 }
 
 #[test]
+fn a_disconnected_read_that_fails_reselects_for_status_without_a_map() {
+    let m = Machine::new(5, 64);
+    let buf = m.alloc(4096, Placement::Any);
+    let (id, s) = m.run(Srb::execute_scsi(LU0, &read10(64, 8)).with_data(&buf, 0, 4096, SrbFlags::DATA_IN));
+    assert_eq!(s.srb_status.status(), SrbStatus::ERROR, "{s:?}");
+    assert!(s.srb_status.autosense_valid());
+    let sense = s.sense();
+    assert_eq!((sense[2] & 0x0F, sense[12], sense[13]), (0x05, 0x21, 0x00));
+    assert_eq!((m.maps(id), m.flushes(id)), (0, 0), "the target reselected straight for its status");
+    assert_eq!(m.card.counters().reselections, 1);
+    m.release_queue();
+    m.assert_no_violations();
+}
+
+#[test]
 fn check_condition_cancels_the_map_and_returns_autosense() {
     for card in Card::BOTH {
-        let m = Machine::card(card, 5, 64);
+        // Without the disconnect privilege the reference card's target holds the bus from selection to status: its
+        // miniport maps as soon as the command owns the bus, and the CHECK CONDITION cancels that map.
+        let hba = HbaConfig { dma_channel: 5, disconnect: false, ..HbaConfig::default() };
+        let m = Machine::start(Spec { hba, ..Spec::new(card, 5, 64) }).expect("the adapter starts");
         let buf = m.alloc(4096, Placement::Any);
         let (id, s) = m.run(Srb::execute_scsi(LU0, &read10(64, 8)).with_data(&buf, 0, 4096, SrbFlags::DATA_IN));
         assert_eq!(s.srb_status.status(), SrbStatus::ERROR, "{s:?}");
@@ -130,8 +149,7 @@ fn check_condition_cancels_the_map_and_returns_autosense() {
         assert!(sense.len() >= 14);
         assert_eq!((sense[2] & 0x0F, sense[12], sense[13]), (0x05, 0x21, 0x00));
         assert_eq!(m.dma_started(id), 0, "HwDmaStarted is never called for a cancelled map");
-        // The reference miniport maps right after START and cancels the map with a flush when the target goes to
-        // status instead; the ESP miniport maps only in a data phase, which this command never has.
+        // The ESP miniport maps only in a data phase, which this command never has.
         let maps = usize::from(card == Card::Reference);
         assert_eq!(m.count(id, |k| matches!(k, port::EventKind::MapCancelled)), maps);
         assert_eq!(m.handle.stats().cancelled_maps, maps as u64);

@@ -73,6 +73,17 @@ impl Card {
         }
         self.cmd(regs::CMD_START_TAGGED);
     }
+    /// Let the card's time run until its interrupt line rises (a target that worked off the bus reselects), bounded.
+    fn await_irq(&mut self) {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.hw.irq() {
+            assert!(std::time::Instant::now() < until, "no reselection");
+            if self.hw.next_deadline().is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            self.hw.advance(std::time::Instant::now());
+        }
+    }
     fn take_int(&mut self) -> u8 {
         let c = self.inp(regs::INTCAUSE);
         self.cmd(regs::CMD_CLEAR_INT);
@@ -402,6 +413,8 @@ fn a_tagged_command_with_the_disconnect_privilege_frees_the_bus_and_reselects_la
     assert_eq!(card.take_int(), int::COMMAND_COMPLETE);
     card.out(regs::SELECT, 0x55);
     card.cmd(regs::CMD_RESELECT);
+    // The target read the blocks into its buffer off the bus; it reselects once that is done.
+    card.await_irq();
     assert_eq!(card.take_int(), int::RESELECTED);
     let st = card.inp(regs::STATUS);
     assert_eq!(st & (status::BUSY | status::DATA_WAIT | status::TAGGED | status::DATA_IN), st & !status::INT_PENDING);

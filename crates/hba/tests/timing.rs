@@ -21,12 +21,29 @@ fn read_one(m: &Machine, blocks: u16) -> u64 {
 
 #[test]
 fn an_untagged_read_costs_selection_command_data_and_status() {
-    let m = Machine::with(HbaConfig { queue_depth: 1, scsi_timing: Some(T), ..HbaConfig::default() }, 64);
+    let m = Machine::with(
+        HbaConfig { queue_depth: 1, disconnect: false, scsi_timing: Some(T), ..HbaConfig::default() },
+        64,
+    );
     // Selection, a 10-byte CDB, 512 data bytes, status and COMMAND COMPLETE.
     let one = T.selection_ps + 10 * T.async_byte_ps + 512 * T.data_byte_ps + 2 * T.async_byte_ps;
     assert_eq!(read_one(&m, 1), one);
     // Eight blocks cost the same phases and eight times the data.
     assert_eq!(read_one(&m, 8), one + 7 * 512 * T.data_byte_ps);
+}
+
+#[test]
+fn a_read_that_disconnects_costs_a_reselection_and_its_identify_message_more() {
+    let m = Machine::with(HbaConfig { queue_depth: 1, scsi_timing: Some(T), ..HbaConfig::default() }, 64);
+    // Selection and a 10-byte CDB; the target disconnects, reads, reselects (IDENTIFY); data, status, COMMAND COMPLETE.
+    let one = T.selection_ps
+        + 10 * T.async_byte_ps
+        + T.selection_ps
+        + T.async_byte_ps
+        + 512 * T.data_byte_ps
+        + 2 * T.async_byte_ps;
+    assert_eq!(read_one(&m, 1), one);
+    assert_eq!(m.card.counters().reselections, 1);
 }
 
 #[test]

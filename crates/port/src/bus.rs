@@ -27,4 +27,11 @@ pub trait HbaHardware: hal::DmaDevice + Send {
     }
     /// Let the card's time-driven behaviour run up to `now`.
     fn advance(&mut self, _now: Instant) {}
+    /// The port hands the card a way to wake its engine when something happens away from the engine thread (a
+    /// disconnected target finished its work and wants to reselect): the card calls it, then reports the event through
+    /// [`next_deadline`](Self::next_deadline) and [`advance`](Self::advance).
+    fn set_waker(&mut self, _waker: Waker) {}
 }
+
+/// Wakes an adapter's engine thread from another thread.
+pub type Waker = std::sync::Arc<dyn Fn() + Send + Sync>;

@@ -15,7 +15,7 @@ pub mod stats;
 pub mod trace;
 pub mod verifier;
 
-pub use bus::{HbaHardware, IoWidth};
+pub use bus::{HbaHardware, IoWidth, Waker};
 pub use completion::SrbFuture;
 pub use config::{
     AccessRange, AdapterControlStatus, AdapterControlType, AdapterResources, FindAdapterStatus, HwAdapterControl,

@@ -47,6 +47,8 @@ pub struct Spec {
     /// The card's miniport from a shared library built against the header (`build_c_miniport`) instead of the one
     /// the card comes with.
     pub library: Option<PathBuf>,
+    /// The target at ID 0 and the disk of it the tests look at, instead of a RAM disk of `blocks` blocks.
+    pub target: Option<(Arc<Target>, Arc<Disk>)>,
 }
 
 impl Spec {
@@ -58,6 +60,7 @@ impl Spec {
             blocks,
             verifier: VerifierMode::Strict,
             library: None,
+            target: None,
         }
     }
 }
@@ -138,10 +141,16 @@ impl Machine {
         Self::start(spec).expect("the adapter starts")
     }
 
+    /// The reference card with `target` at ID 0; `disk` is its LUN the tests look at.
+    pub fn with_target(bus: SystemBus, cfg: HbaConfig, target: Arc<Target>, disk: Arc<Disk>) -> Self {
+        let spec = Spec { hba: cfg, bus, target: Some((target, disk)), ..Spec::new(Card::Reference, 0, 0) };
+        Self::start(spec).expect("the adapter starts")
+    }
+
     pub fn start(spec: Spec) -> Result<Self, MiniportError> {
         let mem = SystemMemory::new(64 << 20).expect("system memory");
         let hal = Hal::new(mem.clone(), HalConfig { bus: spec.bus, ..HalConfig::default() }).expect("hal");
-        let (target, disk) = ram_target(spec.blocks);
+        let (target, disk) = spec.target.clone().unwrap_or_else(|| ram_target(spec.blocks));
         let mut cfg = spec.hba;
         cfg.eisa_dma = spec.bus == SystemBus::Eisa;
         cfg.targets = vec![(0, target.clone())];

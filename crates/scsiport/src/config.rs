@@ -91,6 +91,8 @@ pub struct AdapterConfig {
     pub application_dedicated: bool,
     /// Tagged commands the miniport keeps outstanding per logical unit (1: no tagged queuing).
     pub queue_depth: u8,
+    /// The miniport grants targets the disconnect privilege: they free the bus while they read, write or wait.
+    pub disconnect: bool,
     /// Verifier mode for this adapter (default: the global one).
     pub verifier: Option<port::VerifierMode>,
     #[serde(rename = "disk")]
@@ -241,6 +243,7 @@ impl Default for AdapterConfig {
             demand_mode: true,
             application_dedicated: true,
             queue_depth: hba::DEFAULT_QUEUE_DEPTH,
+            disconnect: true,
             verifier: None,
             disks: vec![DiskConfig::default()],
         }

@@ -175,6 +175,7 @@ impl Machine {
                 demand_mode: a.demand_mode,
                 application_dedicated: a.application_dedicated,
                 queue_depth: a.queue_depth,
+                disconnect: a.disconnect,
                 eisa_dma: bus == SystemBus::Eisa,
                 scsi_timing: timing.map(|_| hba::ScsiTiming::SCSI2_5MB),
                 targets,

@@ -29,7 +29,10 @@ impl Hba {
             if self.counter > 0 {
                 self.flags |= flags::SHORT;
             }
-            self.end_data_phase(None);
+            let buffered = matches!(cmd.data, Data::OutBuffered { .. });
+            if !(buffered && self.disconnect_after_data()) {
+                self.end_data_phase(None);
+            }
         } else if self.counter == 0 {
             self.phase = Phase::DataWait;
             self.raise(int::DATA_PAUSED);
@@ -55,11 +58,16 @@ impl hal::DmaDevice for Hba {
             return 0;
         }
         let Some(cmd) = self.cmd.as_mut() else { return 0 };
-        let Data::Out(task) = &mut cmd.data else {
+        let written = match &mut cmd.data {
+            Data::Out(task) => task.write(cmd.moved, &data[..n]),
+            Data::OutBuffered { buf, .. } => {
+                buf.extend_from_slice(&data[..n]);
+                Ok(())
+            }
             // The channel runs the wrong way for this phase: the card takes nothing.
-            return 0;
+            _ => return 0,
         };
-        match task.write(cmd.moved, &data[..n]) {
+        match written {
             Ok(()) => {
                 super::HbaMonitor::add(&self.counters.0.bytes_out, n as u64);
                 self.charge(0, 0, n as u64);
@@ -80,8 +88,27 @@ impl hal::DmaDevice for Hba {
             return 0;
         }
         let Some(cmd) = self.cmd.as_mut() else { return 0 };
-        let Data::In(task) = &mut cmd.data else { return 0 };
-        match task.read(cmd.moved, &mut buf[..n]) {
+        let read = match &mut cmd.data {
+            Data::In(task) => task.read(cmd.moved, &mut buf[..n]),
+            Data::InBuffered { buf: data, failed, .. } => {
+                let at = usize::try_from(cmd.moved).unwrap_or(usize::MAX).min(data.len());
+                let n = n.min(data.len() - at);
+                if n == 0 {
+                    // The target's buffer ends where its task failed.
+                    let outcome =
+                        failed.clone().unwrap_or_else(|| scsi::Outcome::check(scsi::Sense::aborted_command()));
+                    self.fail_data(outcome);
+                    return 0;
+                }
+                buf[..n].copy_from_slice(&data[at..at + n]);
+                super::HbaMonitor::add(&self.counters.0.bytes_in, n as u64);
+                self.charge(0, 0, n as u64);
+                self.advance_data(n);
+                return n;
+            }
+            _ => return 0,
+        };
+        match read {
             Ok(()) => {
                 super::HbaMonitor::add(&self.counters.0.bytes_in, n as u64);
                 self.charge(0, 0, n as u64);

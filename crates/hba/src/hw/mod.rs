@@ -4,6 +4,7 @@
 //! channel while its transfer counter is non-zero and the target has data (or room) left; the system DMA controller
 //! then hands it whole runs of memory, which go straight to or from the target's task without a copy in between.
 
+mod background;
 mod bus;
 mod data;
 mod tagged;
@@ -37,18 +38,47 @@ impl Default for HbaSettings {
 
 /// The target's side of a data phase.
 enum Data {
+    /// The task produces the data as it moves.
     In(Box<dyn DataInTask>),
+    /// The task takes the data as it moves.
     Out(Box<dyn DataOutTask>),
+    /// The data comes from the target's buffer, filled while it was disconnected; `failed`: the task failed after the
+    /// bytes in the buffer.
+    InBuffered { task: Box<dyn DataInTask>, buf: Vec<u8>, failed: Option<Outcome> },
+    /// The data goes to the target's buffer; the task takes it once the data phase ended.
+    OutBuffered { task: Box<dyn DataOutTask>, buf: Vec<u8> },
 }
 
 impl Data {
     /// The target's task ends with what moved.
     fn finish(self, moved: u64) -> Outcome {
         match self {
-            Data::In(task) => task.finish(moved),
+            Data::In(task) | Data::InBuffered { task, .. } => task.finish(moved),
             Data::Out(task) => task.finish(moved),
+            Data::OutBuffered { mut task, buf } => match task.write(0, &buf) {
+                Ok(()) => task.finish(moved),
+                Err(failed) => {
+                    let _ = task.finish(0);
+                    failed
+                }
+            },
         }
     }
+
+    fn is_in(&self) -> bool {
+        matches!(self, Data::In(_) | Data::InBuffered { .. })
+    }
+}
+
+/// How a command came to the target: what it needs to disconnect and be found again at reselection.
+#[derive(Clone, Copy, Debug, Default)]
+struct Arrival {
+    /// The IDENTIFY message granted the disconnect privilege.
+    disc_priv: bool,
+    /// Queue tag (None: an untagged, I_T_L, command).
+    tag: Option<u8>,
+    head_of_queue: bool,
+    ordered: bool,
 }
 
 /// The command that owns the bus.
@@ -64,6 +94,7 @@ struct Command {
     moved: u64,
     /// The DMA-stall fault: DREQ stays low once this many bytes moved.
     stall_at: Option<u64>,
+    arrival: Arrival,
 }
 
 impl Command {
@@ -99,6 +130,9 @@ pub struct HbaCounters {
     pub peak_disconnected: u64,
     /// Virtual time the SCSI bus phases took, in picoseconds (0 unless the card has a `ScsiTiming`).
     pub scsi_virtual_ps: u64,
+    /// Commands whose target disconnected to work off the bus (seek, read into or write from its buffer, a long
+    /// operation).
+    pub background_jobs: u64,
 }
 
 /// The card's counters, readable by its owner after the card went to a port driver.
@@ -112,6 +146,7 @@ struct Cells {
     reselections: AtomicU64,
     peak_disconnected: AtomicU64,
     scsi_virtual_ps: AtomicU64,
+    background_jobs: AtomicU64,
 }
 
 /// A handle on a card's counters.
@@ -131,6 +166,7 @@ impl HbaMonitor {
             reselections: get(&c.reselections),
             peak_disconnected: get(&c.peak_disconnected),
             scsi_virtual_ps: get(&c.scsi_virtual_ps),
+            background_jobs: get(&c.background_jobs),
         }
     }
 
@@ -160,8 +196,14 @@ pub struct Hba {
     owner: (u8, u64, Option<u8>),
     phase: Phase,
     cmd: Option<Command>,
-    /// Tagged commands the targets took and disconnected from, oldest first (`docs/hba.md`, "Tagged queuing").
+    /// Commands the targets took and disconnected from, oldest first (`docs/hba.md`, "Disconnect and reselection").
     disconnected: std::collections::VecDeque<tagged::Disconnected>,
+    /// Names the next disconnected command (what the targets' background work reports back with).
+    next_id: u64,
+    /// The targets' work while disconnected.
+    background: background::Background,
+    /// A moment in the past: the deadline the card reports when it has something to do at once.
+    epoch: std::time::Instant,
     counters: HbaMonitor,
     /// Virtual time of the SCSI phases: off when None.
     scsi_timing: Option<ScsiTiming>,
@@ -189,6 +231,9 @@ impl Hba {
             phase: Phase::Idle,
             cmd: None,
             disconnected: std::collections::VecDeque::new(),
+            next_id: 0,
+            background: background::Background::default(),
+            epoch: std::time::Instant::now(),
             counters: HbaMonitor::default(),
             scsi_timing: None,
         }
@@ -244,9 +289,9 @@ impl Hba {
         if self.intcause != 0 {
             s |= status::INT_PENDING;
         }
-        match self.cmd.as_ref().map(|c| &c.data) {
-            Some(Data::In(_)) => s |= status::DATA_IN,
-            Some(Data::Out(_)) => s |= status::DATA_OUT,
+        match self.cmd.as_ref().map(|c| c.data.is_in()) {
+            Some(true) => s |= status::DATA_IN,
+            Some(false) => s |= status::DATA_OUT,
             None => {}
         }
         if self.sense_pos < self.sense.len() {
@@ -364,15 +409,28 @@ impl Hba {
             self.raise(int::ERROR);
             return;
         }
-        let (cdb, cdb_len) = self.take_cdb(0);
         let (target, lun) = self.selected();
+        let disc_priv = self.select & regs::select::DISCONNECT != 0;
+        let untagged_held = self.disconnected.iter().any(|d| d.holds(target, lun, None));
+        if disc_priv && (untagged_held || self.disconnected.len() >= regs::TAG_SLOTS) {
+            // An I_T_L nexus has one untagged command at a time, and the table has a limit.
+            self.raise(int::ERROR);
+            return;
+        }
+        let (cdb, cdb_len) = self.take_cdb(0);
         self.owner = (target, lun, None);
         let Some(device) = self.select_target() else { return };
         if device.take_hang(lun, &cdb[..cdb_len]) {
             self.phase = Phase::Hung;
             return;
         }
-        self.connect(&device, lun, self.nexus(), &cdb[..cdb_len]);
+        let arrival = Arrival { disc_priv, ..Arrival::default() };
+        let nexus = self.nexus();
+        if disc_priv && tagged::works_off_bus(&cdb[..cdb_len]) {
+            self.work_disconnected(&device, arrival, nexus, cdb, cdb_len);
+            return;
+        }
+        self.connect(&device, lun, nexus, &cdb[..cdb_len], arrival);
     }
 
     /// Target ID and LUN in `SELECT`.
@@ -422,19 +480,43 @@ impl Hba {
         device
     }
 
-    /// The target holds the bus for `cdb`: on to its data phase, or its status when it has none.
-    fn connect(&mut self, device: &Arc<dyn BusDevice>, lun: u64, nexus: Nexus, cdb: &[u8]) -> bool {
+    /// The target holds the bus for `cdb`: on to its data phase, or its status when it has none. With the disconnect
+    /// privilege, a command that writes takes its data into the target's buffer (and disconnects after it).
+    fn connect(&mut self, device: &Arc<dyn BusDevice>, lun: u64, nexus: Nexus, cdb: &[u8], arrival: Arrival) -> bool {
         let target = self.selected().0;
+        let begun = device.begin(nexus, lun, cdb);
+        let buffer_out = arrival.disc_priv && tagged::buffers_data_out(cdb);
+        self.enter_phase(device, target, lun, nexus, begun.into(), buffer_out, arrival)
+    }
+
+    /// The target is connected and goes to the phase `begun` names. True when it is in a data phase.
+    #[allow(clippy::too_many_arguments)]
+    fn enter_phase(
+        &mut self,
+        device: &Arc<dyn BusDevice>,
+        target: u8,
+        lun: u64,
+        nexus: Nexus,
+        begun: background::Ready,
+        buffer_out: bool,
+        arrival: Arrival,
+    ) -> bool {
         let stall_at = device.dma_stall_after(lun);
-        let (data, len) = match device.begin(nexus, lun, cdb) {
-            Begin::Complete(outcome) => {
+        let (data, len) = match begun {
+            background::Ready::Status(outcome) => {
                 self.complete(target, lun, nexus, outcome);
                 return false;
             }
-            Begin::DataIn { len, task } => (Data::In(task), len),
-            Begin::DataOut { len, task } => (Data::Out(task), len),
+            background::Ready::DataIn { len, task, buf: None, .. } => (Data::In(task), len),
+            background::Ready::DataIn { len, task, buf: Some(buf), failed } => {
+                (Data::InBuffered { task, buf, failed }, len)
+            }
+            background::Ready::DataOut { len, task } if buffer_out && len <= background::TARGET_BUFFER => {
+                (Data::OutBuffered { task, buf: Vec::with_capacity(len as usize) }, len)
+            }
+            background::Ready::DataOut { len, task } => (Data::Out(task), len),
         };
-        self.cmd = Some(Command { target, lun, nexus, data, len, moved: 0, stall_at });
+        self.cmd = Some(Command { target, lun, nexus, data, len, moved: 0, stall_at, arrival });
         if len == 0 {
             self.end_data_phase(None);
             false
@@ -510,8 +592,11 @@ impl Hba {
         if let Some(cmd) = self.cmd.take() {
             let _ = cmd.data.finish(cmd.moved);
         }
-        // Every task set is cleared: the disconnected commands are gone with the rest.
-        self.disconnected.clear();
+        // Every task set is cleared: the disconnected commands are gone with the rest (work a target still does for
+        // one of them finds no command when it reports back).
+        for d in self.disconnected.drain(..) {
+            d.discard();
+        }
         self.owner.2 = None;
         for d in self.bus.devices() {
             d.reset();
@@ -546,6 +631,19 @@ impl HbaHardware for Hba {
 
     fn irq(&self) -> bool {
         self.control & control::INT_ENABLE != 0 && self.intcause != 0
+    }
+
+    fn next_deadline(&self) -> Option<std::time::Instant> {
+        (self.background.pending() || self.may_reselect()).then_some(self.epoch)
+    }
+
+    fn advance(&mut self, _now: std::time::Instant) {
+        self.collect_background();
+        self.reselect_ready();
+    }
+
+    fn set_waker(&mut self, waker: port::Waker) {
+        self.background.set_waker(waker);
     }
 }
 

@@ -18,7 +18,18 @@ pub(super) fn hw_interrupt(ext: &mut RefMiniport, ctx: &mut PortContext<'_, RefM
         ctx.notification(Notification::NextRequest);
         return true;
     }
-    if ext.reselecting && cause & (int::RESELECTED | int::COMMAND_COMPLETE) != 0 {
+    if cause & int::DISCONNECTED != 0 {
+        // The command on the bus disconnected after its data-out phase: flush its map (the data moved), keep it until
+        // its target reselects for status.
+        ext.close_segment(ctx);
+        if let Some(cur) = ext.current.take() {
+            ext.disconnected.push(cur);
+        }
+        ext.start_waiting(ctx);
+        ext.pay_owed(ctx);
+        return true;
+    }
+    if (ext.reselecting || ext.current.is_none()) && cause & (int::RESELECTED | int::COMMAND_COMPLETE) != 0 {
         // A disconnected command's target reconnected: to its data phase, or straight to its status.
         if ext.reconnect(ctx) && cause & int::RESELECTED != 0 {
             ext.connected(ctx);

@@ -40,6 +40,10 @@ pub struct MiniportConfig {
     /// The machine's system DMA controller is EISA's: report `Dma32BitAddresses` so that
     /// the HAL programs the high page register and no buffer needs bouncing for its address.
     pub eisa_dma: bool,
+    /// Grant targets the disconnect privilege (IDENTIFY's DiscPriv): they free the bus while they wait in their task
+    /// sets or work (seek, read, write, long operations) and reselect. Off, every command holds the bus from selection
+    /// to status.
+    pub disconnect: bool,
 }
 
 /// Default tagged-queue depth per logical unit.
@@ -53,6 +57,7 @@ impl Default for MiniportConfig {
             application_dedicated: true,
             queue_depth: DEFAULT_QUEUE_DEPTH,
             eisa_dma: false,
+            disconnect: true,
         }
     }
 }
@@ -212,7 +217,9 @@ impl RefMiniport {
             srb.complete();
             return;
         }
-        let disconnect = tag.is_some() && (!self.waiting.is_empty() || !self.disconnected.is_empty());
+        // The IDENTIFY message's DiscPriv: the target may free the bus while it works or waits (docs/hba.md,
+        // "Disconnect and reselection"), unless the configuration or the SRB says otherwise.
+        let disconnect = self.config.disconnect && !flags.contains(SrbFlags::DISABLE_DISCONNECT);
         let mut select = select_bits(address);
         if disconnect {
             select |= regs::select::DISCONNECT;
@@ -243,10 +250,11 @@ impl RefMiniport {
             phase_error: false,
         };
         if disconnect {
-            // The bus model is instantaneous: the command is queued at its target unless selection failed or the bus
-            // was reset, whose interrupts are handled as for a command that owns the bus.
-            let cause = ctx.read_port_uchar(self.port(regs::INTCAUSE));
-            if cause & (regs::int::SELECTION_TIMEOUT | regs::int::BUS_RESET | regs::int::ERROR) == 0 {
+            // The bus model is instantaneous: with the bus free and no interrupt, the target took the command and
+            // disconnected after the command phase (to wait in its task set or to work off the bus). Anything else
+            // (data phase, status, selection timeout, bus reset, error) is handled as for a command that owns the bus.
+            let st = ctx.read_port_uchar(self.port(regs::STATUS));
+            if st & (status::BUSY | status::INT_PENDING) == 0 {
                 self.disconnected.push(cmd);
                 return;
             }
@@ -289,7 +297,7 @@ impl RefMiniport {
     fn start_waiting(&mut self, ctx: &mut PortContext<'_, Self>) {
         while self.current.is_none() && !self.reselecting {
             let Some(&w) = self.waiting.front() else { break };
-            if w.tagged && self.disconnected.len() >= regs::TAG_SLOTS {
+            if (w.tagged || self.config.disconnect) && self.disconnected.len() >= regs::TAG_SLOTS {
                 // The card's table of disconnected commands is full: a completion makes room.
                 break;
             }

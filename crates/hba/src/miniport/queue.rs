@@ -37,10 +37,14 @@ impl RefMiniport {
         let tag = ctx.read_port_uchar(self.port(regs::TAG));
         let select = ctx.read_port_uchar(self.port(regs::SELECT));
         let address = LuAddress { path_id: 0, target_id: select & 0x07, lun: (select >> 4) & 0x07 };
-        let found = (st & status::TAGGED != 0)
-            .then(|| ctx.get_srb(address, tag))
-            .flatten()
-            .and_then(|h| self.disconnected.iter().position(|c| c.srb == h && c.tag == Some(tag)));
+        // An I_T_L_Q nexus names its SRB by the queue tag, an I_T_L nexus by the logical unit alone.
+        let tag = (st & status::TAGGED != 0).then_some(tag);
+        let found = match tag {
+            Some(tag) => ctx
+                .get_srb(address, tag)
+                .and_then(|h| self.disconnected.iter().position(|c| c.srb == h && c.tag == Some(tag))),
+            None => self.disconnected.iter().position(|c| c.address == address && c.tag.is_none()),
+        };
         match found {
             Some(i) => {
                 self.current = Some(self.disconnected.swap_remove(i));
@@ -59,10 +63,12 @@ impl RefMiniport {
     pub(super) fn abort_disconnected(&mut self, ctx: &mut PortContext<'_, Self>, victim: SrbHandle) {
         let Some(i) = self.disconnected.iter().position(|c| c.srb == victim) else { return };
         let cmd = self.disconnected.swap_remove(i);
-        let Some(tag) = cmd.tag else { return };
         ctx.write_port_uchar(self.port(regs::SELECT), super::select_bits(cmd.address));
         self.command(ctx, regs::CMD_CLEAR_CDB);
-        ctx.write_port_uchar(self.port(regs::CDB_FIFO), tag);
+        // ABORT TASK for a tagged command, ABORT (an empty FIFO) for the untagged one of its I_T_L nexus.
+        if let Some(tag) = cmd.tag {
+            ctx.write_port_uchar(self.port(regs::CDB_FIFO), tag);
+        }
         self.command(ctx, regs::CMD_ABORT_TAG);
         aborted(ctx, cmd);
     }

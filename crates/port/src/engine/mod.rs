@@ -149,6 +149,11 @@ impl<E> Core<E> {
         shared: Shared,
     ) -> Self {
         let config = PortConfigurationInformation::default();
+        let mut hw = hw;
+        let wake_inbox = shared.inbox.clone();
+        hw.set_waker(Arc::new(move || {
+            let _ = wake_inbox.send(Msg::Wake);
+        }));
         Core {
             name: options.name.clone(),
             hal,

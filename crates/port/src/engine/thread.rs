@@ -21,6 +21,8 @@ pub(crate) enum Msg {
     /// The HAL's callback: the adapter channel the engine waits for is free.
     Granted,
     Shutdown(Sender<()>),
+    /// The card has something to report from another thread (see `HbaHardware::set_waker`).
+    Wake,
     /// Change the verifier mode of a running adapter (between requests, on the engine thread).
     SetVerifier(VerifierMode),
 }
@@ -126,6 +128,7 @@ fn engine_loop<E>(mut core: Core<E>, mut ext: E, rx: Receiver<Msg>) {
                     }
                 }
                 Msg::Granted => core.channel_granted(),
+                Msg::Wake => {}
                 Msg::SetVerifier(mode) => core.set_verifier_mode(mode),
                 Msg::Shutdown(ack) => {
                     core.flush_all_queues();
