@@ -298,7 +298,7 @@ phase() {
     fi
     # How the data sits in the page cache now: the folio sizes decide what a buffered read of it costs.
     python3 "$here/folio-sizes.py" "$out/peer.img" "$out/scsiport.img" |
-        sed "s|^$out/peer.img|$cs $proto $peer:|; s|^$out/scsiport.img|$cs $proto scsiport:|" >>"$out/folios.txt" || echo "folio sizes need root (/proc/kpageflags)" >&2
+        sed "s|^$out/peer.img:|$cs $proto $peer:|; s|^$out/scsiport.img:|$cs $proto scsiport:|" >>"$out/folios.txt" || echo "folio sizes need root (/proc/kpageflags)" >&2
     # Warm-up: 2 s of 1 MiB reads on each; nothing is recorded.
     local saved=$runtime
     runtime=2
