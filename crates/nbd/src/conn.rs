@@ -234,8 +234,11 @@ where
         let tx = tx.clone();
         let ctx = Exec { session, sparse_reads: config.sparse_reads, zeroes: zeroes.clone() };
         let guard = Pending { tx: Some(tx), budget: Some(budget), handle: h.handle, session };
+        // The request's future (the device's own included) is boxed once here: a task's future is moved into the
+        // task cell on spawn and its whole size rewritten when the task completes, so a small task keeps those
+        // copies small.
         tokio::spawn(async move {
-            let out = execute(&*device, &ctx, h, cmd, payload).await;
+            let out = Box::pin(execute(&*device, &ctx, h, cmd, payload)).await;
             guard.answer(out);
         });
     };
