@@ -31,13 +31,22 @@ impl Machine {
 
     /// The machine on a PC/AT (ISA) or an EISA system bus; on EISA the card's miniport
     /// reports `Dma32BitAddresses`.
-    pub fn on(bus: SystemBus, mut cfg: HbaConfig, blocks: u64) -> Self {
+    pub fn on(bus: SystemBus, cfg: HbaConfig, blocks: u64) -> Self {
+        Self::with_hal(HalConfig { bus, ..HalConfig::default() }, cfg, blocks)
+    }
+
+    /// The machine on a HAL built from `hal_config`; with a timing preset its trace records virtual time.
+    pub fn with_hal(hal_config: HalConfig, mut cfg: HbaConfig, blocks: u64) -> Self {
+        let bus = hal_config.bus;
         let mem = SystemMemory::new(64 << 20).expect("system memory");
-        let hal = Hal::new(mem.clone(), HalConfig { bus, ..HalConfig::default() }).expect("hal");
+        let hal = Hal::new(mem.clone(), hal_config).expect("hal");
         cfg.eisa_dma = bus == SystemBus::Eisa;
         let (target, disk) = ram_target(blocks);
         cfg.targets = vec![(0, target)];
-        let trace = Trace::new(1_000_000);
+        let trace = match hal.virtual_clock() {
+            Some(clock) => Trace::in_virtual_time(1_000_000, clock.clone()),
+            None => Trace::new(1_000_000),
+        };
         let options = AdapterOptions {
             name: format!("hba-ch{}", cfg.dma_channel),
             trace: Some(trace.clone()),

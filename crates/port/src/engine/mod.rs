@@ -127,6 +127,11 @@ pub(crate) struct Core<E> {
     inbox: Sender<Msg>,
     /// Aborts the port sent after a timeout: victim → deadline for the abort.
     pending_aborts: Vec<(SrbId, Instant, u8)>,
+    /// The machine's virtual clock (a HAL with a timing preset): SRB timeouts and the abort waits after them run on
+    /// it (`recovery`).
+    vclock: Option<hal::VirtualClock>,
+    /// Aborts sent after a virtual-time timeout: victim → virtual deadline for the abort.
+    pending_vaborts: Vec<(SrbId, hal::Picos, u8)>,
     /// How often each SRB was deferred with `SRB_STATUS_BUSY` and resubmitted.
     busy_resubmits: HashMap<SrbId, u32>,
     /// The card's interrupt line stayed asserted even across a bus reset: the port no longer calls `HwInterrupt`.
@@ -146,6 +151,7 @@ impl<E> Core<E> {
         shared: Shared,
     ) -> Self {
         let config = PortConfigurationInformation::default();
+        let vclock = hal.virtual_clock().cloned();
         Core {
             name: options.name.clone(),
             hal,
@@ -171,6 +177,8 @@ impl<E> Core<E> {
             options,
             inbox: shared.inbox,
             pending_aborts: Vec::new(),
+            vclock,
+            pending_vaborts: Vec::new(),
             busy_resubmits: HashMap::new(),
             irq_masked: false,
         }
@@ -583,6 +591,7 @@ impl<E> Core<E> {
             },
         );
         self.pending_aborts.retain(|(v, _, _)| *v != a.id);
+        self.pending_vaborts.retain(|(v, _, _)| *v != a.id);
         if let Some(done) = a.done.take() {
             self.deliver(a.srb, done);
         }
@@ -698,12 +707,16 @@ impl<E> Core<E> {
         } else if srb.function == SrbFunction::EXECUTE_SCSI {
             srb.queue_tag = SP_UNTAGGED;
         }
-        let deadline =
-            (srb.time_out_value > 0).then(|| Instant::now() + Duration::from_secs(srb.time_out_value as u64));
+        let timeout = (srb.time_out_value > 0).then(|| Duration::from_secs(srb.time_out_value as u64));
+        let deadline = timeout.filter(|_| self.vclock.is_none()).map(|t| Instant::now() + t);
+        let vdeadline = self.virtual_deadline(timeout);
         let id = q.id;
         let address = srb.address();
         let internal = srb.function == SrbFunction::ABORT_COMMAND && q.id.0 == 0;
         let h = self.slots.insert(Active::new(srb, id, q.done, deadline, internal));
+        if let Some(a) = self.slots.get_mut(h) {
+            a.vdeadline = vdeadline;
+        }
         self.ready = false;
         self.event(Some(id), Some(address), EventKind::SrbStarted);
         let start_io = self.init.hw_start_io;
