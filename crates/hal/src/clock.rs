@@ -145,3 +145,31 @@ impl VirtualTime {
 pub fn picos_to_duration(p: Picos) -> Duration {
     Duration::new(p / 1_000_000_000_000, ((p % 1_000_000_000_000) / 1000) as u32)
 }
+
+/// The modelled machine's virtual "now", shared by everything that keeps time in it: the
+/// DMA controllers advance it by each run of transfer cycles they charge, the port
+/// driver by the time it waits for a timeout when nothing else can happen, and trace
+/// recorders read it. Cloning shares the clock. It only moves forward.
+#[derive(Clone, Debug, Default)]
+pub struct VirtualClock(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl VirtualClock {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Picoseconds since the machine started.
+    pub fn now(&self) -> Picos {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Moves the clock on by `ps`.
+    pub fn advance(&self, ps: Picos) {
+        self.0.fetch_add(ps, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Moves the clock on to `at` if it is not there yet; returns the time now.
+    pub fn advance_to(&self, at: Picos) -> Picos {
+        self.0.fetch_max(at, std::sync::atomic::Ordering::AcqRel).max(at)
+    }
+}

@@ -73,7 +73,7 @@ pub use adapter::{
     AdapterObject, ChannelGrant, DeviceDescription, Direction, DmaSpeed, DmaWidth, Hal, HalConfig, HalStats, MapInfo,
     SystemBus,
 };
-pub use clock::{picos_to_duration, MachineTiming, Picos, VirtualTime};
+pub use clock::{picos_to_duration, MachineTiming, Picos, VirtualClock, VirtualTime};
 pub use dma8237::{ChannelState, DmaChannel, DmaController, DmaDevice, DmaMode, ServiceOutcome, TransferType};
 pub use error::HalError;
 pub use memory::{Buffer, Placement, RunMut, RunRef, SystemMemory};

@@ -49,6 +49,9 @@ pub struct Spec {
     pub library: Option<PathBuf>,
     /// The target at ID 0 and the disk of it the tests look at, instead of a RAM disk of `blocks` blocks.
     pub target: Option<(Arc<Target>, Arc<Disk>)>,
+    /// The HAL to build instead of a default one on `bus` (e.g. with a timing preset: then the trace records
+    /// virtual time).
+    pub hal: Option<HalConfig>,
 }
 
 impl Spec {
@@ -61,6 +64,7 @@ impl Spec {
             verifier: VerifierMode::Strict,
             library: None,
             target: None,
+            hal: None,
         }
     }
 }
@@ -147,15 +151,26 @@ impl Machine {
         Self::start(spec).expect("the adapter starts")
     }
 
+    /// The reference card on a HAL built from `hal_config`; with a timing preset its trace records virtual time.
+    pub fn with_hal(hal_config: HalConfig, cfg: HbaConfig, blocks: u64) -> Self {
+        let spec =
+            Spec { hba: cfg, bus: hal_config.bus, hal: Some(hal_config), ..Spec::new(Card::Reference, 0, blocks) };
+        Self::start(spec).expect("the adapter starts")
+    }
+
     pub fn start(spec: Spec) -> Result<Self, MiniportError> {
         let mem = SystemMemory::new(64 << 20).expect("system memory");
-        let hal = Hal::new(mem.clone(), HalConfig { bus: spec.bus, ..HalConfig::default() }).expect("hal");
+        let hal_config = spec.hal.clone().unwrap_or(HalConfig { bus: spec.bus, ..HalConfig::default() });
+        let hal = Hal::new(mem.clone(), hal_config).expect("hal");
         let (target, disk) = spec.target.clone().unwrap_or_else(|| ram_target(spec.blocks));
         let mut cfg = spec.hba;
         cfg.eisa_dma = spec.bus == SystemBus::Eisa;
         cfg.targets = vec![(0, target.clone())];
         let channel = cfg.dma_channel;
-        let trace = Trace::new(1_000_000);
+        let trace = match hal.virtual_clock() {
+            Some(clock) => Trace::in_virtual_time(1_000_000, clock.clone()),
+            None => Trace::new(1_000_000),
+        };
         let options = AdapterOptions {
             name: format!("{:?}-ch{channel}", spec.card).to_lowercase(),
             verifier: spec.verifier,

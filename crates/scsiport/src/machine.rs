@@ -65,6 +65,10 @@ impl Machine {
         let hal =
             Hal::new(memory.clone(), HalConfig { map_register_pages: cfg.memory.map_register_pages, bus, timing })
                 .context("memory.map_register_pages")?;
+        // With a timing preset the trace stamps events with the machine's virtual time (docs/dma.md, "Virtual time").
+        if let (Some(t), Some(clock)) = (&trace, hal.virtual_clock()) {
+            t.use_virtual_clock(clock.clone());
+        }
         let mut adapters = Vec::new();
         let mut monitors = Vec::new();
         let mut disks = Vec::new();

@@ -146,6 +146,10 @@ enum Command {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+        /// Draw the timeline in the modelled machine's virtual time: pc-at-8mhz, pc-at-6mhz or eisa-8mhz (which also
+        /// makes the machine EISA).
+        #[arg(long)]
+        timing: Option<String>,
     },
 }
 
@@ -339,7 +343,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             off,
             miniport,
             json,
+            timing,
         } => {
+            let timing = timing.as_deref().map(scsiport::timing::preset).transpose()?;
             let opts = trace_cmd::TraceOptions {
                 out: out.clone(),
                 svg: svg.clone(),
@@ -355,6 +361,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 svg_srb_lanes,
                 off,
                 miniport,
+                timing,
             };
             let (summary, report) = trace_cmd::run(&opts)?;
             if json {
@@ -371,6 +378,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     summary.lanes.map_or(String::new(), |n| format!(" on {n} lanes")),
                     summary.violations
                 );
+                if let Some(v) = summary.virtual_s {
+                    println!("timeline in virtual time: {:.6} s of the modelled machine", v);
+                }
                 for (what, path) in [("Chrome trace", &out), ("SVG timeline", &svg)] {
                     if let (Some(p), true) = (path, summary.tracing) {
                         println!("{what}: {}", p.display());

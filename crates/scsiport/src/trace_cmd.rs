@@ -28,6 +28,8 @@ pub struct TraceOptions {
     pub off: bool,
     /// A miniport built against include/scsiport/miniport.h to drive the card instead of the built-in one.
     pub miniport: Option<PathBuf>,
+    /// A timing preset: the machine keeps virtual time and the trace is drawn in it.
+    pub timing: Option<hal::MachineTiming>,
 }
 
 /// What the command prints (as one JSON line with `--json`).
@@ -43,6 +45,10 @@ pub struct TraceSummary {
     pub seconds: f64,
     pub srbs: u64,
     pub dma_ops: u64,
+    /// The events carry the modelled machine's virtual time (`--timing`), not wall-clock time.
+    pub virtual_time: bool,
+    /// With `--timing`: the virtual seconds from the first event to the last.
+    pub virtual_s: Option<f64>,
 }
 
 pub fn run(o: &TraceOptions) -> anyhow::Result<(TraceSummary, ExerciseReport)> {
@@ -50,6 +56,12 @@ pub fn run(o: &TraceOptions) -> anyhow::Result<(TraceSummary, ExerciseReport)> {
         Config::in_process(scsiport::size::ByteSize(o.size), scsiport::exercise::memory_for(o.block, o.workers));
     cfg.adapters[0].dma_channel = o.channel;
     cfg.adapters[0].miniport = o.miniport.clone();
+    if let Some(t) = o.timing {
+        cfg.machine.timing = Some(t.name.to_string());
+        if t.is_eisa() {
+            cfg.machine.bus = scsiport::config::BusKind::Eisa;
+        }
+    }
     cfg.validate()?;
     let trace = (!o.off).then(|| Trace::new(o.limit));
     let machine = Machine::build_with_trace(&cfg, trace.clone())?;
@@ -73,9 +85,16 @@ pub fn run(o: &TraceOptions) -> anyhow::Result<(TraceSummary, ExerciseReport)> {
         seconds: report.seconds,
         srbs: report.srbs,
         dma_ops: report.dma_ops,
+        virtual_time: trace.as_ref().is_some_and(|t| t.is_virtual()),
+        virtual_s: None,
     };
     if let Some(t) = &trace {
         summary.events = t.len();
+        if t.is_virtual() {
+            let events = t.events();
+            let span = events.last().zip(events.first()).map_or(0, |(l, f)| l.t_ns - f.t_ns);
+            summary.virtual_s = Some(span as f64 / 1e9);
+        }
         if o.out.is_some() || o.svg.is_some() {
             let timeline = t.timeline();
             summary.lanes = Some(timeline.lanes.len());

@@ -40,3 +40,39 @@ fn trace_writes_chrome_json_and_an_svg_timeline() {
     let picture = std::fs::read_to_string(&svg).expect("timeline.svg");
     assert!(picture.starts_with("<svg") && picture.contains("DMA channel 5") && picture.contains("flush"));
 }
+
+/// With `--timing` the timeline is in the modelled machine's virtual time: the same workload gives the same stamps
+/// in every run, and its span is at least what its DMA alone takes on that machine.
+#[test]
+fn trace_with_timing_draws_the_timeline_in_virtual_time() {
+    let run = || {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let json = dir.path().join("trace.json");
+        let out = Command::new(env!("CARGO_BIN_EXE_scsiport"))
+            .args(["trace", "--passthrough", "--size", "256KiB", "--block", "128KiB", "--json"])
+            .args(["--placement", "contiguous", "--timing", "pc-at-8mhz"])
+            .arg("--out")
+            .arg(&json)
+            .output()
+            .expect("scsiport runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON summary");
+        assert_eq!(summary["verified"], true);
+        assert_eq!(summary["virtual_time"], true);
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).expect("trace.json")).expect("valid JSON");
+        let stamps: Vec<(String, f64)> = doc["traceEvents"]
+            .as_array()
+            .expect("traceEvents")
+            .iter()
+            .filter(|e| e["ph"] != "M")
+            .map(|e| (e["name"].as_str().unwrap_or("").to_string(), e["ts"].as_f64().expect("a timestamp")))
+            .collect();
+        (summary["virtual_s"].as_f64().expect("virtual seconds"), stamps)
+    };
+    let (virtual_s, stamps) = run();
+    // 512 KiB through a 16-bit channel of an 8 MHz AT (2 bytes per 4 clocks of 250 ns): at least 0.262 s.
+    assert!(virtual_s >= 0.262, "{virtual_s}");
+    assert!(virtual_s < 1.0, "nothing but DMA moves the clock here: {virtual_s}");
+    assert_eq!(run(), (virtual_s, stamps), "virtual time is the same in every run");
+}

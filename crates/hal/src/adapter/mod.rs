@@ -121,6 +121,8 @@ pub struct Hal {
     pool: Buffer,
     stats: StatsCell,
     next_adapter: AtomicU64,
+    /// The machine's virtual clock, with a timing preset.
+    clock: Option<crate::VirtualClock>,
 }
 
 /// Alignment of the bounce pool: a 128 KiB DMA page, so pool page i sits at offset
@@ -138,7 +140,10 @@ impl Hal {
             SystemBus::Eisa => DmaController::eisa(),
         };
         controller.set_timing(config.timing);
+        let clock = config.timing.map(|_| crate::VirtualClock::new());
+        controller.set_clock(clock.clone());
         Ok(Arc::new(Self {
+            clock,
             bus: config.bus,
             mem,
             dma: Mutex::new(DmaBus { ctl: controller, tc_latch: 0 }),
@@ -236,6 +241,12 @@ impl Hal {
     /// The timing preset virtual time runs on, if any.
     pub fn timing(&self) -> Option<crate::MachineTiming> {
         self.dma.lock().ctl.timing()
+    }
+
+    /// The machine's virtual clock when a timing preset is set (`docs/dma.md`, "Virtual
+    /// time"): DMA transfers move it on, and the port driver runs SRB timeouts on it.
+    pub fn virtual_clock(&self) -> Option<&crate::VirtualClock> {
+        self.clock.as_ref()
     }
 
     /// The virtual time the DMA transfers so far would have taken (zero with timing off).

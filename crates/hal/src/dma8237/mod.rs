@@ -20,7 +20,7 @@
 
 mod service;
 
-use crate::clock::{MachineTiming, VirtualTime};
+use crate::clock::{MachineTiming, VirtualClock, VirtualTime};
 use crate::HalError;
 
 /// A system DMA channel, 0..=7 (4 is the cascade).
@@ -317,6 +317,8 @@ pub struct DmaController {
     /// Virtual time: off when None.
     timing: Option<MachineTiming>,
     vtime: VirtualTime,
+    /// The machine's clock, moved on by every charged run (with timing on).
+    clock: Option<VirtualClock>,
     /// Staging for decrement-mode, verify and out-of-memory runs; allocated once.
     scratch: Vec<u8>,
     port_log: Option<Vec<(u16, u8)>>,
@@ -339,6 +341,7 @@ impl DmaController {
             eisa: false,
             timing: None,
             vtime: VirtualTime::default(),
+            clock: None,
             scratch: vec![0; SCRATCH_BYTES],
             port_log: None,
         };
@@ -367,6 +370,12 @@ impl DmaController {
 
     pub fn timing(&self) -> Option<MachineTiming> {
         self.timing
+    }
+
+    /// The machine clock the charged transfers move on, besides this controller's own
+    /// per-channel totals.
+    pub fn set_clock(&mut self, clock: Option<VirtualClock>) {
+        self.clock = clock;
     }
 
     /// The virtual time the transfers since the timing was set would have taken.

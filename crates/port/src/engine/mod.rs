@@ -130,6 +130,11 @@ pub(crate) struct Core<E> {
     /// RESET_BUS requests waiting for their reset: each completes once `HwResetBus` has run on its bus, so a caller
     /// (an iSCSI LUN reset) answers only after the reset's effects are in place.
     reset_waiters: Vec<(u8, Queued)>,
+    /// The machine's virtual clock (a HAL with a timing preset): SRB timeouts and the abort waits after them run on
+    /// it (`recovery`).
+    vclock: Option<hal::VirtualClock>,
+    /// Aborts sent after a virtual-time timeout: victim → virtual deadline for the abort.
+    pending_vaborts: Vec<(SrbId, hal::Picos, u8)>,
     /// How often each SRB was deferred with `SRB_STATUS_BUSY` and resubmitted.
     busy_resubmits: HashMap<SrbId, u32>,
     /// The card's interrupt line stayed asserted even across a bus reset: the port no longer calls `HwInterrupt`.
@@ -154,6 +159,7 @@ impl<E> Core<E> {
         hw.set_waker(Arc::new(move || {
             let _ = wake_inbox.send(Msg::Wake);
         }));
+        let vclock = hal.virtual_clock().cloned();
         Core {
             name: options.name.clone(),
             hal,
@@ -180,6 +186,8 @@ impl<E> Core<E> {
             inbox: shared.inbox,
             pending_aborts: Vec::new(),
             reset_waiters: Vec::new(),
+            vclock,
+            pending_vaborts: Vec::new(),
             busy_resubmits: HashMap::new(),
             irq_masked: false,
         }
@@ -592,6 +600,7 @@ impl<E> Core<E> {
             },
         );
         self.pending_aborts.retain(|(v, _, _)| *v != a.id);
+        self.pending_vaborts.retain(|(v, _, _)| *v != a.id);
         if let Some(done) = a.done.take() {
             self.deliver(a.srb, done);
         }
@@ -707,12 +716,16 @@ impl<E> Core<E> {
         } else if srb.function == SrbFunction::EXECUTE_SCSI {
             srb.queue_tag = SP_UNTAGGED;
         }
-        let deadline =
-            (srb.time_out_value > 0).then(|| Instant::now() + Duration::from_secs(srb.time_out_value as u64));
+        let timeout = (srb.time_out_value > 0).then(|| Duration::from_secs(srb.time_out_value as u64));
+        let deadline = timeout.filter(|_| self.vclock.is_none()).map(|t| Instant::now() + t);
+        let vdeadline = self.virtual_deadline(timeout);
         let id = q.id;
         let address = srb.address();
         let internal = srb.function == SrbFunction::ABORT_COMMAND && q.id.0 == 0;
         let h = self.slots.insert(Active::new(srb, id, q.done, deadline, internal));
+        if let Some(a) = self.slots.get_mut(h) {
+            a.vdeadline = vdeadline;
+        }
         self.ready = false;
         self.event(Some(id), Some(address), EventKind::SrbStarted);
         let start_io = self.init.hw_start_io;

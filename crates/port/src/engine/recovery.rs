@@ -62,8 +62,10 @@ impl<E> Core<E> {
         }
         // Request timeouts: abort first, then reset the bus if the abort does not finish the request in time.
         let mut expired = Vec::new();
+        let vnow = self.vclock.as_ref().map(|c| c.now());
         for (h, a) in self.slots.iter() {
-            if a.state == ActiveState::Started && !a.timed_out && a.deadline.is_some_and(|d| d <= now) && !a.internal {
+            let due = a.deadline.is_some_and(|d| d <= now) || a.vdeadline.is_some_and(|d| vnow.is_some_and(|v| d <= v));
+            if a.state == ActiveState::Started && !a.timed_out && due && !a.internal {
                 expired.push((h, a.id, a.srb.address()));
             }
         }
@@ -83,8 +85,16 @@ impl<E> Core<E> {
                 }
                 let abort = Srb::abort(address, id);
                 self.lus.push_front(Queued { srb: abort, id: SrbId(0), done: Box::new(|_| {}) });
-                self.pending_aborts.push((id, now + self.options.abort_timeout, address.path_id));
+                match self.virtual_deadline(Some(self.options.abort_timeout)) {
+                    Some(v) => self.pending_vaborts.push((id, v, address.path_id)),
+                    None => self.pending_aborts.push((id, now + self.options.abort_timeout, address.path_id)),
+                }
             }
+            return true;
+        }
+        if let Some(pos) = self.pending_vaborts.iter().position(|(_, t, _)| vnow.is_some_and(|v| *t <= v)) {
+            let (_, _, path) = self.pending_vaborts.remove(pos);
+            self.reset_bus_with(ext, path);
             return true;
         }
         if let Some(pos) = self.pending_aborts.iter().position(|(_, t, _)| *t <= now) {
@@ -93,6 +103,41 @@ impl<E> Core<E> {
             return true;
         }
         false
+    }
+
+    /// `timeout` from now on the machine's virtual clock, in its picoseconds; None without the clock.
+    pub(super) fn virtual_deadline(&self, timeout: Option<std::time::Duration>) -> Option<hal::Picos> {
+        let clock = self.vclock.as_ref()?;
+        Some(clock.now() + timeout?.as_nanos() as u64 * 1000)
+    }
+
+    /// The earliest virtual-time deadline: an SRB's timeout or the wait for an abort sent after one.
+    pub fn next_virtual_deadline(&self) -> Option<hal::Picos> {
+        let srbs = self
+            .slots
+            .iter()
+            .filter(|(_, a)| a.state == ActiveState::Started && !a.timed_out && !a.internal)
+            .filter_map(|(_, a)| a.vdeadline);
+        srbs.chain(self.pending_vaborts.iter().map(|(_, t, _)| *t)).min()
+    }
+
+    /// With the machine's virtual clock, an engine that has nothing left to do but wait for a virtual-time deadline
+    /// moves the clock on to it (the modelled machine spends that time waiting for its one-second timer ticks).
+    /// Nothing else may be able to happen first: no deferred work, no interrupt, no wait for a channel another
+    /// adapter holds, no wall-clock deadline (the card's own, a miniport timer, the reset hold). The card answers
+    /// synchronously, so an SRB it leaves active then can only end by its timeout. Returns whether the clock moved.
+    pub fn advance_virtual_time(&mut self) -> bool {
+        let Some(due) = self.next_virtual_deadline() else { return false };
+        let Some(clock) = &self.vclock else { return false };
+        if !self.dpcs.is_empty()
+            || self.dma.waiting_for_channel()
+            || (self.hw.irq() && !self.irq_masked)
+            || self.next_deadline().is_some()
+        {
+            return false;
+        }
+        clock.advance_to(due);
+        true
     }
 
     /// A reset asked for by a caller (SRB_FUNCTION_RESET_BUS, an iSCSI LUN/target reset).
@@ -104,6 +149,7 @@ impl<E> Core<E> {
     /// completed by the port with `SRB_STATUS_BUS_RESET`.
     pub(super) fn reset_bus_with(&mut self, ext: &mut E, path_id: u8) {
         self.pending_aborts.retain(|(_, _, p)| *p != path_id);
+        self.pending_vaborts.retain(|(_, _, p)| *p != path_id);
         self.event(None, None, EventKind::BusReset { path_id });
         self.stats.add_bus_reset();
         let reset = self.init.hw_reset_bus;

@@ -22,6 +22,8 @@ pub(crate) struct Active {
     pub(super) done: Option<Completion>,
     pub(super) state: ActiveState,
     pub(super) deadline: Option<Instant>,
+    /// With the machine's virtual clock: the timeout deadline in its picoseconds (`deadline` is then unused).
+    pub(super) vdeadline: Option<hal::Picos>,
     /// A strict-mode violation concerned this SRB: it completes with `SRB_STATUS_INTERNAL_ERROR`.
     pub(super) failed_by_verifier: bool,
     /// The port timed it out: it completes with `SRB_STATUS_TIMEOUT`.
@@ -46,6 +48,7 @@ impl Active {
             done: Some(done),
             state: ActiveState::Started,
             deadline,
+            vdeadline: None,
             failed_by_verifier: false,
             timed_out: false,
             internal,

@@ -101,6 +101,9 @@ fn engine_loop<E>(mut core: Core<E>, mut ext: E, rx: Receiver<Msg>) {
         }
         let msg = if msg.is_some() {
             msg
+        } else if shutdown.is_none() && core.advance_virtual_time() {
+            // Virtual time moved on to a timeout: run the engine without waiting.
+            None
         } else {
             match core.next_deadline() {
                 Some(d) => match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {

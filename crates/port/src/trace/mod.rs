@@ -78,7 +78,8 @@ pub enum EventKind {
 /// One event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Event {
-    /// Nanoseconds since the trace started.
+    /// Nanoseconds since the trace started: of wall-clock time, or for a recorder made with [`Trace::in_virtual_time`]
+    /// of the modelled machine's virtual time.
     pub t_ns: u64,
     pub adapter: String,
     pub channel: Option<u8>,
@@ -96,6 +97,8 @@ pub struct Trace {
 
 struct TraceInner {
     start: Instant,
+    /// Stamps in the machine's virtual time: its clock, and its reading when the trace started.
+    clock: std::sync::OnceLock<(hal::VirtualClock, hal::Picos)>,
     events: Mutex<Vec<Event>>,
     limit: usize,
 }
@@ -103,7 +106,38 @@ struct TraceInner {
 impl Trace {
     /// A recorder keeping at most `limit` events (older ones are kept, later ones dropped).
     pub fn new(limit: usize) -> Self {
-        Trace { inner: Arc::new(TraceInner { start: Instant::now(), events: Mutex::new(Vec::new()), limit }) }
+        Trace {
+            inner: Arc::new(TraceInner {
+                start: Instant::now(),
+                clock: std::sync::OnceLock::new(),
+                events: Mutex::new(Vec::new()),
+                limit,
+            }),
+        }
+    }
+
+    /// A recorder that stamps events with the modelled machine's virtual time (`Hal::virtual_clock`): DMA transfers
+    /// and timeouts move it on, so a timeline drawn from it shows what the modelled machine would have taken.
+    pub fn in_virtual_time(limit: usize, clock: hal::VirtualClock) -> Self {
+        let t = Trace::new(limit);
+        t.use_virtual_clock(clock);
+        t
+    }
+
+    /// From now on stamp events with the machine's virtual time, counted from the clock's reading now. Only a
+    /// recorder that has recorded nothing and has no clock yet switches; returns whether it did.
+    pub fn use_virtual_clock(&self, clock: hal::VirtualClock) -> bool {
+        let events = self.inner.events.lock();
+        if !events.is_empty() {
+            return false;
+        }
+        let at = clock.now();
+        self.inner.clock.set((clock, at)).is_ok()
+    }
+
+    /// Whether events carry virtual time.
+    pub fn is_virtual(&self) -> bool {
+        self.inner.clock.get().is_some()
     }
 
     pub fn record(
@@ -114,7 +148,10 @@ impl Trace {
         address: Option<LuAddress>,
         kind: EventKind,
     ) {
-        let t_ns = self.inner.start.elapsed().as_nanos() as u64;
+        let t_ns = match self.inner.clock.get() {
+            Some((clock, at)) => (clock.now() - at) / 1000,
+            None => self.inner.start.elapsed().as_nanos() as u64,
+        };
         let mut ev = self.inner.events.lock();
         if ev.len() < self.inner.limit {
             ev.push(Event { t_ns, adapter: adapter.to_string(), channel, srb, address, kind });
