@@ -3,11 +3,11 @@
 //! speaks for absent LUNs (SPC-4 §4.6.4), can change while sessions run — every I_T nexus then sees one
 //! 06/3F/0E REPORTED LUNS DATA HAS CHANGED (SPC-4 §6.33, SAM-5 §5.14) — and counts every command per LU.
 
-use super::iscsi_lun::PassThroughLuns;
 use crate::metrics::{LuStats, Op};
 use bytes::Bytes;
 use iscsi::{ScsiBackend, ScsiCommand, ScsiResponse, TmfResponse};
 use parking_lot::{Mutex, RwLock};
+use passthrough::PassThroughLuns;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

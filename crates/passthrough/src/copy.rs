@@ -3,10 +3,10 @@
 //! of the initiator's I_T nexus (so reservations, unit attentions and task management
 //! apply to it as to any command). The Third-Party Copy VPD page and the two commands'
 //! entries in REPORT SUPPORTED OPERATION CODES are added to what the LU reports.
-//! `docs/scsi-features.md` describes it; parsing is in [`crate::frontends::xcopy`].
+//! `docs/scsi-features.md` describes it; parsing is in [`crate::xcopy`].
 
 use super::{check, PassThroughLuns};
-use crate::frontends::xcopy::{self, CopyList, CopySense, CopyState, CopyStatus, ListIdUsage};
+use crate::xcopy::{self, CopyList, CopySense, CopyState, CopyStatus, ListIdUsage};
 use bytes::Bytes;
 use iscsi::{DataDirection, ScsiCommand, ScsiResponse, TaskAttr};
 use parking_lot::Mutex;

@@ -1,5 +1,8 @@
-//! iSCSI commands as pass-through SRBs: each command is one SRB straight to the miniport (no class driver), which
-//! walks it in several DMA operations when it is larger than the HBA's maximum transfer.
+//! The SCSI pass-through client: iSCSI commands as pass-through SRBs, each command one SRB straight to the miniport
+//! (no class driver), which walks it in several DMA operations when it is larger than the HBA's maximum transfer.
+//! Beside the commands it keeps what a pass-through requester owes the port: task management (aborts by task tag,
+//! bus resets), releasing frozen queues, residuals against the initiator's expected length, SRB status turned back
+//! into SCSI status and sense, the copy manager (EXTENDED COPY) and PREEMPT AND ABORT.
 
 use bytes::Bytes;
 use hal::{Placement, SystemMemory, PAGE_SIZE};
@@ -13,6 +16,8 @@ use tokio::sync::Semaphore;
 mod copy;
 mod dataout;
 mod preempt;
+pub mod sysmem;
+pub mod xcopy;
 
 /// The LUNs of one adapter's bus as an iSCSI target: LUN `target * 8 + lun`.
 pub struct PassThroughLuns {
@@ -279,7 +284,7 @@ impl PassThroughLuns {
         }
         let moved = (srb.data_transfer_length as usize).min(len);
         let data_in = match (buffer, direction) {
-            (Some(b), port::DataDirection::In) => match super::sysmem_bytes(b, moved, permit) {
+            (Some(b), port::DataDirection::In) => match sysmem::sysmem_bytes(b, moved, permit) {
                 Ok(bytes) => bytes,
                 Err(_) => return check(0x04, 0x44, 0x00),
             },
