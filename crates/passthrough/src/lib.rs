@@ -8,7 +8,7 @@ use bytes::Bytes;
 use hal::{Placement, SystemMemory, PAGE_SIZE};
 use iscsi::{DataDirection, ScsiBackend, ScsiCommand, ScsiResponse, TaskAttr, TmfResponse};
 use parking_lot::Mutex;
-use port::{AdapterHandle, LuAddress, PassThrough, Srb, SrbFunction, SrbId, SrbStatus};
+use port::{AdapterHandle, LuAddress, PassThrough, SrbId, SrbStatus};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -148,29 +148,15 @@ impl ScsiBackend for PassThroughLuns {
     async fn nexus_loss(&self, initiator: u64) {
         // Held copy results belong to the I_T nexus (SPC-4, third-party copy).
         self.copies.forget(initiator);
-        // The HBA's application-dedicated request: that requester's identity leaves the bus, and the targets release
-        // what its I_T nexus held (SPC-2 reservations).
+        // The port driver's NEXUS LOSS request: that requester's identity leaves the bus, and the targets release
+        // what its I_T nexus held (SPC-2 reservations). A miniport without it refuses the request, and nothing else
+        // is lost.
         let Some(&first) = self.luns.first() else { return };
-        let mut payload = vec![0u8; hba::SRB_IO_CONTROL_SIZE + 8];
-        payload[0..4].copy_from_slice(&(hba::SRB_IO_CONTROL_SIZE as u32).to_le_bytes());
-        payload[4..12].copy_from_slice(&hba::IOCTL_SIGNATURE);
-        payload[12..16].copy_from_slice(&10u32.to_le_bytes());
-        payload[16..20].copy_from_slice(&hba::IOCTL_NEXUS_LOSS.to_le_bytes());
-        payload[24..28].copy_from_slice(&8u32.to_le_bytes());
-        payload[28..36].copy_from_slice(&initiator.to_le_bytes());
-        let Ok(buf) = self.memory.alloc(payload.len(), Placement::Any) else { return };
-        if buf.write(0, &payload).is_err() {
-            return;
+        let size = port::requester::SRB_IO_CONTROL_SIZE + 8;
+        let Ok(buf) = self.memory.alloc(size, Placement::Any) else { return };
+        if let Ok(pending) = self.adapter.nexus_loss(&buf, Self::address(first), initiator) {
+            pending.await;
         }
-        let mut srb = Srb::execute_scsi(Self::address(first), &[]).with_data(
-            &buf,
-            0,
-            payload.len() as u32,
-            port::SrbFlags::DATA_OUT,
-        );
-        srb.function = SrbFunction::IO_CONTROL;
-        srb.time_out_value = 10;
-        self.adapter.submit(srb).await;
     }
 
     async fn lun_reset(&self, lun: u64) -> TmfResponse {
