@@ -104,12 +104,7 @@ pub struct AdapterCapabilities {
 }
 
 /// Direction of a pass-through transfer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DataDirection {
-    None,
-    In,
-    Out,
-}
+pub use scsi_proto::DataDirection;
 
 /// An application's SCSI pass-through (direct) request: one SRB, any size, no class driver.
 #[derive(Clone)]

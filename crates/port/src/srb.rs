@@ -150,16 +150,7 @@ bitflags! {
 }
 
 /// `SCSISTAT_*` values a miniport puts in `ScsiStatus`.
-pub mod scsi_status {
-    pub const GOOD: u8 = 0x00;
-    pub const CHECK_CONDITION: u8 = 0x02;
-    pub const CONDITION_MET: u8 = 0x04;
-    pub const BUSY: u8 = 0x08;
-    pub const INTERMEDIATE: u8 = 0x10;
-    pub const RESERVATION_CONFLICT: u8 = 0x18;
-    pub const COMMAND_TERMINATED: u8 = 0x22;
-    pub const QUEUE_FULL: u8 = 0x28;
-}
+pub use scsi_proto::status::code as scsi_status;
 
 /// Requests the port driver defines for every miniport, carried as `SRB_FUNCTION_IO_CONTROL` with an
 /// `SRB_IO_CONTROL` header of the port's own signature, as the system defines the "SCSIDISK" requests

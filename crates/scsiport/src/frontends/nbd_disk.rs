@@ -55,7 +55,9 @@ fn nbd_error(e: ClassError) -> DeviceError {
     match e {
         ClassError::WriteProtected => DeviceError::ReadOnly,
         ClassError::OutOfRange { .. } => DeviceError::Invalid,
-        ClassError::IllegalRequest { asc: 0x20, .. } => DeviceError::NotSupported,
+        ClassError::IllegalRequest { asc, .. } if asc == scsi_proto::AscAscq::INVALID_COMMAND_OPCODE.0 => {
+            DeviceError::NotSupported
+        }
         ClassError::BadRequest(_) => DeviceError::Invalid,
         other => DeviceError::Io(other.to_string()),
     }
