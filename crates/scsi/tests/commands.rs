@@ -512,7 +512,8 @@ fn transfers_up_to_the_reported_maximum_are_good_and_one_block_more_is_an_invali
     // The length is a field of the CDB and is checked before the range: over the limit and past the end as well
     // is still INVALID FIELD IN CDB, for every command the limit applies to.
     let past = 8192 - u64::from(max);
-    for (op, flags, out) in [(0x88u8, 0, false), (0x8A, 0, true), (0x8E, 0, true), (0x90, 0, false), (0x8F, 0x02, true)] {
+    for (op, flags, out) in [(0x88u8, 0, false), (0x8A, 0, true), (0x8E, 0, true), (0x90, 0, false), (0x8F, 0x02, true)]
+    {
         let c = cdb16(op, flags, past, max + 1);
         let o = if out { run_out(&d, &c, &data) } else { run(&d, &c).0 };
         assert_eq!(sense(&o), (5, 0x24, 0x00), "opcode {op:#04x} over the limit and past the end");
