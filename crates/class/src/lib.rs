@@ -6,7 +6,7 @@
 //! retries what is worth retrying a bounded number of times, and turns sense data into typed errors.
 
 mod batch;
-pub mod cdb;
+pub use scsi_proto::cdb;
 pub mod retry;
 pub mod sense;
 

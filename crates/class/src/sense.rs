@@ -10,19 +10,8 @@ pub struct SenseInfo {
     pub information: Option<u64>,
 }
 
-/// Sense keys (SPC-4 table 51).
-pub mod key {
-    pub const NO_SENSE: u8 = 0x0;
-    pub const RECOVERED_ERROR: u8 = 0x1;
-    pub const NOT_READY: u8 = 0x2;
-    pub const MEDIUM_ERROR: u8 = 0x3;
-    pub const HARDWARE_ERROR: u8 = 0x4;
-    pub const ILLEGAL_REQUEST: u8 = 0x5;
-    pub const UNIT_ATTENTION: u8 = 0x6;
-    pub const DATA_PROTECT: u8 = 0x7;
-    pub const ABORTED_COMMAND: u8 = 0xB;
-    pub const MISCOMPARE: u8 = 0xE;
-}
+/// Sense keys (SPC-4 table 51) as bytes.
+pub use scsi_proto::sense::key;
 
 impl SenseInfo {
     /// Parse sense bytes; `None` when they are not sense data.

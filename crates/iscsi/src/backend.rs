@@ -6,14 +6,7 @@ use std::future::Future;
 use bytes::Bytes;
 
 /// Direction of a command's data phase (RFC 7143 §11.3.1.1: R and W bits).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DataDirection {
-    None,
-    /// Device to initiator (READ).
-    In,
-    /// Initiator to device (WRITE).
-    Out,
-}
+pub use scsi_proto::DataDirection;
 
 /// SAM task attribute (RFC 7143 §11.3.1.2 ATTR field).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,12 +74,8 @@ impl ScsiResponse {
 
     /// CHECK CONDITION with fixed-format sense (SPC-4 §4.5.3) for `key`/`asc`/`ascq`.
     pub fn check_condition(key: u8, asc: u8, ascq: u8) -> ScsiResponse {
-        let mut sense = vec![0u8; 18];
-        sense[0] = 0x70;
-        sense[2] = key & 0x0f;
-        sense[7] = 10;
-        sense[12] = asc;
-        sense[13] = ascq;
+        let sense =
+            scsi_proto::Sense::new(scsi_proto::SenseKey::from_u8(key), scsi_proto::AscAscq(asc, ascq)).to_fixed();
         ScsiResponse {
             status: status::CHECK_CONDITION,
             sense: Some(sense),
@@ -96,15 +85,8 @@ impl ScsiResponse {
     }
 }
 
-/// SAM-5 status codes used by the target itself.
-pub mod status {
-    pub const GOOD: u8 = 0x00;
-    pub const CHECK_CONDITION: u8 = 0x02;
-    pub const CONDITION_MET: u8 = 0x04;
-    pub const BUSY: u8 = 0x08;
-    pub const INTERMEDIATE_CONDITION_MET: u8 = 0x14;
-    pub const TASK_SET_FULL: u8 = 0x28;
-}
+/// SAM-5 status codes.
+pub use scsi_proto::status::code as status;
 
 /// Result of a task management function at the SCSI layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -54,8 +54,9 @@
 #define CMD_SET_IDENTITY 0x08
 #define CMD_DROP_IDENTITY 0x09
 
-/* SRB_FUNCTION_IO_CONTROL requests of the card's application-dedicated support (docs/hba.md, DROP IDENTITY). */
-#define IOCTL_SIGNATURE "RHSCSI  "
+/* The port driver's SRB_FUNCTION_IO_CONTROL requests for every miniport (docs/passthrough.md); the card implements
+   NEXUS LOSS with DROP IDENTITY (docs/hba.md). */
+#define IOCTL_SIGNATURE "SCSIPORT"
 #define IOCTL_NEXUS_LOSS 1
 
 #define MAX_TRANSFER (64u * 1024u)

@@ -246,7 +246,7 @@ fn io_control_buffer_is_cpu_visible_both_ways() {
         srb.function = port::SrbFunction::IO_CONTROL;
         (srb, buf)
     };
-    let (srb, buf) = request(b"RHSCSI  ");
+    let (srb, buf) = request(b"SCSIPORT");
     let (_, s) = rig.run(srb);
     assert_eq!(s.srb_status, SrbStatus::SUCCESS);
     let mut back = [0u8; 36];

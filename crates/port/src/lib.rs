@@ -24,8 +24,8 @@ pub use config::{
 pub use ddi::{Notification, PortContext, SrbAccess};
 pub use engine::{AdapterOptions, BUSY_RESUBMIT_LIMIT, BUSY_RETRY_DELAY};
 pub use srb::{
-    queue_action, scsi_status, Completion, LuAddress, Srb, SrbFlags, SrbFunction, SrbHandle, SrbId, SrbStatus,
-    SENSE_BUFFER_SIZE, SP_UNINITIALIZED_VALUE, SP_UNTAGGED,
+    queue_action, requester, scsi_status, Completion, LuAddress, Srb, SrbFlags, SrbFunction, SrbHandle, SrbId,
+    SrbStatus, SENSE_BUFFER_SIZE, SP_UNINITIALIZED_VALUE, SP_UNTAGGED,
 };
 pub use stats::PortStats;
 pub use trace::{Event, EventKind, SvgOptions, Timeline, Trace};
@@ -104,12 +104,7 @@ pub struct AdapterCapabilities {
 }
 
 /// Direction of a pass-through transfer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DataDirection {
-    None,
-    In,
-    Out,
-}
+pub use scsi_proto::DataDirection;
 
 /// An application's SCSI pass-through (direct) request: one SRB, any size, no class driver.
 #[derive(Clone)]
@@ -251,6 +246,24 @@ impl AdapterHandle {
     /// Queue a pass-through request as one SRB.
     pub fn pass_through(&self, req: &PassThrough) -> Result<SrbFuture, PortError> {
         let srb = self.pass_through_srb(req)?;
+        Ok(self.submit(srb))
+    }
+
+    /// A pass-through requester's I_T nexus is gone ([`requester::NEXUS_LOSS`], sent to the logical unit at
+    /// `address` with `nexus` as its requester): the miniport tells the bus, and the targets release what the nexus
+    /// held. `buffer` holds the request (`requester::nexus_loss_request` is written into it); the future resolves
+    /// with the SRB, `SRB_STATUS_INVALID_REQUEST` from a miniport that does not implement it.
+    pub fn nexus_loss(&self, buffer: &Buffer, address: LuAddress, nexus: u64) -> Result<SrbFuture, PortError> {
+        const TIMEOUT_SECS: u32 = 10;
+        let payload = requester::nexus_loss_request(nexus, TIMEOUT_SECS);
+        if buffer.len() < payload.len() {
+            return Err(PortError::BadRequest(format!("a nexus loss request needs {} bytes", payload.len())));
+        }
+        buffer.write(0, &payload).map_err(|e| PortError::BadRequest(format!("nexus loss request: {e}")))?;
+        let mut srb = Srb::execute_scsi(address, &[]).with_data(buffer, 0, payload.len() as u32, SrbFlags::DATA_OUT);
+        srb.function = SrbFunction::IO_CONTROL;
+        srb.time_out_value = TIMEOUT_SECS;
+        srb.requester_nexus = nexus;
         Ok(self.submit(srb))
     }
 

@@ -150,15 +150,32 @@ bitflags! {
 }
 
 /// `SCSISTAT_*` values a miniport puts in `ScsiStatus`.
-pub mod scsi_status {
-    pub const GOOD: u8 = 0x00;
-    pub const CHECK_CONDITION: u8 = 0x02;
-    pub const CONDITION_MET: u8 = 0x04;
-    pub const BUSY: u8 = 0x08;
-    pub const INTERMEDIATE: u8 = 0x10;
-    pub const RESERVATION_CONFLICT: u8 = 0x18;
-    pub const COMMAND_TERMINATED: u8 = 0x22;
-    pub const QUEUE_FULL: u8 = 0x28;
+pub use scsi_proto::status::code as scsi_status;
+
+/// Requests the port driver defines for every miniport, carried as `SRB_FUNCTION_IO_CONTROL` with an
+/// `SRB_IO_CONTROL` header of the port's own signature, as the system defines the "SCSIDISK" requests
+/// (`IOCTL_SCSI_MINIPORT_*`) that any miniport may implement. A miniport that does not know the signature completes
+/// the request with `SRB_STATUS_INVALID_REQUEST`. `docs/passthrough.md` describes them.
+pub mod requester {
+    /// `SRB_IO_CONTROL.Signature` of the port's requests.
+    pub const SIGNATURE: [u8; 8] = *b"SCSIPORT";
+    /// Control code: the pass-through requester whose I_T nexus is in the 8 data bytes (little-endian), and in the
+    /// SRB's requester nexus, is gone; the targets release what that I_T nexus held (SPC-2 reservations).
+    pub const NEXUS_LOSS: u32 = 1;
+    /// Size of the `SRB_IO_CONTROL` header (HeaderLength, Signature, Timeout, ControlCode, ReturnCode, Length).
+    pub const SRB_IO_CONTROL_SIZE: usize = 28;
+
+    /// The buffer of a NEXUS LOSS request: the header, then the nexus.
+    pub fn nexus_loss_request(nexus: u64, timeout_secs: u32) -> [u8; SRB_IO_CONTROL_SIZE + 8] {
+        let mut p = [0u8; SRB_IO_CONTROL_SIZE + 8];
+        p[0..4].copy_from_slice(&(SRB_IO_CONTROL_SIZE as u32).to_le_bytes());
+        p[4..12].copy_from_slice(&SIGNATURE);
+        p[12..16].copy_from_slice(&timeout_secs.to_le_bytes());
+        p[16..20].copy_from_slice(&NEXUS_LOSS.to_le_bytes());
+        p[24..28].copy_from_slice(&8u32.to_le_bytes());
+        p[28..36].copy_from_slice(&nexus.to_le_bytes());
+        p
+    }
 }
 
 /// `QueueAction` values.

@@ -11,7 +11,7 @@ mod cdb;
 pub mod disk;
 mod execute;
 pub mod fault;
-pub mod sense;
+pub use scsi_proto::sense;
 pub mod status;
 pub mod target;
 pub mod task;

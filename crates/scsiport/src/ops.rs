@@ -3,7 +3,6 @@
 //! socket and SIGHUP reload perform on them. `docs/control.md` describes the operations.
 
 use crate::config::{parse_disk_ref, BackendKind, Config};
-use crate::frontends::iscsi_lun::PassThroughLuns;
 use crate::frontends::lun_map::LunMap;
 use crate::frontends::metered::Metered;
 use crate::frontends::nbd_disk::ClassDisk;
@@ -12,6 +11,7 @@ use crate::machine::Machine;
 use crate::metrics::Registry;
 use anyhow::{anyhow, bail, Context};
 use parking_lot::{Mutex, RwLock};
+use passthrough::PassThroughLuns;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 use iscsi::{DataDirection, ScsiBackend, ScsiCommand, ScsiResponse, TaskAttr};
+use passthrough::PassThroughLuns;
 use scsiport::config::{BackendKind, Config};
-use scsiport::frontends::iscsi_lun::PassThroughLuns;
 use scsiport::machine::Machine;
 use scsiport::size::ByteSize;
 

@@ -9,9 +9,9 @@
 use bytes::Bytes;
 use iscsi::{DataDirection, ScsiBackend, ScsiCommand, TaskAttr};
 use nbd::{BlockDevice, DeviceError};
+use passthrough::PassThroughLuns;
 use proptest::prelude::*;
 use scsiport::config::Config;
-use scsiport::frontends::iscsi_lun::PassThroughLuns;
 use scsiport::frontends::nbd_disk::{ClassDisk, MAX_REQUEST};
 use scsiport::machine::Machine;
 use scsiport::size::ByteSize;

@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 use iscsi::{DataDirection, ScsiBackend, ScsiCommand, TaskAttr};
+use passthrough::PassThroughLuns;
 use scsiport::config::Config;
-use scsiport::frontends::iscsi_lun::PassThroughLuns;
 use scsiport::machine::Machine;
 use scsiport::size::ByteSize;
 

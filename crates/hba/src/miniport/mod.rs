@@ -463,12 +463,8 @@ fn hw_find_adapter(
     FindAdapterStatus::Found
 }
 
-/// `SRB_IO_CONTROL` signature of the card's application-dedicated requests.
-pub const IOCTL_SIGNATURE: [u8; 8] = *b"RHSCSI  ";
-/// Control code: the requester whose I_T nexus is in the 8 data bytes (little-endian) is gone.
-pub const IOCTL_NEXUS_LOSS: u32 = 1;
-/// Size of the `SRB_IO_CONTROL` header (HeaderLength, Signature, Timeout, ControlCode, ReturnCode, Length).
-pub const SRB_IO_CONTROL_SIZE: usize = 28;
+/// The port driver's requests for every miniport (`port::requester`): the card implements NEXUS LOSS.
+pub use port::requester::{NEXUS_LOSS as IOCTL_NEXUS_LOSS, SIGNATURE as IOCTL_SIGNATURE, SRB_IO_CONTROL_SIZE};
 
 impl RefMiniport {
     /// `SRB_FUNCTION_IO_CONTROL` (docs/ddk.md §12): the application-dedicated path. The buffer is an `SRB_IO_CONTROL`

@@ -3,11 +3,13 @@
 //! speaks for absent LUNs (SPC-4 §4.6.4), can change while sessions run — every I_T nexus then sees one
 //! 06/3F/0E REPORTED LUNS DATA HAS CHANGED (SPC-4 §6.33, SAM-5 §5.14) — and counts every command per LU.
 
-use super::iscsi_lun::PassThroughLuns;
 use crate::metrics::{LuStats, Op};
 use bytes::Bytes;
 use iscsi::{ScsiBackend, ScsiCommand, ScsiResponse, TmfResponse};
 use parking_lot::{Mutex, RwLock};
+use passthrough::PassThroughLuns;
+use scsi_proto::opcode::{INQUIRY, REPORT_LUNS, REQUEST_SENSE};
+use scsi_proto::{cdb, inquiry, AscAscq, Sense, SenseKey};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -45,10 +47,6 @@ pub enum MapError {
     #[error("LUN {0} is outside 0-16383")]
     Range(u64),
 }
-
-const INQUIRY: u8 = 0x12;
-const REQUEST_SENSE: u8 = 0x03;
-const REPORT_LUNS: u8 = 0xA0;
 
 impl LunMap {
     pub fn new(name: impl Into<String>) -> Self {
@@ -126,20 +124,24 @@ impl LunMap {
     }
 }
 
+fn check(key: SenseKey, code: AscAscq) -> ScsiResponse {
+    ScsiResponse::check_condition(key as u8, code.0, code.1)
+}
+
 /// REPORT LUNS parameter data (SPC-4 §6.33) for `luns`, cut to the CDB's allocation length.
 fn report_luns(luns: &[u64], cdb: &[u8]) -> ScsiResponse {
     if cdb.len() < 12 {
-        return ScsiResponse::check_condition(0x05, 0x24, 0x00);
+        return check(SenseKey::IllegalRequest, AscAscq::INVALID_FIELD_IN_CDB);
     }
     let alloc = u32::from_be_bytes([cdb[6], cdb[7], cdb[8], cdb[9]]) as usize;
     // SELECT REPORT 00h, 02h: every LU; 01h: well-known LUs only (none here); 10h-12h administrative (none).
     let list: &[u64] = match cdb[2] {
         0x00 | 0x02 => luns,
         0x01 | 0x10..=0x12 => &[],
-        _ => return ScsiResponse::check_condition(0x05, 0x24, 0x00),
+        _ => return check(SenseKey::IllegalRequest, AscAscq::INVALID_FIELD_IN_CDB),
     };
     if alloc < 16 && alloc != 0 {
-        return ScsiResponse::check_condition(0x05, 0x24, 0x00);
+        return check(SenseKey::IllegalRequest, AscAscq::INVALID_FIELD_IN_CDB);
     }
     let mut d = Vec::with_capacity(8 + 8 * list.len());
     d.extend_from_slice(&((list.len() * 8) as u32).to_be_bytes());
@@ -154,8 +156,8 @@ fn report_luns(luns: &[u64], cdb: &[u8]) -> ScsiResponse {
 /// The command's kind and the bytes it moves, for the counters.
 fn classify(cdb: &[u8]) -> Op {
     match cdb.first() {
-        Some(0x08 | 0x28 | 0xA8 | 0x88) => Op::Read,
-        Some(0x0A | 0x2A | 0xAA | 0x8A | 0x2E | 0xAE | 0x8E) => Op::Write,
+        Some(&op) if cdb::is_read(op) => Op::Read,
+        Some(&op) if cdb::is_write(op) => Op::Write,
         _ => Op::Other,
     }
 }
@@ -172,7 +174,7 @@ impl ScsiBackend for LunMap {
             if let Some(m) = self.get(cmd.lun) {
                 m.stats.begin().finish(Op::Other, 0, false);
             }
-            return ScsiResponse::check_condition(0x06, 0x3F, 0x0E);
+            return check(SenseKey::UnitAttention, AscAscq::REPORTED_LUNS_DATA_CHANGED);
         }
         if op == Some(REPORT_LUNS) {
             return report_luns(&self.luns(), &cmd.cdb);
@@ -181,21 +183,13 @@ impl ScsiBackend for LunMap {
             // SPC-4 §4.6.4: an absent LUN answers INQUIRY with "not capable", REQUEST SENSE with 05/25/00 as data,
             // everything else CHECK CONDITION 05/25/00.
             return match op {
-                Some(INQUIRY) => {
-                    let mut d = vec![0u8; 36];
-                    d[0] = 0x7F;
-                    d[2] = 6;
-                    d[3] = 2;
-                    d[4] = 31;
-                    d.truncate(cmd.expected_len as usize);
-                    ScsiResponse::good(Bytes::from(d))
-                }
+                Some(INQUIRY) => ScsiResponse::good(Bytes::from(inquiry::absent_lun(cmd.expected_len as usize))),
                 Some(REQUEST_SENSE) => {
-                    let mut s = ScsiResponse::check_condition(0x05, 0x25, 0x00).sense.unwrap_or_default();
+                    let mut s = Sense::new(SenseKey::IllegalRequest, AscAscq::LU_NOT_SUPPORTED).to_fixed();
                     s.truncate(cmd.expected_len as usize);
                     ScsiResponse::good(Bytes::from(s))
                 }
-                _ => ScsiResponse::check_condition(0x05, 0x25, 0x00),
+                _ => check(SenseKey::IllegalRequest, AscAscq::LU_NOT_SUPPORTED),
             };
         };
         let kind = classify(&cmd.cdb);

@@ -7,7 +7,7 @@ use nbd::{Capabilities, DeviceError, Extent, PayloadBuf, WritePayload};
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::SystemMemoryPayload;
+use passthrough::sysmem::SystemMemoryPayload;
 
 /// The largest request the export takes in one call.
 pub const MAX_REQUEST: u32 = 32 << 20;
@@ -55,7 +55,9 @@ fn nbd_error(e: ClassError) -> DeviceError {
     match e {
         ClassError::WriteProtected => DeviceError::ReadOnly,
         ClassError::OutOfRange { .. } => DeviceError::Invalid,
-        ClassError::IllegalRequest { asc: 0x20, .. } => DeviceError::NotSupported,
+        ClassError::IllegalRequest { asc, .. } if asc == scsi_proto::AscAscq::INVALID_COMMAND_OPCODE.0 => {
+            DeviceError::NotSupported
+        }
         ClassError::BadRequest(_) => DeviceError::Invalid,
         other => DeviceError::Io(other.to_string()),
     }
@@ -88,7 +90,7 @@ impl nbd::BlockDevice for ClassDisk {
         let (permit, buf) = self.buffer(len as usize).await?;
         self.disk.read_async(self.lba(offset), &buf, 0, len as usize).await.map_err(nbd_error)?;
         // The DMA engine has finished with the pages: the reply goes out from system memory itself.
-        super::sysmem_bytes(buf, len as usize, permit).map_err(|e| DeviceError::Io(e.to_string()))
+        passthrough::sysmem::sysmem_bytes(buf, len as usize, permit).map_err(|e| DeviceError::Io(e.to_string()))
     }
 
     async fn write(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), DeviceError> {

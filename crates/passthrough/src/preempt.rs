@@ -6,6 +6,8 @@
 use super::PassThroughLuns;
 use bytes::Bytes;
 use iscsi::{DataDirection, ScsiBackend, ScsiCommand, ScsiResponse, TaskAttr};
+use scsi_proto::opcode::{service_action, PERSISTENT_RESERVE_IN, PERSISTENT_RESERVE_OUT};
+use scsi_proto::status::code as status;
 use std::collections::BTreeMap;
 
 /// The identity the glue reads reservation state with, so that it never takes a unit
@@ -14,7 +16,7 @@ const GLUE_NEXUS: u64 = u64::MAX;
 
 /// Whether `cdb` is PERSISTENT RESERVE OUT with service action PREEMPT AND ABORT.
 pub(super) fn is_preempt_and_abort(cdb: &[u8]) -> bool {
-    cdb.len() >= 10 && cdb[0] == 0x5F && cdb[1] & 0x1F == 0x05
+    cdb.len() >= 10 && cdb[0] == PERSISTENT_RESERVE_OUT && cdb[1] & 0x1F == service_action::PREEMPT_AND_ABORT
 }
 
 /// Registrations (I_T nexus → key) from READ FULL STATUS parameter data: each
@@ -47,14 +49,14 @@ impl PassThroughLuns {
                 initiator: GLUE_NEXUS,
                 lun,
                 task_tag: 0,
-                cdb: vec![0x5E, 0x03, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0],
+                cdb: vec![PERSISTENT_RESERVE_IN, service_action::READ_FULL_STATUS, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0],
                 attr: TaskAttr::Simple,
                 direction: DataDirection::In,
                 expected_len: 0xFFFF,
                 data_out: Bytes::new(),
             };
             let r = self.pass_through(cmd).await;
-            if r.status == iscsi::backend::status::GOOD {
+            if r.status == status::GOOD {
                 return Some(registrants(&r.data_in));
             }
         }
@@ -67,7 +69,7 @@ impl PassThroughLuns {
         let (initiator, lun) = (cmd.initiator, cmd.lun);
         let before = self.registrations(lun).await;
         let r = self.pass_through(cmd).await;
-        if r.status != iscsi::backend::status::GOOD {
+        if r.status != status::GOOD {
             return r;
         }
         let (Some(before), Some(after)) = (before, self.registrations(lun).await) else { return r };

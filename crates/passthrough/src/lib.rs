@@ -1,11 +1,17 @@
-//! iSCSI commands as pass-through SRBs: each command is one SRB straight to the miniport (no class driver), which
-//! walks it in several DMA operations when it is larger than the HBA's maximum transfer.
+//! The SCSI pass-through client: iSCSI commands as pass-through SRBs, each command one SRB straight to the miniport
+//! (no class driver), which walks it in several DMA operations when it is larger than the HBA's maximum transfer.
+//! Beside the commands it keeps what a pass-through requester owes the port: task management (aborts by task tag,
+//! bus resets), releasing frozen queues, residuals against the initiator's expected length, SRB status turned back
+//! into SCSI status and sense, the copy manager (EXTENDED COPY) and PREEMPT AND ABORT.
 
 use bytes::Bytes;
 use hal::{Placement, SystemMemory, PAGE_SIZE};
 use iscsi::{DataDirection, ScsiBackend, ScsiCommand, ScsiResponse, TaskAttr, TmfResponse};
 use parking_lot::Mutex;
-use port::{AdapterHandle, LuAddress, PassThrough, Srb, SrbFunction, SrbId, SrbStatus};
+use port::{AdapterHandle, LuAddress, PassThrough, SrbId, SrbStatus};
+use scsi_proto::opcode::{COMPARE_AND_WRITE, INQUIRY};
+use scsi_proto::status::code as status;
+use scsi_proto::{cdb, inquiry, AscAscq, SenseKey};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -13,6 +19,8 @@ use tokio::sync::Semaphore;
 mod copy;
 mod dataout;
 mod preempt;
+pub mod sysmem;
+pub mod xcopy;
 
 /// The LUNs of one adapter's bus as an iSCSI target: LUN `target * 8 + lun`.
 pub struct PassThroughLuns {
@@ -61,19 +69,8 @@ impl PassThroughLuns {
 
 /// Bytes and direction of the data a READ/WRITE/WRITE AND VERIFY CDB asks for, from its transfer length.
 fn cdb_data(cdb: &[u8], block_size: u32) -> Option<(u64, DataDirection)> {
-    let be = |b: &[u8]| b.iter().fold(0u64, |a, x| (a << 8) | *x as u64);
-    let (blocks, dir) = match (*cdb.first()?, cdb.len()) {
-        (0x08, 6..) => ((if cdb[4] == 0 { 256 } else { cdb[4] as u64 }), DataDirection::In),
-        (0x0A, 6..) => ((if cdb[4] == 0 { 256 } else { cdb[4] as u64 }), DataDirection::Out),
-        (0x28, 10..) => (be(&cdb[7..9]), DataDirection::In),
-        (0x2A | 0x2E, 10..) => (be(&cdb[7..9]), DataDirection::Out),
-        (0xA8, 12..) => (be(&cdb[6..10]), DataDirection::In),
-        (0xAA | 0xAE, 12..) => (be(&cdb[6..10]), DataDirection::Out),
-        (0x88, 16..) => (be(&cdb[10..14]), DataDirection::In),
-        (0x8A | 0x8E, 16..) => (be(&cdb[10..14]), DataDirection::Out),
-        _ => return None,
-    };
-    Some((blocks * block_size as u64, dir))
+    let (blocks, dir) = cdb::transfer(cdb)?;
+    Some((blocks * u64::from(block_size), dir))
 }
 
 /// COMPARE AND WRITE (SBC-3 §5.3) is all or nothing: its data-out buffer is exactly the 2 × NUMBER OF LOGICAL BLOCKS
@@ -81,7 +78,7 @@ fn cdb_data(cdb: &[u8], block_size: u32) -> Option<(u64, DataDirection)> {
 /// has the Expected Data Transfer Length, refuses any other length with INVALID FIELD IN CDB (the one-byte field
 /// holds at most 255 blocks: 256 blocks of data under a CDB that says 0 must not pass as "nothing to compare").
 fn compare_and_write_mismatch(cdb: &[u8], block_size: u32, expected_len: u32, direction: DataDirection) -> bool {
-    if cdb.first() != Some(&0x89) || cdb.len() < 16 {
+    if cdb.first() != Some(&COMPARE_AND_WRITE) || cdb.len() < 16 {
         return false;
     }
     let wanted = 2 * u64::from(cdb[13]) * u64::from(block_size);
@@ -89,8 +86,8 @@ fn compare_and_write_mismatch(cdb: &[u8], block_size: u32, expected_len: u32, di
     wanted != sent
 }
 
-fn check(key: u8, asc: u8, ascq: u8) -> ScsiResponse {
-    ScsiResponse::check_condition(key, asc, ascq)
+fn check(key: SenseKey, code: AscAscq) -> ScsiResponse {
+    ScsiResponse::check_condition(key as u8, code.0, code.1)
 }
 
 impl ScsiBackend for PassThroughLuns {
@@ -111,7 +108,7 @@ impl ScsiBackend for PassThroughLuns {
             // Without any data-out the LU's own checks (write protection, the CDB) come first and a short
             // transfer ends it; a buffer of another length is refused before it can be taken in part.
             if dataout::required_len(&cmd.cdb, bs).is_some_and(|want| sent != 0 && want != sent) {
-                return check(0x05, 0x24, 0x00);
+                return check(SenseKey::IllegalRequest, AscAscq::INVALID_FIELD_IN_CDB);
             }
         }
         self.pass_through(cmd).await
@@ -143,29 +140,15 @@ impl ScsiBackend for PassThroughLuns {
     async fn nexus_loss(&self, initiator: u64) {
         // Held copy results belong to the I_T nexus (SPC-4, third-party copy).
         self.copies.forget(initiator);
-        // The HBA's application-dedicated request: that requester's identity leaves the bus, and the targets release
-        // what its I_T nexus held (SPC-2 reservations).
+        // The port driver's NEXUS LOSS request: that requester's identity leaves the bus, and the targets release
+        // what its I_T nexus held (SPC-2 reservations). A miniport without it refuses the request, and nothing else
+        // is lost.
         let Some(&first) = self.luns.first() else { return };
-        let mut payload = vec![0u8; hba::SRB_IO_CONTROL_SIZE + 8];
-        payload[0..4].copy_from_slice(&(hba::SRB_IO_CONTROL_SIZE as u32).to_le_bytes());
-        payload[4..12].copy_from_slice(&hba::IOCTL_SIGNATURE);
-        payload[12..16].copy_from_slice(&10u32.to_le_bytes());
-        payload[16..20].copy_from_slice(&hba::IOCTL_NEXUS_LOSS.to_le_bytes());
-        payload[24..28].copy_from_slice(&8u32.to_le_bytes());
-        payload[28..36].copy_from_slice(&initiator.to_le_bytes());
-        let Ok(buf) = self.memory.alloc(payload.len(), Placement::Any) else { return };
-        if buf.write(0, &payload).is_err() {
-            return;
+        let size = port::requester::SRB_IO_CONTROL_SIZE + 8;
+        let Ok(buf) = self.memory.alloc(size, Placement::Any) else { return };
+        if let Ok(pending) = self.adapter.nexus_loss(&buf, Self::address(first), initiator) {
+            pending.await;
         }
-        let mut srb = Srb::execute_scsi(Self::address(first), &[]).with_data(
-            &buf,
-            0,
-            payload.len() as u32,
-            port::SrbFlags::DATA_OUT,
-        );
-        srb.function = SrbFunction::IO_CONTROL;
-        srb.time_out_value = 10;
-        self.adapter.submit(srb).await;
     }
 
     async fn lun_reset(&self, lun: u64) -> TmfResponse {
@@ -187,21 +170,15 @@ impl PassThroughLuns {
     async fn pass_through(&self, cmd: ScsiCommand) -> ScsiResponse {
         if !self.luns.contains(&cmd.lun) {
             // SPC-4 §4.6.4: an absent LUN answers INQUIRY with "not capable", everything else 05/25/00.
-            if cmd.cdb.first() == Some(&0x12) {
-                let mut d = vec![0u8; 36];
-                d[0] = 0x7F;
-                d[2] = 6;
-                d[3] = 2;
-                d[4] = 31;
-                d.truncate(cmd.expected_len as usize);
-                return ScsiResponse::good(Bytes::from(d));
+            if cmd.cdb.first() == Some(&INQUIRY) {
+                return ScsiResponse::good(Bytes::from(inquiry::absent_lun(cmd.expected_len as usize)));
             }
-            return check(0x05, 0x25, 0x00);
+            return check(SenseKey::IllegalRequest, AscAscq::LU_NOT_SUPPORTED);
         }
         let address = Self::address(cmd.lun);
         if let Some(bs) = self.block_sizes.get(&cmd.lun) {
             if compare_and_write_mismatch(&cmd.cdb, *bs, cmd.expected_len, cmd.direction) {
-                return check(0x05, 0x24, 0x00);
+                return check(SenseKey::IllegalRequest, AscAscq::INVALID_FIELD_IN_CDB);
             }
         }
         // What the command itself asks to move (RFC 7143 §11.4.5.1: residuals are against the expected length).
@@ -215,24 +192,20 @@ impl PassThroughLuns {
             Ok(p) => p,
             Err(_) => {
                 return ScsiResponse {
-                    status: iscsi::backend::status::BUSY,
+                    status: status::BUSY,
                     sense: None,
                     data_in: Bytes::new(),
                     residual: iscsi::Residual::None,
                 }
             }
         };
-        let direction = match cmd.direction {
-            DataDirection::None => port::DataDirection::None,
-            DataDirection::In => port::DataDirection::In,
-            DataDirection::Out => port::DataDirection::Out,
-        };
-        let buffer = if len > 0 && direction != port::DataDirection::None {
+        let direction = cmd.direction;
+        let buffer = if len > 0 && direction != DataDirection::None {
             match self.memory.alloc(len, Placement::Any) {
                 Ok(b) => Some(b),
                 Err(_) => {
                     return ScsiResponse {
-                        status: iscsi::backend::status::TASK_SET_FULL,
+                        status: status::TASK_SET_FULL,
                         sense: None,
                         data_in: Bytes::new(),
                         residual: iscsi::Residual::None,
@@ -242,16 +215,16 @@ impl PassThroughLuns {
         } else {
             None
         };
-        if let (Some(b), port::DataDirection::Out) = (&buffer, direction) {
+        if let (Some(b), DataDirection::Out) = (&buffer, direction) {
             let n = cmd.data_out.len().min(len);
             if b.write(0, &cmd.data_out[..n]).is_err() {
-                return check(0x04, 0x44, 0x00);
+                return check(SenseKey::HardwareError, AscAscq::INTERNAL_TARGET_FAILURE);
             }
         }
         let req = PassThrough {
             address,
             cdb: cmd.cdb.clone(),
-            direction: if buffer.is_some() { direction } else { port::DataDirection::None },
+            direction: if buffer.is_some() { direction } else { DataDirection::None },
             buffer: buffer.clone(),
             offset: 0,
             length: if buffer.is_some() { len as u32 } else { 0 },
@@ -260,7 +233,7 @@ impl PassThroughLuns {
         };
         let mut srb = match self.adapter.pass_through_srb(&req) {
             Ok(s) => s,
-            Err(_) => return check(0x05, 0x24, 0x00),
+            Err(_) => return check(SenseKey::IllegalRequest, AscAscq::INVALID_FIELD_IN_CDB),
         };
         // Each iSCSI I_T nexus reaches the disk as its own initiator identity (reservations, unit attentions).
         srb.requester_nexus = cmd.initiator;
@@ -279,9 +252,9 @@ impl PassThroughLuns {
         }
         let moved = (srb.data_transfer_length as usize).min(len);
         let data_in = match (buffer, direction) {
-            (Some(b), port::DataDirection::In) => match super::sysmem_bytes(b, moved, permit) {
+            (Some(b), DataDirection::In) => match sysmem::sysmem_bytes(b, moved, permit) {
                 Ok(bytes) => bytes,
-                Err(_) => return check(0x04, 0x44, 0x00),
+                Err(_) => return check(SenseKey::HardwareError, AscAscq::INTERNAL_TARGET_FAILURE),
             },
             _ => Bytes::new(),
         };
@@ -305,16 +278,14 @@ impl PassThroughLuns {
             SrbStatus::SELECTION_TIMEOUT
             | SrbStatus::NO_DEVICE
             | SrbStatus::INVALID_LUN
-            | SrbStatus::INVALID_TARGET_ID => check(0x05, 0x25, 0x00),
-            SrbStatus::BUSY => {
-                ScsiResponse { status: iscsi::backend::status::BUSY, sense: None, data_in: Bytes::new(), residual }
-            }
+            | SrbStatus::INVALID_TARGET_ID => check(SenseKey::IllegalRequest, AscAscq::LU_NOT_SUPPORTED),
+            SrbStatus::BUSY => ScsiResponse { status: status::BUSY, sense: None, data_in: Bytes::new(), residual },
             // Aborted, reset or timed out: the command did not complete (SAM-5: ABORTED COMMAND sense).
             SrbStatus::ABORTED | SrbStatus::BUS_RESET | SrbStatus::TIMEOUT | SrbStatus::REQUEST_FLUSHED => {
-                check(0x0B, 0x00, 0x00)
+                check(SenseKey::AbortedCommand, AscAscq::NO_ADDITIONAL)
             }
             // Anything else is the port's or adapter's failure (including a verifier refusal): internal target failure.
-            _ => check(0x04, 0x44, 0x00),
+            _ => check(SenseKey::HardwareError, AscAscq::INTERNAL_TARGET_FAILURE),
         }
     }
 }

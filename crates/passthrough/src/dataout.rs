@@ -5,13 +5,15 @@
 /// The one data-out length `cdb` allows for LUs of `block_size`-byte blocks, for the commands that have one:
 /// COMPARE AND WRITE (verify and write data, 2 × NUMBER OF LOGICAL BLOCKS blocks), WRITE SAME(10) (one block) and
 /// WRITE SAME(16) (one block, none with NDOB).
+use scsi_proto::opcode::{COMPARE_AND_WRITE, WRITE_SAME_10, WRITE_SAME_16};
+
 pub(super) fn required_len(cdb: &[u8], block_size: u32) -> Option<u64> {
     let bs = u64::from(block_size);
     match (*cdb.first()?, cdb.len()) {
-        (0x89, 16..) => Some(2 * u64::from(cdb[13]) * bs),
-        (0x41, 10..) => Some(bs),
-        (0x93, 16..) if cdb[1] & 0x01 != 0 => Some(0),
-        (0x93, 16..) => Some(bs),
+        (COMPARE_AND_WRITE, 16..) => Some(2 * u64::from(cdb[13]) * bs),
+        (WRITE_SAME_10, 10..) => Some(bs),
+        (WRITE_SAME_16, 16..) if cdb[1] & 0x01 != 0 => Some(0),
+        (WRITE_SAME_16, 16..) => Some(bs),
         _ => None,
     }
 }

@@ -3,13 +3,16 @@
 //! of the initiator's I_T nexus (so reservations, unit attentions and task management
 //! apply to it as to any command). The Third-Party Copy VPD page and the two commands'
 //! entries in REPORT SUPPORTED OPERATION CODES are added to what the LU reports.
-//! `docs/scsi-features.md` describes it; parsing is in [`crate::frontends::xcopy`].
+//! `docs/scsi-features.md` describes it; parsing is in [`crate::xcopy`].
 
 use super::{check, PassThroughLuns};
-use crate::frontends::xcopy::{self, CopyList, CopySense, CopyState, CopyStatus, ListIdUsage};
+use crate::xcopy::{self, CopyList, CopySense, CopyState, CopyStatus, ListIdUsage};
 use bytes::Bytes;
 use iscsi::{DataDirection, ScsiCommand, ScsiResponse, TaskAttr};
 use parking_lot::Mutex;
+use scsi_proto::opcode::{EXTENDED_COPY, INQUIRY, MAINTENANCE_IN, RECEIVE_COPY_RESULTS};
+use scsi_proto::status::code as status;
+use scsi_proto::{cdb, AscAscq, SenseKey};
 use std::collections::{HashMap, HashSet};
 
 /// Bytes moved by one READ / WRITE pair of a segment.
@@ -34,7 +37,7 @@ impl CopyManager {
 
 fn sense_response(s: CopySense, segment: Option<u16>) -> ScsiResponse {
     ScsiResponse {
-        status: iscsi::backend::status::CHECK_CONDITION,
+        status: status::CHECK_CONDITION,
         sense: Some(s.to_fixed(segment)),
         data_in: Bytes::new(),
         residual: iscsi::Residual::None,
@@ -61,10 +64,10 @@ impl PassThroughLuns {
     pub(super) async fn copy_manager(&self, cmd: &ScsiCommand) -> Option<ScsiResponse> {
         let cdb = &cmd.cdb;
         match (cdb.first()?, cdb.len()) {
-            (0x83, 16..) => Some(self.extended_copy(cmd).await),
-            (0x84, 16..) => Some(self.receive_copy_results(cmd)),
-            (0x12, 6..) if cdb[1] & 0x01 != 0 && matches!(cdb[2], 0x00 | 0x8F) => Some(self.inquiry_vpd(cmd).await),
-            (0xA3, 12..) if cdb[1] & 0x1F == 0x0C => Some(self.report_opcodes(cmd).await),
+            (&EXTENDED_COPY, 16..) => Some(self.extended_copy(cmd).await),
+            (&RECEIVE_COPY_RESULTS, 16..) => Some(self.receive_copy_results(cmd)),
+            (&INQUIRY, 6..) if cdb[1] & 0x01 != 0 && matches!(cdb[2], 0x00 | 0x8F) => Some(self.inquiry_vpd(cmd).await),
+            (&MAINTENANCE_IN, 12..) if cdb[1] & 0x1F == 0x0C => Some(self.report_opcodes(cmd).await),
             _ => None,
         }
     }
@@ -100,7 +103,7 @@ impl PassThroughLuns {
         cdb[2] = 0x00;
         cdb[3..5].copy_from_slice(&255u16.to_be_bytes());
         let r = self.own(cmd, cmd.lun, cdb, DataDirection::In, 255, Bytes::new()).await;
-        if r.status != iscsi::backend::status::GOOD || r.data_in.len() < 4 {
+        if r.status != status::GOOD || r.data_in.len() < 4 {
             return r;
         }
         let mut pages: Vec<u8> = r.data_in[4..].to_vec();
@@ -128,7 +131,7 @@ impl PassThroughLuns {
             // One command: 0x83 and 0x84 have service actions (options 1 is then invalid).
             if options == 1 {
                 // INVALID FIELD IN CDB pointing at REPORTING OPTIONS (byte 2, bits 2..0).
-                let mut r = check(0x05, 0x24, 0x00);
+                let mut r = check(SenseKey::IllegalRequest, AscAscq::INVALID_FIELD_IN_CDB);
                 if let Some(sense) = r.sense.as_mut() {
                     sense[15..18].copy_from_slice(&[0xC8 | 2, 0, 2]);
                 }
@@ -150,7 +153,7 @@ impl PassThroughLuns {
         let mut cdb = c.clone();
         cdb[6..10].copy_from_slice(&65535u32.to_be_bytes());
         let r = self.own(cmd, cmd.lun, cdb, DataDirection::In, 65535, Bytes::new()).await;
-        if options != 0 || r.status != iscsi::backend::status::GOOD || r.data_in.len() < 4 {
+        if options != 0 || r.status != status::GOOD || r.data_in.len() < 4 {
             return r;
         }
         let step = if rctd { 20 } else { 8 };
@@ -203,7 +206,7 @@ impl PassThroughLuns {
                 None => {
                     let cdb = vec![0x12, 0x01, 0x83, 0x01, 0x00, 0];
                     let r = self.own(cmd, lun, cdb, DataDirection::In, 256, Bytes::new()).await;
-                    if r.status != iscsi::backend::status::GOOD {
+                    if r.status != status::GOOD {
                         continue;
                     }
                     let n = xcopy::lu_naa_designators(&r.data_in);
@@ -243,7 +246,7 @@ impl PassThroughLuns {
             if running.iter().filter(|(i, _)| *i == cmd.initiator).count() > usize::from(xcopy::MAX_CONCURRENT_COPIES) {
                 running.remove(&key);
                 // INSUFFICIENT RESOURCES (SPC-4: more concurrent copies than reported).
-                return check(0x05, 0x55, 0x03);
+                return check(SenseKey::IllegalRequest, AscAscq::INSUFFICIENT_RESOURCES);
             }
         }
         if list.usage == ListIdUsage::Hold {
@@ -281,12 +284,13 @@ impl PassThroughLuns {
                 let bs = self.block_sizes.get(&lun).copied().unwrap_or(512);
                 if cscd.block_length != bs {
                     // INCORRECT COPY TARGET DEVICE TYPE.
-                    let s = CopySense { key: 0x0A, asc: 0x0D, ascq: 0x03, field: None };
+                    let AscAscq(asc, ascq) = AscAscq::INCORRECT_COPY_TARGET_DEVICE_TYPE;
+                    let s = CopySense { key: SenseKey::CopyAborted as u8, asc, ascq, field: None };
                     return (sense_response(s, Some(i as u16)), status);
                 }
                 // The LU's state first: a unit attention or NOT READY is the copy's answer too.
                 let tur = self.own(cmd, lun, vec![0; 6], DataDirection::None, 0, Bytes::new()).await;
-                if tur.status != iscsi::backend::status::GOOD {
+                if tur.status != status::GOOD {
                     return (tur, status);
                 }
                 luns.insert(index, (lun, bs));
@@ -308,12 +312,18 @@ impl PassThroughLuns {
             let mut off = 0;
             while off < bytes {
                 let n = chunk.min(bytes - off);
-                let read = rw16(0x88, seg.source_lba + off / u64::from(sbs), (n / u64::from(sbs)) as u32);
+                let read =
+                    cdb::read_write16(false, seg.source_lba + off / u64::from(sbs), (n / u64::from(sbs)) as u32, false);
                 let r = self.own(cmd, src, read, DataDirection::In, n as u32, Bytes::new()).await;
                 if let Some(fail) = failed(r.status, r.sense.as_deref(), r.data_in.len() as u64, n, i) {
                     return (fail, status);
                 }
-                let write = rw16(0x8A, seg.destination_lba + off / u64::from(dbs), (n / u64::from(dbs)) as u32);
+                let write = cdb::read_write16(
+                    true,
+                    seg.destination_lba + off / u64::from(dbs),
+                    (n / u64::from(dbs)) as u32,
+                    false,
+                );
                 let w = self.own(cmd, dst, write, DataDirection::Out, n as u32, r.data_in).await;
                 if let Some(fail) = failed(w.status, w.sense.as_deref(), n, n, i) {
                     return (fail, status);
@@ -328,25 +338,18 @@ impl PassThroughLuns {
     }
 }
 
-/// READ(16) / WRITE(16).
-fn rw16(op: u8, lba: u64, blocks: u32) -> Vec<u8> {
-    let mut c = vec![0u8; 16];
-    c[0] = op;
-    c[2..10].copy_from_slice(&lba.to_be_bytes());
-    c[10..14].copy_from_slice(&blocks.to_be_bytes());
-    c
-}
-
 /// How a failed READ or WRITE of segment `segment` ends the copy: a reservation conflict,
 /// unit attention or NOT READY is returned as the LU reported it; anything else is COPY
 /// ABORTED naming the segment.
 fn failed(status: u8, sense: Option<&[u8]>, moved: u64, wanted: u64, segment: usize) -> Option<ScsiResponse> {
-    use iscsi::backend::status::{CHECK_CONDITION, GOOD};
+    use scsi_proto::sense::key::{NOT_READY, UNIT_ATTENTION};
+    use status::{CHECK_CONDITION, GOOD, RESERVATION_CONFLICT};
     if status == GOOD && moved == wanted {
         return None;
     }
     let key = sense.and_then(|s| s.get(2)).map(|k| k & 0x0F);
-    if status == 0x18 || (status == CHECK_CONDITION && matches!(key, Some(0x02 | 0x06))) {
+    if status == RESERVATION_CONFLICT || (status == CHECK_CONDITION && matches!(key, Some(NOT_READY | UNIT_ATTENTION)))
+    {
         return Some(ScsiResponse {
             status,
             sense: sense.map(<[u8]>::to_vec),

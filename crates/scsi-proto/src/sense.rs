@@ -45,13 +45,33 @@ impl SenseKey {
     }
 }
 
+/// Sense keys as bytes, for the places that read or write a raw sense key (the class driver's sense parser, a
+/// miniport's autosense).
+pub mod key {
+    use super::SenseKey;
+
+    pub const NO_SENSE: u8 = SenseKey::NoSense as u8;
+    pub const RECOVERED_ERROR: u8 = SenseKey::RecoveredError as u8;
+    pub const NOT_READY: u8 = SenseKey::NotReady as u8;
+    pub const MEDIUM_ERROR: u8 = SenseKey::MediumError as u8;
+    pub const HARDWARE_ERROR: u8 = SenseKey::HardwareError as u8;
+    pub const ILLEGAL_REQUEST: u8 = SenseKey::IllegalRequest as u8;
+    pub const UNIT_ATTENTION: u8 = SenseKey::UnitAttention as u8;
+    pub const DATA_PROTECT: u8 = SenseKey::DataProtect as u8;
+    pub const COPY_ABORTED: u8 = SenseKey::CopyAborted as u8;
+    pub const ABORTED_COMMAND: u8 = SenseKey::AbortedCommand as u8;
+    pub const MISCOMPARE: u8 = SenseKey::Miscompare as u8;
+}
+
 /// An additional sense code and qualifier pair (SPC-4 table 50).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AscAscq(pub u8, pub u8);
 
 impl AscAscq {
     pub const NO_ADDITIONAL: Self = Self(0x00, 0x00);
+    pub const NOT_READY_BECOMING_READY: Self = Self(0x04, 0x01);
     pub const NOT_READY_INIT_REQUIRED: Self = Self(0x04, 0x02);
+    pub const INCORRECT_COPY_TARGET_DEVICE_TYPE: Self = Self(0x0D, 0x03);
     pub const WRITE_ERROR: Self = Self(0x0C, 0x00);
     pub const UNRECOVERED_READ_ERROR: Self = Self(0x11, 0x00);
     pub const PARAMETER_LIST_LENGTH_ERROR: Self = Self(0x1A, 0x00);
@@ -70,7 +90,10 @@ impl AscAscq {
     pub const REGISTRATIONS_PREEMPTED: Self = Self(0x2A, 0x05);
     pub const CAPACITY_DATA_CHANGED: Self = Self(0x2A, 0x09);
     pub const SAVING_PARAMETERS_NOT_SUPPORTED: Self = Self(0x39, 0x00);
+    pub const MEDIUM_NOT_PRESENT: Self = Self(0x3A, 0x00);
     pub const REPORTED_LUNS_DATA_CHANGED: Self = Self(0x3F, 0x0E);
+    pub const INTERNAL_TARGET_FAILURE: Self = Self(0x44, 0x00);
+    pub const INSUFFICIENT_RESOURCES: Self = Self(0x55, 0x03);
     pub const INSUFFICIENT_REGISTRATION_RESOURCES: Self = Self(0x55, 0x04);
 }
 

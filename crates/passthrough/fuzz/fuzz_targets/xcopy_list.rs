@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use scsiport::frontends::xcopy::{self, MAX_CSCD_DESCRIPTORS, MAX_SEGMENT_DESCRIPTORS};
+use passthrough::xcopy::{self, MAX_CSCD_DESCRIPTORS, MAX_SEGMENT_DESCRIPTORS};
 
 fuzz_target!(|data: &[u8]| {
     match xcopy::parse(data) {

@@ -4,7 +4,7 @@
 //! OPERATING PARAMETERS). `docs/scsi-features.md` describes it.
 //!
 //! This module parses and answers; the copy's READs and WRITEs are pass-through SRBs that
-//! `iscsi_lun` submits to the port driver like any initiator's command.
+//! the pass-through client submits to the port driver like any initiator's command.
 
 /// Limits reported in OPERATING PARAMETERS and the Third-Party Copy VPD page.
 pub const MAX_CSCD_DESCRIPTORS: u16 = 8;
