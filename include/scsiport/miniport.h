@@ -369,6 +369,13 @@ typedef struct _SRB_IO_CONTROL {
     ULONG Length;
 } SRB_IO_CONTROL, *PSRB_IO_CONTROL;
 
+/* The port driver's own SRB_FUNCTION_IO_CONTROL requests, sent to every miniport (docs/passthrough.md). NEXUS LOSS:
+   the pass-through requester whose I_T nexus is in the 8 bytes after the header (little-endian), and in
+   ScsiPortGetRequesterNexus, is gone; the miniport tells its targets, which release what it held. A miniport that
+   does not know the signature answers SRB_STATUS_INVALID_REQUEST. */
+#define SCSIPORT_IOCTL_SIGNATURE "SCSIPORT"
+#define SCSIPORT_IOCTL_NEXUS_LOSS 1
+
 /* ---- the miniport's routines ------------------------------------------------------------------------------------ */
 
 typedef BOOLEAN (*PHW_INITIALIZE)(PVOID DeviceExtension);

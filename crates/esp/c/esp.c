@@ -31,9 +31,6 @@
 #define IDENT_DROP 0x01  /* the latched identity leaves the bus */
 #define PORT_COUNT 32    /* the chip's 16 ports and the card's identity latch and control */
 
-/* scsiport's nexus-loss request (SRB_FUNCTION_IO_CONTROL): the identity that left, 8 bytes little-endian. */
-#define IOCTL_SIGNATURE "RHSCSI  "
-#define IOCTL_NEXUS_LOSS 1
 
 #define C_DMA 0x80
 #define C_FLUSH_FIFO 0x01
@@ -370,8 +367,8 @@ static BOOLEAN StartIo(PVOID ext, PSCSI_REQUEST_BLOCK srb)
         ULONG k;
         BOOLEAN ours = srb->DataBuffer != NULL && srb->DataTransferLength >= sizeof(SRB_IO_CONTROL) + 8;
         for (k = 0; ours && k < 8; k++)
-            ours = io->Signature[k] == (UCHAR)IOCTL_SIGNATURE[k];
-        if (ours && io->ControlCode == IOCTL_NEXUS_LOSS && io->Length >= 8) {
+            ours = io->Signature[k] == (UCHAR)SCSIPORT_IOCTL_SIGNATURE[k];
+        if (ours && io->ControlCode == SCSIPORT_IOCTL_NEXUS_LOSS && io->Length >= 8) {
             /* The latch is sampled at selection only: a command on the bus keeps the nexus it was selected with. */
             ULONGLONG gone = 0;
             for (k = 0; k < 8; k++)

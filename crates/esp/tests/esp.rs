@@ -178,7 +178,7 @@ fn each_requester_is_its_own_nexus_and_a_nexus_loss_releases_its_reservation() {
     // scsiport's nexus-loss request: SRB_IO_CONTROL (28 bytes) and the identity that left, little-endian.
     let mut p = vec![0u8; 36];
     p[0..4].copy_from_slice(&28u32.to_le_bytes());
-    p[4..12].copy_from_slice(b"RHSCSI  ");
+    p[4..12].copy_from_slice(&port::requester::SIGNATURE);
     p[16..20].copy_from_slice(&1u32.to_le_bytes());
     p[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
     p[24..28].copy_from_slice(&8u32.to_le_bytes());

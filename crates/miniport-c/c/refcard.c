@@ -54,10 +54,6 @@
 #define CMD_SET_IDENTITY 0x08
 #define CMD_DROP_IDENTITY 0x09
 
-/* The port driver's SRB_FUNCTION_IO_CONTROL requests for every miniport (docs/passthrough.md); the card implements
-   NEXUS LOSS with DROP IDENTITY (docs/hba.md). */
-#define IOCTL_SIGNATURE "SCSIPORT"
-#define IOCTL_NEXUS_LOSS 1
 
 #define MAX_TRANSFER (64u * 1024u)
 #define WAITING 64
@@ -286,8 +282,8 @@ static BOOLEAN StartIo(PVOID ext, PSCSI_REQUEST_BLOCK srb)
         ULONG k;
         BOOLEAN ours = srb->DataTransferLength >= sizeof(SRB_IO_CONTROL) + 8;
         for (k = 0; ours && k < 8; k++)
-            ours = io->Signature[k] == (UCHAR)IOCTL_SIGNATURE[k];
-        if (ours && io->ControlCode == IOCTL_NEXUS_LOSS && io->Length >= 8) {
+            ours = io->Signature[k] == (UCHAR)SCSIPORT_IOCTL_SIGNATURE[k];
+        if (ours && io->ControlCode == SCSIPORT_IOCTL_NEXUS_LOSS && io->Length >= 8) {
             /* The CDB FIFO is free outside start_command. The identity comes little-endian, goes big-endian. */
             wr(d, REG_COMMAND, CMD_CLEAR_CDB);
             for (k = 0; k < 8; k++)
