@@ -9,8 +9,19 @@
  * Abort: SET ATN, ABORT message. A missing target: the select timeout, then SRB_STATUS_SELECTION_TIMEOUT.
  * Each selection carries the requester's I_T nexus (ScsiPortGetRequesterNexus), loaded into the card's identity
  * latch beside the chip, so reservations and unit attentions stay per initiator.
+ *
+ * Built with -DESP_BUG=n it carries one deliberate mistake (see the BUG_* values), for the verifier's tests.
  */
 #include <scsiport/miniport.h>
+
+#define BUG_NONE 0
+#define BUG_MAP_BEFORE_FLUSH 1  /* maps the next sub-range without flushing the previous one */
+#define BUG_COMPLETE_TWICE 2    /* completes every SRB twice */
+#define BUG_WRITE_CDB 3         /* scribbles on the SRB's Cdb, which belongs to the port */
+#define BUG_COMPLETE_NO_FLUSH 4 /* completes without flushing the last transfer */
+#ifndef ESP_BUG
+#define ESP_BUG BUG_NONE
+#endif
 
 #define R_TCLO 0x0
 #define R_TCMID 0x1
@@ -107,6 +118,10 @@ static ULONG moved_by_dma(DEV_EXT *d, SRB_EXT *x, UCHAR status)
 
 static void flush(DEV_EXT *d)
 {
+#if ESP_BUG == BUG_COMPLETE_NO_FLUSH
+    if (d->active != NULL && ((SRB_EXT *)d->active->SrbExtension)->offset >= d->active->DataTransferLength)
+        d->mapped = FALSE;
+#endif
     if (d->mapped) {
         ScsiPortFlushDma(d);
         d->mapped = FALSE;
@@ -180,7 +195,13 @@ static void finish_active(DEV_EXT *d)
     PSCSI_REQUEST_BLOCK srb = d->active;
     d->active = NULL;
     d->sensing = FALSE;
+#if ESP_BUG == BUG_WRITE_CDB
+    srb->Cdb[0] ^= 0xFF;
+#endif
     ScsiPortNotification(RequestComplete, d, srb);
+#if ESP_BUG == BUG_COMPLETE_TWICE
+    ScsiPortNotification(RequestComplete, d, srb);
+#endif
     start_next(d);
 }
 
@@ -425,6 +446,10 @@ static void phase_service(DEV_EXT *d, PSCSI_REQUEST_BLOCK srb, UCHAR status, UCH
     }
     if (d->mapped) {
         x->offset += moved_by_dma(d, x, status);
+#if ESP_BUG == BUG_MAP_BEFORE_FLUSH
+        if (x->offset < srb->DataTransferLength)
+            d->mapped = FALSE;
+#endif
         flush(d);
     }
     switch (phase) {
@@ -533,7 +558,8 @@ static BOOLEAN ResetBus(PVOID ext, ULONG path)
     return TRUE;
 }
 
-ULONG esp_DriverEntry(PVOID DriverObject, PVOID Argument2)
+/* Static, so a shared-library build calls its own routines even in a program that also links this source. */
+static ULONG entry(PVOID DriverObject, PVOID Argument2)
 {
     HW_INITIALIZATION_DATA init;
     ULONG i;
@@ -553,3 +579,17 @@ ULONG esp_DriverEntry(PVOID DriverObject, PVOID Argument2)
     init.AutoRequestSense = TRUE;
     return ScsiPortInitialize(DriverObject, Argument2, &init, NULL);
 }
+
+ULONG esp_DriverEntry(PVOID DriverObject, PVOID Argument2)
+{
+    return entry(DriverObject, Argument2);
+}
+
+#ifndef ESP_LINKED
+/* Built on its own into a shared library (docs/miniport-c.md), the miniport is found by the loader under the usual
+ * name; linked into the esp crate (build.rs defines ESP_LINKED) it keeps only its own. */
+ULONG DriverEntry(PVOID DriverObject, PVOID Argument2)
+{
+    return entry(DriverObject, Argument2);
+}
+#endif

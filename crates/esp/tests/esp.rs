@@ -222,3 +222,36 @@ fn a_write_shorter_than_its_cdb_writes_only_what_the_buffer_holds() {
         rig.assert_no_violations();
     }
 }
+
+/// The ESP's C miniport built with one deliberate mistake each (`-DESP_BUG=n`, loaded from a shared library onto the
+/// ESP card): the verifier names each by its rule in warn and strict mode, and in strict mode the SRB the mistake
+/// concerns fails. The clean build of the same source breaks no rule.
+#[test]
+fn the_verifier_names_a_broken_esp_miniport() {
+    use port::VerifierMode;
+    let start = |defines: &[&str], verifier: VerifierMode| {
+        let library = Some(rig::build_c_miniport("crates/esp/c/esp.c", defines));
+        Machine::start(rig::Spec { library, verifier, ..rig::Spec::new(Card::Esp, 1, BLOCKS) }).expect("starts")
+    };
+    let len = 96 << 10; // two sub-ranges of at most 64 KiB
+    let clean = start(&[], VerifierMode::Strict);
+    let (_, s) = clean.run(rig::read_srb(&clean.alloc(len, Placement::Any), 0, (len / BLOCK) as u16));
+    assert_eq!(s.srb_status.status(), SrbStatus::SUCCESS);
+    clean.assert_no_violations();
+    for (define, rule) in [
+        ("-DESP_BUG=1", "map-before-flush"),
+        ("-DESP_BUG=2", "srb-completed-twice"),
+        ("-DESP_BUG=3", "srb-field-not-writable"),
+        ("-DESP_BUG=4", "complete-without-flush"),
+    ] {
+        let warn = start(&[define], VerifierMode::Warn);
+        let (_, _) = warn.run(rig::read_srb(&warn.alloc(len, Placement::Any), 0, (len / BLOCK) as u16));
+        assert!(warn.rules().contains(&rule), "{define}: expected {rule}, got {:?}", warn.rules());
+        let strict = start(&[define], VerifierMode::Strict);
+        let (_, s) = strict.run(rig::read_srb(&strict.alloc(len, Placement::Any), 0, (len / BLOCK) as u16));
+        assert!(strict.rules().contains(&rule), "{define} strict: {:?}", strict.rules());
+        if rule != "srb-completed-twice" {
+            assert_eq!(s.srb_status.status(), SrbStatus::INTERNAL_ERROR, "{define}: strict mode fails the SRB");
+        }
+    }
+}

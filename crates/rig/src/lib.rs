@@ -193,10 +193,18 @@ impl Machine {
                 let monitor = hw.monitor();
                 (miniport_c::start(&miniport, hal.clone(), Box::new(hw), cfg.resources(), options)?, Some(monitor))
             }
-            (Card::Esp, _) => {
+            (Card::Esp, library) => {
                 let settings = esp::EspSettings { dma_channel: channel, ..esp::EspSettings::default() };
-                let h =
-                    esp::start_adapter(hal.clone(), esp::EspConfig { settings, targets: vec![(0, target)] }, options)?;
+                let cfg = esp::EspConfig { settings, targets: vec![(0, target)] };
+                let h = match library {
+                    None => esp::start_adapter(hal.clone(), cfg, options)?,
+                    Some(lib) => {
+                        // SAFETY: the tests load only miniports built from this repository against its header.
+                        let miniport = unsafe { miniport_c::load(lib) }?;
+                        let hw = cfg.build_hardware()?;
+                        miniport_c::start(&miniport, hal.clone(), Box::new(hw), cfg.resources(), options)?
+                    }
+                };
                 (h, None)
             }
         };
