@@ -4,6 +4,7 @@
 
 use hba::{BusDevice, ScsiBus};
 use port::{HbaHardware, IoWidth};
+use scsi::opcode::REQUEST_SENSE;
 use scsi::{Begin, DataInTask, DataOutTask, Nexus, Outcome, ScsiStatus};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -127,7 +128,6 @@ pub mod msg {
 }
 
 const FIFO_DEPTH: usize = 16;
-const REQUEST_SENSE: u8 = 0x03;
 
 /// How the chip is wired on its ISA card.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

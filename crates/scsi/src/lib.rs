@@ -11,7 +11,7 @@ mod cdb;
 pub mod disk;
 mod execute;
 pub mod fault;
-pub use scsi_proto::sense;
+pub use scsi_proto::{opcode, sense};
 pub mod status;
 pub mod target;
 pub mod task;

@@ -557,7 +557,7 @@ impl Hba {
     /// The card's own REQUEST SENSE (SPC-4 §6.37), allocation length [`regs::AUTOSENSE_LENGTH`].
     fn request_sense(&mut self, target: u8, lun: u64, nexus: Nexus) -> Vec<u8> {
         let Some(device) = self.bus.device(target).cloned() else { return Vec::new() };
-        let cdb = [0x03, 0, 0, 0, regs::AUTOSENSE_LENGTH, 0];
+        let cdb = [scsi::opcode::REQUEST_SENSE, 0, 0, 0, regs::AUTOSENSE_LENGTH, 0];
         match device.begin(nexus, lun, &cdb) {
             Begin::DataIn { len, mut task } => {
                 let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0).min(usize::from(regs::AUTOSENSE_LENGTH))];
