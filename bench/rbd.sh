@@ -16,7 +16,8 @@ size=${SIZE:-1G}
 export RUNTIME=${RUNTIME:-10}
 bin=${SCSIPORT_BIN:-target/release/scsiport}
 qroot=$PWD/target/qemu-iscsi/root
-[ -x "$bin" ] || cargo build --release -p scsiport
+# The RBD backend is a feature: build with it (incremental when the binary is current).
+[ -n "${SCSIPORT_BIN:-}" ] || cargo build --release -p scsiport --features rbd
 [ -f "$qroot/usr/lib/x86_64-linux-gnu/qemu/block-rbd.so" ] || {
   echo "no unpacked qemu-block-extra under $qroot: run scripts/test.sh once (it unpacks it)" >&2; exit 1; }
 source bench/lib.sh

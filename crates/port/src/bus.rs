@@ -31,6 +31,11 @@ pub trait HbaHardware: hal::DmaDevice + Send {
     /// disconnected target finished its work and wants to reselect): the card calls it, then reports the event through
     /// [`next_deadline`](Self::next_deadline) and [`advance`](Self::advance).
     fn set_waker(&mut self, _waker: Waker) {}
+    /// Work the card has going away from the engine thread that will end by itself (a disconnected target still
+    /// working): the engine's virtual clock must not jump to an SRB's timeout past it.
+    fn busy(&self) -> bool {
+        false
+    }
 }
 
 /// Wakes an adapter's engine thread from another thread.

@@ -42,7 +42,7 @@ fn trace_writes_chrome_json_and_an_svg_timeline() {
 }
 
 /// With `--timing` the timeline is in the modelled machine's virtual time: the same workload gives the same stamps
-/// in every run, and its span is at least what its DMA alone takes on that machine.
+/// in every run (interrupts aside), and its span is at least what its DMA alone takes on that machine.
 #[test]
 fn trace_with_timing_draws_the_timeline_in_virtual_time() {
     let run = || {
@@ -67,6 +67,10 @@ fn trace_with_timing_draws_the_timeline_in_virtual_time() {
             .iter()
             .filter(|e| e["ph"] != "M")
             .map(|e| (e["name"].as_str().unwrap_or("").to_string(), e["ts"].as_f64().expect("a timestamp")))
+            // The card's interrupts are left out: a disconnected target reselects when its work on another thread
+            // ends, so how many interrupts the miniport takes, and in which order around the engine's own steps,
+            // depends on thread scheduling. Every SRB, DMA and flush event keeps its virtual time.
+            .filter(|(name, _)| !name.ends_with(" interrupt"))
             .collect();
         (summary["virtual_s"].as_f64().expect("virtual seconds"), stamps)
     };

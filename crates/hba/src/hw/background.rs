@@ -10,7 +10,7 @@
 use super::bus::BusDevice;
 use port::Waker;
 use scsi::{Begin, DataInTask, DataOutTask, Nexus, Outcome};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The most bytes a target buffers for one command; a longer data phase runs on the bus as the task produces or takes
@@ -108,6 +108,8 @@ fn run(job: Job) -> Ready {
 struct Mailbox {
     done: Mutex<Vec<(u64, Ready)>>,
     pending: AtomicBool,
+    /// Jobs submitted whose result has not reached `done` yet.
+    in_flight: AtomicUsize,
     waker: Mutex<Option<Waker>>,
 }
 
@@ -140,6 +142,7 @@ impl Background {
                         let ready = run(job);
                         mailbox.done.lock().unwrap_or_else(|e| e.into_inner()).push((id, ready));
                         mailbox.pending.store(true, Ordering::Release);
+                        mailbox.in_flight.fetch_sub(1, Ordering::AcqRel);
                         let waker = mailbox.waker.lock().unwrap_or_else(|e| e.into_inner()).clone();
                         if let Some(w) = waker {
                             w();
@@ -152,7 +155,15 @@ impl Background {
             }
             tx
         });
-        let _ = tx.send((id, job));
+        self.mailbox.in_flight.fetch_add(1, Ordering::AcqRel);
+        if tx.send((id, job)).is_err() {
+            self.mailbox.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether jobs are still running (their results will arrive by themselves).
+    pub(super) fn busy(&self) -> bool {
+        self.mailbox.in_flight.load(Ordering::Acquire) > 0
     }
 
     /// Whether results wait in the mailbox.

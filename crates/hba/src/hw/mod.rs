@@ -642,6 +642,10 @@ impl HbaHardware for Hba {
         self.reselect_ready();
     }
 
+    fn busy(&self) -> bool {
+        self.background.busy()
+    }
+
     fn set_waker(&mut self, waker: port::Waker) {
         self.background.set_waker(waker);
     }

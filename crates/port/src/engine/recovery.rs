@@ -124,14 +124,16 @@ impl<E> Core<E> {
     /// With the machine's virtual clock, an engine that has nothing left to do but wait for a virtual-time deadline
     /// moves the clock on to it (the modelled machine spends that time waiting for its one-second timer ticks).
     /// Nothing else may be able to happen first: no deferred work, no interrupt, no wait for a channel another
-    /// adapter holds, no wall-clock deadline (the card's own, a miniport timer, the reset hold). The card answers
-    /// synchronously, so an SRB it leaves active then can only end by its timeout. Returns whether the clock moved.
+    /// adapter holds, no wall-clock deadline (the card's own, a miniport timer, the reset hold), no work the card has
+    /// going on another thread (a disconnected target working, `HbaHardware::busy`). An SRB the card leaves active
+    /// then can only end by its timeout. Returns whether the clock moved.
     pub fn advance_virtual_time(&mut self) -> bool {
         let Some(due) = self.next_virtual_deadline() else { return false };
         let Some(clock) = &self.vclock else { return false };
         if !self.dpcs.is_empty()
             || self.dma.waiting_for_channel()
             || (self.hw.irq() && !self.irq_masked)
+            || self.hw.busy()
             || self.next_deadline().is_some()
         {
             return false;
