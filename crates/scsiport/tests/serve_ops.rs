@@ -7,7 +7,7 @@
 mod serve_common;
 
 use serde_json::Value;
-use serve_common::{free_port, run, tool};
+use serve_common::{free_port, qemu_iscsi_root, run, tool};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -613,23 +613,6 @@ fn metrics_count_what_fio_did() {
     let mut text = String::new();
     c.read_to_string(&mut text).unwrap();
     assert!(text.starts_with("HTTP/1.1 404"), "{text}");
-}
-
-/// Debian's `qemu-img` with its iSCSI block driver, unpacked (not installed) by `scripts/test.sh` under
-/// `target/qemu-iscsi/` (see `serve_qemu_iscsi.rs`); missing under `CI` fails the test.
-fn qemu_iscsi_root() -> Option<PathBuf> {
-    let dir = std::env::var_os("SCSIPORT_QEMU_ISCSI")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/qemu-iscsi"));
-    let root = dir.join("root");
-    if root.join("usr/bin/qemu-img").is_file() && root.join("usr/lib/x86_64-linux-gnu/qemu/block-iscsi.so").is_file() {
-        return Some(root);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("no iSCSI-capable qemu-img under {} and CI is set: scripts/test.sh prepares it", dir.display());
-    }
-    eprintln!("skipping: no iSCSI-capable qemu-img under {} (run scripts/test.sh once)", dir.display());
-    None
 }
 
 /// The iSCSI side of the count: fio has no iSCSI engine here (Debian builds it without libiscsi), so the initiator is

@@ -4,26 +4,14 @@
 //! `qemu-utils`. So `scripts/test.sh` unpacks Debian's matching `qemu-utils` and `qemu-block-extra` (without
 //! installing them) under `target/qemu-iscsi/`, and this test runs that `qemu-img` with its own module directory.
 
+mod serve_common;
+
+use serve_common::qemu_iscsi_root;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn qemu_iscsi_root() -> Option<PathBuf> {
-    let dir = std::env::var_os("SCSIPORT_QEMU_ISCSI")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/qemu-iscsi"));
-    let root = dir.join("root");
-    if root.join("usr/bin/qemu-img").is_file() && root.join("usr/lib/x86_64-linux-gnu/qemu/block-iscsi.so").is_file() {
-        return Some(root);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("no iSCSI-capable qemu-img under {} and CI is set: scripts/test.sh prepares it", dir.display());
-    }
-    eprintln!("skipping: no iSCSI-capable qemu-img under {} (run scripts/test.sh once)", dir.display());
-    None
-}
 
 fn qemu_img(root: &Path, args: &[&str]) -> std::process::Output {
     let mut child = Command::new(root.join("usr/bin/qemu-img"))

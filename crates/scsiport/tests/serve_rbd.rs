@@ -9,9 +9,9 @@ mod serve_common;
 mod ceph_cluster;
 
 use ceph_cluster::{conf as ceph_conf, pause_osd, CLUSTER};
-use serve_common::{free_port, pattern, run, tool, NbdClient, MIB};
+use serve_common::{free_port, pattern, qemu_iscsi_root, run, tool, NbdClient, MIB};
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -210,22 +210,6 @@ fn map(nbdinfo: &Path, uri: &str) -> Vec<(u64, u64, u32)> {
 
 fn type_at(rows: &[(u64, u64, u32)], offset: u64) -> Option<u32> {
     rows.iter().find(|(o, l, _)| (*o..o + l).contains(&offset)).map(|r| r.2)
-}
-
-/// The iSCSI-capable qemu-img that scripts/test.sh unpacks (see serve_qemu_iscsi.rs).
-fn qemu_iscsi_root() -> Option<PathBuf> {
-    let dir = std::env::var_os("SCSIPORT_QEMU_ISCSI")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/qemu-iscsi"));
-    let root = dir.join("root");
-    if root.join("usr/bin/qemu-img").is_file() {
-        return Some(root);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("no iSCSI-capable qemu-img under {} and CI is set: scripts/test.sh prepares it", dir.display());
-    }
-    eprintln!("skipping the iSCSI part: no iSCSI-capable qemu-img under {}", dir.display());
-    None
 }
 
 fn qemu_img(root: &Path, args: &[&str]) -> serve_common::Output {

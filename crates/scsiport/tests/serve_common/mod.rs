@@ -14,6 +14,24 @@ use std::time::{Duration, Instant};
 
 pub const MIB: u64 = 1 << 20;
 
+/// The root of the iSCSI-capable qemu-img that `scripts/test.sh` unpacks (Debian's qemu-utils and qemu-block-extra,
+/// under `target/qemu-iscsi` or `$SCSIPORT_QEMU_ISCSI`), or `None` (with a message) when it is missing and `CI` is
+/// unset. Run its qemu-img with `QEMU_MODULE_DIR` set to `usr/lib/x86_64-linux-gnu/qemu` below it.
+pub fn qemu_iscsi_root() -> Option<PathBuf> {
+    let dir = std::env::var_os("SCSIPORT_QEMU_ISCSI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/qemu-iscsi"));
+    let root = dir.join("root");
+    if root.join("usr/bin/qemu-img").is_file() && root.join("usr/lib/x86_64-linux-gnu/qemu/block-iscsi.so").is_file() {
+        return Some(root);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("no iSCSI-capable qemu-img under {} and CI is set: scripts/test.sh prepares it", dir.display());
+    }
+    eprintln!("skipping: no iSCSI-capable qemu-img under {} (run scripts/test.sh once)", dir.display());
+    None
+}
+
 /// The path of an external tool, or `None` (with a message) when it is missing and `CI` is unset.
 /// Under `CI` a missing tool fails the test: a skipped interop test would hide a broken machine.
 pub fn tool(name: &str) -> Option<PathBuf> {
