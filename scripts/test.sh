@@ -61,6 +61,11 @@ if [ ! -f "$qdir/root/usr/lib/x86_64-linux-gnu/qemu/block-iscsi.so" ]; then
 fi
 export SCSIPORT_QEMU_ISCSI="$qdir"
 
+# fio with its libiscsi engine (Debian's fio package is built without it), from Debian's own fio source, for the
+# fio-over-iSCSI verify test; kept under target/fio-iscsi once built.
+SCSIPORT_FIO_ISCSI=$(bash scripts/fio-iscsi.sh) || { echo "could not build fio with the libiscsi engine" >&2; exit 1; }
+export SCSIPORT_FIO_ISCSI
+
 cargo fmt --all -- --check
 # The RBD backend is a feature (it links Ceph's client libraries, installed above): lint both builds, test with it.
 cargo clippy --workspace --all-targets --release --features scsiport/rbd -- -D warnings

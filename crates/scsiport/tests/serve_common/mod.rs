@@ -32,6 +32,22 @@ pub fn qemu_iscsi_root() -> Option<PathBuf> {
     None
 }
 
+/// fio with its libiscsi engine (`scripts/fio-iscsi.sh` builds it from Debian's fio source, which Debian's package
+/// leaves out): `SCSIPORT_FIO_ISCSI`, or `target/fio-iscsi/fio`. Missing under `CI`: a failure, not a skip.
+pub fn fio_iscsi() -> Option<PathBuf> {
+    let bin = std::env::var_os("SCSIPORT_FIO_ISCSI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/fio-iscsi/fio"));
+    if bin.is_file() {
+        return Some(bin);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("no fio with the libiscsi engine at {} and CI is set: scripts/test.sh builds it", bin.display());
+    }
+    eprintln!("skipping: no fio with the libiscsi engine at {} (run scripts/fio-iscsi.sh)", bin.display());
+    None
+}
+
 /// The path of an external tool, or `None` (with a message) when it is missing and `CI` is unset.
 /// Under `CI` a missing tool fails the test: a skipped interop test would hide a broken machine.
 pub fn tool(name: &str) -> Option<PathBuf> {
@@ -106,6 +122,8 @@ pub fn run(secs: u64, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Ou
 pub struct Server {
     pub child: Child,
     pub nbd_port: u16,
+    /// The iSCSI target's port, when `ServeOptions::iscsi` asked for it.
+    pub iscsi_port: Option<u16>,
     /// Everything it printed on stdout so far (filled by a reader thread after "ready").
     lines: mpsc::Receiver<String>,
     pub banner: Vec<String>,
@@ -119,15 +137,17 @@ pub struct ServeOptions {
     pub image: Option<PathBuf>,
     pub size: &'static str,
     pub extra: Vec<String>,
+    /// Also start the iSCSI target (on a free port of its own); `Server::iscsi_url` names its LU 0.
+    pub iscsi: bool,
 }
 
 impl ServeOptions {
     pub fn ram(size: &'static str) -> Self {
-        ServeOptions { image: None, size, extra: Vec::new() }
+        ServeOptions { image: None, size, extra: Vec::new(), iscsi: false }
     }
 
     pub fn file(path: &Path, size: &'static str) -> Self {
-        ServeOptions { image: Some(path.to_path_buf()), size, extra: Vec::new() }
+        ServeOptions { image: Some(path.to_path_buf()), size, extra: Vec::new(), iscsi: false }
     }
 }
 
@@ -138,13 +158,14 @@ impl Server {
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port();
+            let iscsi_port = opts.iscsi.then(free_port);
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_scsiport"));
-            cmd.arg("serve")
-                .arg("--no-iscsi")
-                .arg("--nbd-listen")
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("--disk-size")
-                .arg(opts.size);
+            cmd.arg("serve");
+            match iscsi_port {
+                Some(p) => cmd.arg("--iscsi-listen").arg(format!("127.0.0.1:{p}")),
+                None => cmd.arg("--no-iscsi"),
+            };
+            cmd.arg("--nbd-listen").arg(format!("127.0.0.1:{port}")).arg("--disk-size").arg(opts.size);
             match &opts.image {
                 Some(p) => {
                     cmd.arg("--disk-path").arg(p);
@@ -193,7 +214,7 @@ impl Server {
                 }
             };
             if ready {
-                return Server { child, nbd_port: port, lines: rx, banner, stderr: err_text };
+                return Server { child, nbd_port: port, iscsi_port, lines: rx, banner, stderr: err_text };
             }
             let _ = child.kill();
             let _ = child.wait();
@@ -206,6 +227,12 @@ impl Server {
 
     pub fn uri(&self) -> String {
         format!("nbd://127.0.0.1:{}/default", self.nbd_port)
+    }
+
+    /// The embedded default target's LU 0 as an `iscsi://` URL (the server must have been started with `iscsi`).
+    pub fn iscsi_url(&self) -> String {
+        let port = self.iscsi_port.expect("the server was started without its iSCSI target");
+        format!("iscsi://127.0.0.1:{port}/iqn.2026-11.io.scsiport:default/0")
     }
 
     pub fn pid(&self) -> i32 {
