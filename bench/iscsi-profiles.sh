@@ -5,7 +5,8 @@
 #
 # Usage: bench/iscsi-profiles.sh [--size 1G]
 #   LUN 0 default, LUN 1 removable, LUN 2 write-protected (only the suites that need a write-protected LU: a write
-#   test on it fails by design), LUN 3 512-byte logical blocks on 4096-byte physical blocks. RAM disks.
+#   test on it fails by design), LUN 3 512-byte logical blocks on 4096-byte physical blocks, LUN 4 a self-encrypting
+#   medium (only the SANITIZE suite, for CRYPTOGRAPHIC ERASE). RAM disks.
 # Port: OUR_PORT (13263). Logs and per-test verdicts go to $OUT (default /tmp/iscsi-profiles).
 set -euo pipefail
 
@@ -59,6 +60,12 @@ size = "${size}iB"
 backend = "ram"
 physical_block_size = 4096
 serial = "PROFILE-512E"
+[[adapter.disk]]
+lun = 4
+size = "${size}iB"
+backend = "ram"
+encryption = true
+serial = "PROFILE-ENCRYPTED"
 TOML
 
 pid=""
@@ -76,12 +83,13 @@ run default 0 SCSI
 run removable 1 SCSI
 run readonly 2 SCSI.ReadOnly
 run 512e 3 SCSI
+run encrypted 4 SCSI.Sanitize
 
 python3 - "$out" <<'PY'
 import sys
 out = sys.argv[1]
 union = {}
-for name in ("default", "removable", "readonly", "512e"):
+for name in ("default", "removable", "readonly", "512e", "encrypted"):
     verdicts = dict(line.split() for line in open(f"{out}/{name}.txt") if line.strip())
     c = {v: sum(1 for x in verdicts.values() if x == v) for v in ("passed", "failed", "skipped")}
     print(f"{name:10} {c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped"

@@ -16,7 +16,7 @@ pub mod status;
 pub mod target;
 pub mod task;
 
-pub use backend::{Backend, BackendError, FileBackend, FileOptions, RamBackend};
+pub use backend::{Backend, BackendError, EncryptedBackend, FileBackend, FileOptions, RamBackend};
 #[cfg(feature = "rbd")]
 pub use backend::{ObjectWatch, RbdBackend, RbdError, RbdOptions};
 pub use disk::{AluaState, ConfigError, Disk, DiskConfig, PortGroup, ResetListener};

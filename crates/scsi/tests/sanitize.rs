@@ -248,3 +248,62 @@ fn a_failed_sanitize_holds_the_unit_until_exit_failure_mode_or_a_good_sanitize()
     good(&run(&d, &sanitize_cdb(0x1F, false, 0)).0);
     good(&run(&d, &read10(0, 1)).0);
 }
+
+fn encrypted(cfg: DiskConfig) -> scsi::Disk {
+    let ram: std::sync::Arc<dyn scsi::Backend> = std::sync::Arc::new(scsi::RamBackend::new(BLOCKS * 512));
+    let enc = scsi::EncryptedBackend::new(ram, None).expect("encrypted backend");
+    scsi::Disk::new(DiskConfig { crypto_erase: true, ..cfg }, std::sync::Arc::new(enc)).expect("disk")
+}
+
+#[test]
+fn crypto_erase_makes_every_written_block_unreadable_and_new_writes_work() {
+    let d = encrypted(fast());
+    let a = vec![b'a'; 256 * 512];
+    good(&run_out(&d, &cdb16(0x8A, 0, 0, 256), &a));
+    good(&run_out(&d, &cdb16(0x8A, 0, BLOCKS - 256, 256), &a));
+    good(&run(&d, &sanitize_cdb(3, false, 0)).0);
+    let all = read_all(&d);
+    for lba in (0..256).chain(BLOCKS - 256..BLOCKS) {
+        let block = &all[(lba * 512) as usize..][..512];
+        assert_ne!(block, &a[..512], "LBA {lba} still holds what was written before the erase");
+    }
+    // WACEREQ 01b: reads after the erase are GOOD (above), and the unit takes new data.
+    good(&run_out(&d, &write10(7, 1), &[0x5C; 512]));
+    let (o, data) = run(&d, &read10(7, 1));
+    good(&o);
+    assert!(data.iter().all(|&b| b == 0x5C));
+    // With IMMED the command returns at once and the unit reports the erase until it is done.
+    good(&run(&d, &sanitize_cdb(3, true, 0)).0);
+    good(&wait_ready(&d));
+    let (o, data) = run(&d, &read10(7, 1));
+    good(&o);
+    assert!(data.iter().any(|&b| b != 0x5C), "the second erase replaced the key again");
+}
+
+#[test]
+fn crypto_erase_is_offered_only_on_an_encrypted_medium() {
+    // A plain disk: not in the command list, INVALID FIELD IN CDB, WACEREQ 00b.
+    let plain = disk_with(fast());
+    let names: Vec<_> = plain.supported_commands().into_iter().map(|c| c.2).collect();
+    assert!(!names.contains(&"SANITIZE / CRYPTOGRAPHIC ERASE"));
+    assert_eq!(sense(&run(&plain, &sanitize_cdb(3, false, 0)).0), (0x05, 0x24, 0x00));
+    let (o, vpd) = run(&plain, &[0x12, 1, 0xB1, 0, 0x40, 0]);
+    good(&o);
+    assert_eq!(vpd[7] & 0x30, 0, "WACEREQ on a plain medium");
+    // Asking for it on a backend that cannot: a configuration error.
+    let ram: std::sync::Arc<dyn scsi::Backend> = std::sync::Arc::new(scsi::RamBackend::new(BLOCKS * 512));
+    assert!(matches!(
+        scsi::Disk::new(DiskConfig { crypto_erase: true, ..fast() }, ram),
+        Err(scsi::ConfigError::CryptoErase)
+    ));
+    // An encrypted one: listed, WACEREQ 01b, a parameter list is INVALID FIELD IN CDB, write protection wins.
+    let d = encrypted(fast());
+    let names: Vec<_> = d.supported_commands().into_iter().map(|c| c.2).collect();
+    assert!(names.contains(&"SANITIZE / CRYPTOGRAPHIC ERASE"));
+    let (o, vpd) = run(&d, &[0x12, 1, 0xB1, 0, 0x40, 0]);
+    good(&o);
+    assert_eq!(vpd[7] & 0x30, 0x10, "WACEREQ on an encrypted medium");
+    assert_eq!(sense(&run_out(&d, &sanitize_cdb(3, false, 8), &[0; 8])), (0x05, 0x24, 0x00));
+    let ro = encrypted(DiskConfig { read_only: true, ..fast() });
+    assert_eq!(sense(&run(&ro, &sanitize_cdb(3, false, 0)).0), (0x07, 0x27, 0x00));
+}

@@ -152,6 +152,12 @@ pub struct DiskConfig {
     pub removable: bool,
     /// How fast SANITIZE OVERWRITE writes the medium (0: as fast as the backend).
     pub sanitize_rate: ByteSize,
+    /// A self-encrypting medium (AES-256-XTS under a key of the disk's own); SANITIZE CRYPTOGRAPHIC ERASE replaces
+    /// the key (`docs/scsi-features.md`).
+    pub encryption: bool,
+    /// Where the media key is kept: default `<path>` with the extension `.key` for a file disk, only in memory for a
+    /// RAM disk; an RBD disk needs one.
+    pub key_path: Option<PathBuf>,
     /// RBD: the pool and image (`backend = "rbd"`).
     pub pool: String,
     pub image: String,
@@ -274,6 +280,8 @@ impl Default for DiskConfig {
             physical_block_size: 0,
             removable: false,
             sanitize_rate: ByteSize(scsi::DiskConfig::default().sanitize_bytes_per_second),
+            encryption: false,
+            key_path: None,
             pool: String::new(),
             image: String::new(),
             ceph_conf: None,
@@ -484,6 +492,21 @@ impl Config {
                 if d.backend == BackendKind::Rbd && !cfg!(feature = "rbd") {
                     return Err(err(g("backend"), NO_RBD));
                 }
+                if d.key_path.is_some() && !d.encryption {
+                    return Err(err(g("key_path"), "a media key is only used with encryption = true"));
+                }
+                if d.encryption && d.durability_log.is_some() {
+                    return Err(err(g("encryption"), "an encrypted medium cannot be combined with durability_log"));
+                }
+                if d.encryption && d.backend == BackendKind::Rbd && d.key_path.is_none() {
+                    return Err(err(g("key_path"), "an encrypted rbd disk needs a key_path"));
+                }
+                if d.encryption && d.port_groups.len() > 1 {
+                    return Err(err(
+                        g("encryption"),
+                        "a media key cannot be shared with the other hosts of port_groups",
+                    ));
+                }
                 if d.backend == BackendKind::Rbd {
                     if d.pool.is_empty() || d.pool.contains('\0') {
                         return Err(err(g("pool"), "an rbd backend needs a pool"));
@@ -627,5 +650,16 @@ mod tests {
     fn nbd_must_name_a_configured_disk() {
         let e = Config::from_toml("[nbd]\ndisk = \"scsi9:0:0\"\n").unwrap_err();
         assert_eq!(e.field, "nbd.disk");
+    }
+
+    #[test]
+    fn encryption_keys_are_checked_together() {
+        let disk = |extra: &str| format!("[[adapter]]\n[[adapter.disk]]\nbackend = \"ram\"\n{extra}");
+        Config::from_toml(&disk("encryption = true\n")).unwrap();
+        Config::from_toml(&disk("encryption = true\nkey_path = \"/tmp/k.key\"\n")).unwrap();
+        let e = Config::from_toml(&disk("key_path = \"/tmp/k.key\"\n")).unwrap_err();
+        assert_eq!(e.field, "adapter[0].disk[0].key_path", "{e}");
+        let e = Config::from_toml(&disk("encryption = true\ndurability_log = \"/tmp/d.log\"\n")).unwrap_err();
+        assert_eq!(e.field, "adapter[0].disk[0].encryption", "{e}");
     }
 }

@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use class::DiskClass;
 use hal::{Hal, HalConfig, SystemBus, SystemMemory};
 use port::{AdapterHandle, AdapterOptions, LuAddress, Trace};
-use scsi::{Backend, Disk, FileBackend, FileOptions, RamBackend, Target};
+use scsi::{Backend, Disk, EncryptedBackend, FileBackend, FileOptions, RamBackend, Target};
 use std::sync::Arc;
 
 /// The unit serial number of an RBD image's logical unit: `pool/image`, or a 64-bit FNV-1a hash of it when that is
@@ -110,6 +110,18 @@ impl Machine {
                         rbd
                     }
                 };
+                let backend: Arc<dyn Backend> = if d.encryption {
+                    let key = d
+                        .key_path
+                        .clone()
+                        .or_else(|| (d.backend == BackendKind::File).then(|| d.path.with_extension("key")));
+                    Arc::new(
+                        EncryptedBackend::new(backend, key.as_deref())
+                            .with_context(|| format!("{field}.encryption"))?,
+                    )
+                } else {
+                    backend
+                };
                 let backend: Arc<dyn Backend> = match &d.durability_log {
                     Some(log) => Arc::new(
                         crate::durability::DurabilityLog::new(backend, log)
@@ -144,6 +156,7 @@ impl Machine {
                     physical_block_size: d.physical_block_size,
                     removable: d.removable,
                     sanitize_bytes_per_second: d.sanitize_rate.0,
+                    crypto_erase: d.encryption,
                     port_group: d.port_group,
                     port_groups: d.port_groups.clone(),
                     ..Default::default()

@@ -35,6 +35,12 @@ pub enum BackendError {
     /// the image is empty and no size was given
     #[error("disk image {path} is empty and no size was given")]
     NoSize { path: PathBuf },
+    /// the media key file of an encrypted medium cannot be read or written
+    #[error("media key {0}: {1}")]
+    Key(PathBuf, io::Error),
+    /// an encrypted medium's key file or size is not usable
+    #[error("{0}")]
+    Encryption(String),
 }
 
 /// O_DIRECT needs buffer address, offset and length aligned to the device's logical block

@@ -1,10 +1,12 @@
 //! Storage behind a disk logical unit.
 
+mod encrypted;
 mod file;
 mod ram;
 #[cfg(feature = "rbd")]
 mod rbd;
 
+pub use encrypted::EncryptedBackend;
 pub use file::{BackendError, FileBackend, FileOptions};
 pub use ram::RamBackend;
 #[cfg(feature = "rbd")]
@@ -34,6 +36,14 @@ pub trait Backend: Send + Sync {
             pos += n as u64;
         }
         Ok(())
+    }
+    /// Whether the medium is stored encrypted under a key this backend can replace (SANITIZE CRYPTOGRAPHIC ERASE).
+    fn can_crypto_erase(&self) -> bool {
+        false
+    }
+    /// Replace the media key: everything written before reads back as unspecified data afterwards.
+    fn crypto_erase(&self) -> io::Result<()> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "the medium is not encrypted"))
     }
     /// Whether any byte of the range is allocated.
     fn is_allocated(&self, off: u64, len: u64) -> io::Result<bool>;

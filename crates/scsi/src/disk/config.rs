@@ -60,6 +60,9 @@ pub struct DiskConfig {
     /// modelled medium, which sets how long the unit reports SANITIZE IN PROGRESS);
     /// 0 writes as fast as the backend takes it.
     pub sanitize_bytes_per_second: u64,
+    /// SANITIZE CRYPTOGRAPHIC ERASE is offered: the backend encrypts the medium under a key it can replace
+    /// (`EncryptedBackend`); `Disk::new` refuses a backend that cannot.
+    pub crypto_erase: bool,
     /// ALUA: the target port group commands arrive through (0: no ALUA) and every group of the logical unit with its
     /// state (`disk::alua`). With more than one group the unit is shared with other hosts: reservations, which
     /// this process cannot enforce on the others, are not offered.
@@ -91,6 +94,7 @@ impl Default for DiskConfig {
             physical_block_size: 0,
             removable: false,
             sanitize_bytes_per_second: 128 << 20,
+            crypto_erase: false,
             port_group: 0,
             port_groups: Vec::new(),
         }
@@ -118,6 +122,8 @@ pub enum ConfigError {
     PhysicalBlockSize { physical: u32, logical: u32 },
     #[error("port_group {0} is not one of port_groups, or a group id is 0 or repeated")]
     PortGroup(u16),
+    #[error("crypto_erase needs a backend that encrypts the medium")]
+    CryptoErase,
     #[error("cannot read persistent reservation state {path}: {reason}")]
     PrState { path: PathBuf, reason: String },
 }

@@ -102,9 +102,12 @@ fn characteristics(inner: &Inner) -> Vec<u8> {
     let mut b = Vec::new();
     b.put16(inner.cfg.rotation_rate);
     b.push(0); // product type not indicated
-               // WABEREQ 01b: after a BLOCK ERASE reads succeed (and return zeros); WACEREQ 00b:
-               // no CRYPTOGRAPHIC ERASE. Nominal form factor not reported.
-    b.push(if inner.cfg.thin_provisioning { 0x40 } else { 0 });
+               // WABEREQ 01b: after a BLOCK ERASE reads succeed (and return zeros); WACEREQ 01b on an
+               // encrypted medium: after a CRYPTOGRAPHIC ERASE reads succeed (with unspecified data), 00b
+               // without CRYPTOGRAPHIC ERASE. Nominal form factor not reported.
+    let waber = if inner.cfg.thin_provisioning { 0x40 } else { 0 };
+    let wacer = if inner.cfg.crypto_erase { 0x10 } else { 0 };
+    b.push(waber | wacer);
     b.resize(0x3C, 0);
     b
 }

@@ -124,6 +124,9 @@ impl Disk {
     /// `cfg.pr_state_file` when it exists.
     pub fn new(mut cfg: DiskConfig, backend: Arc<dyn Backend>) -> Result<Self, ConfigError> {
         let blocks = cfg.validate(backend.size())?;
+        if cfg.crypto_erase && !backend.can_crypto_erase() {
+            return Err(ConfigError::CryptoErase);
+        }
         let pr = pr::Reservations::load(cfg.pr_state_file.as_deref())?;
         let inner = Inner {
             shift: cfg.block_size.trailing_zeros(),
@@ -186,8 +189,7 @@ impl Disk {
     pub fn supported_commands(&self) -> Vec<(u8, Option<u8>, &'static str)> {
         opcodes::OPS
             .iter()
-            .filter(|op| self.inner.cfg.thin_provisioning || !op.thin)
-            .filter(|op| opcodes::offered_with_alua(&self.inner.cfg, op))
+            .filter(|op| opcodes::offered(&self.inner.cfg, op))
             .map(|op| (op.opcode, op.sa, op.name))
             .collect()
     }

@@ -154,6 +154,16 @@ pub(crate) static OPS: &[Op] = &[
     ),
     op!(
         0x48,
+        Some(0x03),
+        "SANITIZE / CRYPTOGRAPHIC ERASE",
+        Write,
+        false,
+        false,
+        sanitize::sanitize,
+        [0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, C]
+    ),
+    op!(
+        0x48,
         Some(0x1F),
         "SANITIZE / EXIT FAILURE MODE",
         Write,
@@ -506,10 +516,15 @@ fn index() -> &'static [(u8, u8); 256] {
 
 pub(crate) fn entries(cfg: &DiskConfig, opcode: u8) -> impl Iterator<Item = &'static Op> + '_ {
     let (start, n) = index()[usize::from(opcode)];
-    OPS[usize::from(start)..usize::from(start) + usize::from(n)]
-        .iter()
-        .filter(move |op| cfg.thin_provisioning || !op.thin)
-        .filter(move |op| offered_with_alua(cfg, op))
+    OPS[usize::from(start)..usize::from(start) + usize::from(n)].iter().filter(move |op| offered(cfg, op))
+}
+
+/// Whether the unit offers `op` as configured: provisioning commands only when thin provisioned, CRYPTOGRAPHIC ERASE
+/// only on an encrypted medium, and the ALUA rules of [`offered_with_alua`].
+pub(crate) fn offered(cfg: &DiskConfig, op: &Op) -> bool {
+    (cfg.thin_provisioning || !op.thin)
+        && (cfg.crypto_erase || (op.opcode, op.sa) != (0x48, Some(sanitize::CRYPTO_ERASE)))
+        && offered_with_alua(cfg, op)
 }
 
 /// REPORT TARGET PORT GROUPS only with ALUA configured; no reservations (SPC-2 RESERVE/RELEASE, persistent

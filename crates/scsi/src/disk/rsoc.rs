@@ -1,6 +1,6 @@
 //! REPORT SUPPORTED OPERATION CODES (SPC-4 §6.35), generated from the command table.
 
-use super::opcodes::{entries, offered_with_alua, OPS};
+use super::opcodes::{entries, offered, OPS};
 use super::Inner;
 use crate::cdb::{be16, be32, len32, set32, PutBe};
 use crate::sense::Sense;
@@ -26,8 +26,7 @@ pub(crate) fn report_supported_opcodes(inner: &Arc<Inner>, _: Nexus, cdb: &[u8])
     match options {
         0 => {
             out.put32(0);
-            for op in OPS.iter().filter(|op| cfg.thin_provisioning || !op.thin).filter(|op| offered_with_alua(cfg, op))
-            {
+            for op in OPS.iter().filter(|op| offered(cfg, op)) {
                 out.push(op.opcode);
                 out.push(0);
                 out.put16(op.sa.map_or(0, u16::from));

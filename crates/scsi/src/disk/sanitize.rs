@@ -1,5 +1,6 @@
 //! SANITIZE (SBC-4): OVERWRITE, BLOCK ERASE (with logical block provisioning, by
-//! deallocating every block) and EXIT FAILURE MODE. `docs/scsi-features.md` describes the
+//! deallocating every block), CRYPTOGRAPHIC ERASE (on an encrypted medium, by replacing its
+//! key) and EXIT FAILURE MODE. `docs/scsi-features.md` describes the
 //! behaviour.
 //!
 //! The operation runs on its own thread and survives task aborts, resets and the loss of
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) const OVERWRITE: u8 = 0x01;
 pub(crate) const BLOCK_ERASE: u8 = 0x02;
+pub(crate) const CRYPTO_ERASE: u8 = 0x03;
 pub(crate) const EXIT_FAILURE_MODE: u8 = 0x1F;
 
 /// LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS.
@@ -111,6 +113,8 @@ enum Method {
         invert: bool,
     },
     BlockErase,
+    /// Replace the media key (`EncryptedBackend`).
+    CryptoErase,
 }
 
 /// The OVERWRITE parameter list (SBC-4): at least one pattern byte, a pattern no
@@ -142,6 +146,10 @@ fn run(inner: &Inner, method: &Method) -> Result<(), ()> {
     let state = &inner.sanitize;
     let total = inner.blocks() << inner.shift;
     match method {
+        Method::CryptoErase => {
+            inner.backend.crypto_erase().map_err(|_| ())?;
+            state.set_progress(total, total);
+        }
         Method::BlockErase => {
             let mut off = 0;
             while off < total {
@@ -248,6 +256,9 @@ pub(crate) fn sanitize(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
             })
         }
         BLOCK_ERASE if plen == 0 => Begin::Complete(begin_operation(inner, Method::BlockErase, immed, ause)),
+        CRYPTO_ERASE if plen == 0 && inner.cfg.crypto_erase => {
+            Begin::Complete(begin_operation(inner, Method::CryptoErase, immed, ause))
+        }
         EXIT_FAILURE_MODE if plen == 0 => {
             let mut phase = inner.sanitize.phase.lock();
             match *phase {
@@ -259,6 +270,7 @@ pub(crate) fn sanitize(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
             }
         }
         BLOCK_ERASE | EXIT_FAILURE_MODE => Begin::check(Sense::invalid_field_in_cdb(7, None)),
+        CRYPTO_ERASE if inner.cfg.crypto_erase => Begin::check(Sense::invalid_field_in_cdb(7, None)),
         _ => Begin::check(Sense::invalid_field_in_cdb(1, Some(4))),
     }
 }
