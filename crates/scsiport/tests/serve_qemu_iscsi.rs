@@ -6,32 +6,11 @@
 
 mod serve_common;
 
-use serve_common::qemu_iscsi_root;
+use serve_common::{qemu_img_iscsi, qemu_iscsi_root};
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn qemu_img(root: &Path, args: &[&str]) -> std::process::Output {
-    let mut child = Command::new(root.join("usr/bin/qemu-img"))
-        .env("QEMU_MODULE_DIR", root.join("usr/lib/x86_64-linux-gnu/qemu"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start qemu-img");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while child.try_wait().expect("wait for qemu-img").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("qemu-img {args:?} did not finish in 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("qemu-img output")
-}
+use std::time::Duration;
 
 #[test]
 fn qemu_img_converts_to_and_from_iscsi_byte_exact() {
@@ -62,16 +41,16 @@ fn qemu_img_converts_to_and_from_iscsi_byte_exact() {
     std::fs::write(&src, &data).unwrap();
     let url = format!("iscsi://127.0.0.1:{port}/iqn.2026-11.io.scsiport:default/0");
 
-    let to = qemu_img(&root, &["convert", "-n", "-f", "raw", "-O", "raw", src.to_str().unwrap(), &url]);
-    assert!(to.status.success(), "to iSCSI: {}", String::from_utf8_lossy(&to.stderr));
-    let from = qemu_img(&root, &["convert", "-f", "raw", "-O", "raw", &url, back.to_str().unwrap()]);
-    assert!(from.status.success(), "from iSCSI: {}", String::from_utf8_lossy(&from.stderr));
+    let to = qemu_img_iscsi(&root, 120, &["convert", "-n", "-f", "raw", "-O", "raw", src.to_str().unwrap(), &url]);
+    assert!(to.ok, "to iSCSI: {}", to.stderr);
+    let from = qemu_img_iscsi(&root, 120, &["convert", "-f", "raw", "-O", "raw", &url, back.to_str().unwrap()]);
+    assert!(from.ok, "from iSCSI: {}", from.stderr);
     let got = std::fs::read(&back).unwrap();
     assert_eq!(got.len(), 64 << 20, "the whole 64 MiB LUN came back");
     assert!(got[..data.len()] == data[..], "the data written over iSCSI reads back byte-exact");
     assert!(got[data.len()..].iter().all(|b| *b == 0), "the unwritten tail reads as zeros");
-    let cmp = qemu_img(&root, &["compare", "-f", "raw", "-F", "raw", back.to_str().unwrap(), &url]);
-    assert!(cmp.status.success(), "qemu-img compare: {}", String::from_utf8_lossy(&cmp.stdout));
+    let cmp = qemu_img_iscsi(&root, 120, &["compare", "-f", "raw", "-F", "raw", back.to_str().unwrap(), &url]);
+    assert!(cmp.ok, "qemu-img compare: {}", cmp.stdout);
 
     let _ = server.kill();
     let _ = server.wait();

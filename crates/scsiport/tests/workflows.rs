@@ -9,7 +9,7 @@
 
 mod serve_common;
 
-use serve_common::{fio_iscsi, pattern, qemu_iscsi_root, run, tool, ServeOptions, Server, MIB};
+use serve_common::{fio_iscsi, pattern, qemu_img_iscsi, qemu_iscsi_root, run, tool, ServeOptions, Server, MIB};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
@@ -117,16 +117,6 @@ fn qemu_img_converts_a_sparse_image_in_and_out_and_compares_it() {
     assert!(out.ok, "qemu-io write: {}", out.stderr);
     let out = run(300, &qemu_img, &["compare", "-f", "raw", "-F", "raw", s, &srv.uri()]);
     assert_eq!(out.code, Some(1), "qemu-img compare after a change: {} {}", out.stdout, out.stderr);
-}
-
-/// Debian's `qemu-img` with its iSCSI block module, unpacked by `scripts/test.sh` (`serve_common::qemu_iscsi_root`).
-fn qemu_img_iscsi(root: &Path, secs: u64, args: &[&str]) -> serve_common::Output {
-    let module_dir = root.join("usr/lib/x86_64-linux-gnu/qemu");
-    let prog = root.join("usr/bin/qemu-img");
-    let env_arg = format!("QEMU_MODULE_DIR={}", module_dir.display());
-    let mut with_env = vec![env_arg.as_str(), prog.to_str().expect("utf-8 path")];
-    with_env.extend_from_slice(args);
-    run(secs, "env", &with_env)
 }
 
 #[test]

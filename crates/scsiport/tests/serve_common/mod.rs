@@ -32,6 +32,15 @@ pub fn qemu_iscsi_root() -> Option<PathBuf> {
     None
 }
 
+/// Debian's `qemu-img` with its iSCSI block module under `root` (from [`qemu_iscsi_root`]), bounded like [`run`].
+pub fn qemu_img_iscsi(root: &Path, secs: u64, args: &[&str]) -> Output {
+    let module_dir = format!("QEMU_MODULE_DIR={}", root.join("usr/lib/x86_64-linux-gnu/qemu").display());
+    let prog = root.join("usr/bin/qemu-img");
+    let mut argv = vec![module_dir.as_str(), prog.to_str().expect("utf-8 path")];
+    argv.extend_from_slice(args);
+    run(secs, "env", &argv)
+}
+
 /// fio with its libiscsi engine (`scripts/fio-iscsi.sh` builds it from Debian's fio source, which Debian's package
 /// leaves out): `SCSIPORT_FIO_ISCSI`, or `target/fio-iscsi/fio`. Missing under `CI`: a failure, not a skip.
 pub fn fio_iscsi() -> Option<PathBuf> {
