@@ -282,6 +282,10 @@ phase() {
         for s in "$peer:$peer_target:$peer_pid" "scsiport:$sp_target:$sp_pid"; do
             local name=${s%%:*} rest=${s#*:} t0 t1 c0 c1
             local t=${rest%:*} pid=${rest##*:}
+            # Each fill starts with nothing dirty in the page cache: otherwise the server filled second runs while the
+            # kernel writes back the first one's gigabyte, which slows it and inflates its CPU time
+            # (bench/README.md, "What a fill sends and what it costs").
+            sync
             c0=$(cpu "$pid")
             t0=$(date +%s.%N)
             timeout 600 "${img[@]}" convert -n -f raw -O raw "$out/src.img" "$t" \
