@@ -176,7 +176,7 @@ for probe in $probes; do
             kill -INT "$pr"
             wait "$pr" 2>/dev/null || true
             echo "profile $name:"
-            perf report -i "$out/perf-$name.data" --no-children --sort symbol --percent-limit 1.5 --stdio 2>/dev/null |
+            perf report -i "$out/perf-$name.data" --no-children --sort symbol --percent-limit 1.5 --stdio -g none 2>/dev/null |
                 grep -E '^ +[0-9]' | head -20
         done
         ;;
