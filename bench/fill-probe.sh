@@ -101,17 +101,29 @@ empty() {
     truncate -s "$size" "$out/$1.img"
     if [ "${SYNC:-0}" = 1 ]; then sync; fi
 }
-# fill NAME PID URL [WRAPPER...]: one fill; prints "MiB/s cpu-ms-per-GiB".
+# Machine-wide counters of /proc/vmstat (Documentation/admin-guide/mm): pages scanned by direct reclaim, and direct
+# compaction stalls with the pages they scanned: page-cache allocations that found too little free memory, or no free
+# run as large as the folio they wanted, and reclaimed or compacted themselves, on the allocating thread's CPU time.
+direct_scans() {
+    awk '$1 ~ /^pgscan_direct$/ {r = $2} $1 == "compact_stall" {s = $2}
+         $1 ~ /^compact_(migrate|free)_scanned$/ {c += $2} END {print r + 0, s + 0, c + 0}' /proc/vmstat
+}
+# fill NAME PID URL [WRAPPER...]: one fill; prints "MiB/s cpu-ms-per-GiB reclaim-scans compaction-stalls
+# compaction-scans".
 fill() {
-    local name=$1 pid=$2 url=$3 t0 t1 c0 c1
+    local name=$1 pid=$2 url=$3 t0 t1 c0 c1 d0 d1 r0 s0 k0 r1 s1 k1
     shift 3
     empty "$name"
     c0=$(cpu "$pid")
+    d0=$(direct_scans)
     t0=$(date +%s.%N)
     timeout 600 "$@" "${img[@]}" convert -n -f raw -O raw "$out/src.img" "$url" >>"$out/convert.log" 2>&1
     t1=$(date +%s.%N)
     c1=$(cpu "$pid")
-    python3 -c "print(f'{$bytes / (1 << 20) / ($t1 - $t0):.1f} {($c1 - $c0) * 1000 / $hz / ($bytes / (1 << 30)):.0f}')"
+    d1=$(direct_scans)
+    read -r r0 s0 k0 <<<"$d0"
+    read -r r1 s1 k1 <<<"$d1"
+    python3 -c "print(f'{$bytes / (1 << 20) / ($t1 - $t0):.1f} {($c1 - $c0) * 1000 / $hz / ($bytes / (1 << 30)):.0f} {$r1 - $r0} {$s1 - $s0} {$k1 - $k0}')"
 }
 
 servers=("$peer:$peer_pid:$peer_url" "scsiport:$sp_pid:$sp_url")
@@ -124,7 +136,9 @@ for probe in $probes; do
             for s in "${order[@]}"; do
                 IFS=: read -r name pid url <<<"$s"
                 url=${s#*:*:}
-                echo "cpu round $r $name $(fill "$name" "$pid" "$url") MiB/s ms/GiB"
+                read -r rate ms scans stalls cscans <<<"$(fill "$name" "$pid" "$url")"
+                echo "cpu round $r $name: $rate MiB/s, $ms ms CPU per GiB; direct reclaim scanned $scans pages;" \
+                    "direct compaction stalled $stalls times, scanned $cscans pages"
             done
         done
         ;;
