@@ -186,10 +186,10 @@ for probe in $probes; do
             perf record -q -e cpu-clock -g -p "$pid" -o "$out/perf-$name.data" 2>/dev/null &
             pr=$!
             sleep 1
-            fill "$name" "$pid" "$url" >/dev/null
+            read -r rate ms _ <<<"$(fill "$name" "$pid" "$url")"
             kill -INT "$pr"
             wait "$pr" 2>/dev/null || true
-            echo "profile $name:"
+            echo "profile $name ($rate MiB/s, $ms ms CPU per GiB, with perf attached):"
             perf report -i "$out/perf-$name.data" --no-children --sort symbol --percent-limit 1.5 --stdio -g none 2>/dev/null |
                 grep -E '^ +[0-9]' | head -20
         done
