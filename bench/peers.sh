@@ -23,7 +23,8 @@
 # GiB it moved.
 #
 # usage: bench/peers.sh            env: SIZE (default 1G), RUNTIME (s per workload, default 5),
-#                                       ROUNDS (default 3), ONLY (nbd or iscsi: run only that half),
+#                                       ROUNDS (default 3), FILL_ROUNDS (fills of each server in the filled
+#                                       case, order alternating, default 3), ONLY (nbd or iscsi: run only that half),
 #                                       CASES (default "filled precreated"),
 #                                       SCSIPORT_BIN (a built scsiport to use instead of building one),
 #                                       OUT (logs and raw results, default /tmp/scsiport-peers),
@@ -37,6 +38,7 @@ root="$(cd "$here/.." && pwd)"
 size=${SIZE:-1G}
 runtime=${RUNTIME:-5}
 rounds=${ROUNDS:-3}
+fill_rounds=${FILL_ROUNDS:-3}
 only=${ONLY:-}
 cases=${CASES:-filled precreated}
 case "$only" in ""|nbd|iscsi) ;; *) echo "ONLY must be nbd or iscsi" >&2; exit 2 ;; esac
@@ -58,7 +60,7 @@ bytes=$(numfmt --from=iec "$size")
 ncases=$(wc -w <<<"$cases")
 # The whole run, release build excluded: per case and protocol 4 workloads x 2 servers x ROUNDS
 # (+ iperf3), fills and warm-ups; generous, a hung tool is what it bounds.
-budget=$((ncases * 2 * (rounds * runtime * 14 + 240) + 300))
+budget=$((ncases * 2 * (rounds * runtime * 14 + fill_rounds * 2 * 60 + 240) + 300))
 
 need() { # command package
     command -v "$1" >/dev/null 2>&1 && return 0
@@ -277,20 +279,36 @@ phase() {
         sp_target="iscsi://127.0.0.1:$sp_iscsi_port/$sp_iqn/0"
     fi
     if [ "$cs" = filled ]; then
-        local img=(qemu-img)
+        local img=(qemu-img) fr pair
         [ "$proto" = iscsi ] && img=("${qemu_img_iscsi[@]}")
-        for s in "$peer:$peer_target:$peer_pid" "scsiport:$sp_target:$sp_pid"; do
-            local name=${s%%:*} rest=${s#*:} t0 t1 c0 c1
-            local t=${rest%:*} pid=${rest##*:}
-            c0=$(cpu "$pid")
-            t0=$(date +%s.%N)
-            timeout 600 "${img[@]}" convert -n -f raw -O raw "$out/src.img" "$t" \
-                >"$out/fill-$cs-$proto-$name.log" 2>&1 ||
-                { echo "filling $name through $proto failed:" >&2; cat "$out/fill-$cs-$proto-$name.log" >&2; return 1; }
-            t1=$(date +%s.%N)
-            c1=$(cpu "$pid")
-            record "$cs" "$proto" fill-qemu-img "$name" 1 MiB/s \
-                "$(python3 -c "print(f'{$bytes / (1 << 20) / ($t1 - $t0):.1f}')")" "$bytes" $((c1 - c0))
+        # FILL_ROUNDS fills of each server, the order alternating as in the workload rounds: the first fill of a run
+        # costs either server several times what a later one does, and single fills spread widely (bench/README.md,
+        # "What a fill sends and what it costs"), so one fill in a fixed order decides little. Before every fill but
+        # the first the image is emptied (truncated to 0 and back, with the server running: neither server caches
+        # data); before every fill dirty data is written back, so none runs during another's writeback.
+        for fr in $(seq 1 "$fill_rounds"); do
+            pair=("$peer:$peer_target:$peer_pid" "scsiport:$sp_target:$sp_pid")
+            [ $((fr % 2)) = 0 ] && pair=("${pair[1]}" "${pair[0]}")
+            for s in "${pair[@]}"; do
+                local name=${s%%:*} rest=${s#*:} t0 t1 c0 c1 image
+                local t=${rest%:*} pid=${rest##*:}
+                image="$out/scsiport.img"
+                [ "$name" = scsiport ] || image="$out/peer.img"
+                if [ "$fr" -gt 1 ]; then
+                    truncate -s 0 "$image"
+                    truncate -s "$size" "$image"
+                fi
+                sync
+                c0=$(cpu "$pid")
+                t0=$(date +%s.%N)
+                timeout 600 "${img[@]}" convert -n -f raw -O raw "$out/src.img" "$t" \
+                    >"$out/fill-$cs-$proto-$name-$fr.log" 2>&1 ||
+                    { echo "filling $name through $proto failed:" >&2; cat "$out/fill-$cs-$proto-$name-$fr.log" >&2; return 1; }
+                t1=$(date +%s.%N)
+                c1=$(cpu "$pid")
+                record "$cs" "$proto" fill-qemu-img "$name" "$fr" MiB/s \
+                    "$(python3 -c "print(f'{$bytes / (1 << 20) / ($t1 - $t0):.1f}')")" "$bytes" $((c1 - c0))
+            done
         done
         # What each server wrote is the same data.
         cmp "$out/src.img" "$out/peer.img" && cmp "$out/src.img" "$out/scsiport.img" ||
