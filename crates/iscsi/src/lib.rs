@@ -21,6 +21,7 @@ mod conn;
 mod direct;
 pub mod io;
 pub mod login;
+pub mod loss;
 mod server;
 pub mod session;
 pub mod window;

@@ -14,6 +14,7 @@ use crate::config::TargetConfig;
 use crate::conn::{writer_task, Connection, End, Out, SessionInfo, Shared};
 use crate::io::{PduReader, PduWriter};
 use crate::login::{LoginMachine, LoginStep};
+use crate::loss::NexusLosses;
 use crate::negotiate::SessionType;
 use crate::pdu::{Digests, Request, Sn, TargetPdu};
 use crate::session::{SessionKey, SessionTable};
@@ -36,13 +37,16 @@ const WRITER_QUEUE: usize = 256;
 pub struct IscsiServer<B: ScsiBackend> {
     targets: RwLock<Arc<Vec<TargetConfig>>>,
     backends: Vec<Arc<B>>,
+    /// Per target (as `backends`): the I_T nexus losses under way, which later commands wait for.
+    losses: Vec<Arc<NexusLosses>>,
     sessions: SessionTable,
 }
 
 impl<B: ScsiBackend> IscsiServer<B> {
     pub fn new(targets: Vec<(TargetConfig, Arc<B>)>) -> Self {
-        let (targets, backends) = targets.into_iter().unzip();
-        IscsiServer { targets: RwLock::new(Arc::new(targets)), backends, sessions: SessionTable::default() }
+        let (targets, backends): (Vec<_>, Vec<_>) = targets.into_iter().unzip();
+        let losses = backends.iter().map(|_| Arc::new(NexusLosses::default())).collect();
+        IscsiServer { targets: RwLock::new(Arc::new(targets)), backends, losses, sessions: SessionTable::default() }
     }
 
     /// The targets as they are now.
@@ -141,13 +145,12 @@ impl<B: ScsiBackend> IscsiServer<B> {
         let budget = limits.connection_buffer_bytes.max(1);
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let writer_handle = tokio::spawn(writer_task(writer, rx, window.clone(), stat_sn));
-        let backend = match login.target.and_then(|i| self.backends.get(i)) {
-            Some(b) => b.clone(),
-            None => match self.backends.first() {
-                Some(b) => b.clone(),
-                None => return Ok(()),
-            },
+        let index = match login.target.filter(|i| *i < self.backends.len()) {
+            Some(i) => i,
+            None if !self.backends.is_empty() => 0,
+            None => return Ok(()),
         };
+        let (backend, losses) = (self.backends[index].clone(), self.losses[index].clone());
         let shared = Arc::new(Shared {
             backend,
             tx: tx.clone(),
@@ -159,6 +162,8 @@ impl<B: ScsiBackend> IscsiServer<B> {
             params: login.params.clone(),
             initiator: nexus_id(&key.initiator, &key.isid),
             closing: AtomicBool::new(false),
+            losses: losses.clone(),
+            nexus_loss_on_end: login.session_type == SessionType::Normal,
         });
         let info = SessionInfo {
             config: login.target.and_then(|i| targets.get(i)),
@@ -169,6 +174,10 @@ impl<B: ScsiBackend> IscsiServer<B> {
         };
         let mut conn = Connection::new(shared, info);
         let end = conn.run(&mut reader, guard.kill.clone(), shutdown).await;
+        // The session's end is its I_T nexus loss, recorded before anything else happens (a logout recorded it
+        // before answering): every command accepted from now on, on any session of the target, reaches the
+        // logical unit only after the loss is done (`docs/nexus-loss.md`).
+        let loss = conn.take_loss().or_else(|| (login.session_type == SessionType::Normal).then(|| losses.begin()));
         tracing::debug!("session {:#x} ends: {end:?}", guard.tsih);
         if !matches!(end, End::Logout) {
             conn.abort_all().await;
@@ -176,6 +185,7 @@ impl<B: ScsiBackend> IscsiServer<B> {
         if login.session_type == SessionType::Normal {
             conn.backend().nexus_loss(nexus_id(&key.initiator, &key.isid)).await;
         }
+        drop(loss);
         let _ = tx.send(Out::Close).await;
         drop(tx);
         drop(conn);

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use crate::backend::ScsiBackend;
 use crate::config::TargetConfig;
 use crate::io::{Incoming, PduReader, ReadError, Unusable};
+use crate::loss::{LossGuard, NexusLosses};
 use crate::negotiate::{SessionParams, SessionType};
 use crate::pdu::{
     Digests, LogoutRequest, NopIn, NopOut, RejectPdu, RejectReason, Request, Sn, TargetPdu, BHS_LEN, RESERVED_TAG,
@@ -59,8 +60,13 @@ pub(crate) struct Shared<B> {
     pub changed: Notify,
     pub params: SessionParams,
     pub initiator: u64,
-    /// Set when the connection is going away: tasks still running answer nobody.
+    /// Set when the connection is going away: tasks still running answer nobody, and those that have not reached
+    /// the backend yet never do.
     pub closing: AtomicBool,
+    /// The I_T nexus losses of the target: a command waits for those begun before it was accepted.
+    pub losses: Arc<NexusLosses>,
+    /// Whether the session's end is an I_T nexus loss (a normal session, not discovery).
+    pub nexus_loss_on_end: bool,
 }
 
 impl<B> Shared<B> {
@@ -121,6 +127,8 @@ pub(crate) struct Connection<'a, B> {
     text: text::TextState,
     ping_outstanding: Option<(u32, Instant)>,
     luns: Vec<u64>,
+    /// The session's own nexus loss, recorded when a logout was answered.
+    loss: Option<LossGuard>,
 }
 
 impl<'a, B: ScsiBackend> Connection<'a, B> {
@@ -137,7 +145,13 @@ impl<'a, B: ScsiBackend> Connection<'a, B> {
             text: text::TextState::default(),
             ping_outstanding: None,
             luns,
+            loss: None,
         }
+    }
+
+    /// The session's nexus loss if a logout already recorded it.
+    pub fn take_loss(&mut self) -> Option<LossGuard> {
+        self.loss.take()
     }
 
     pub fn backend(&self) -> Arc<B> {
@@ -390,6 +404,11 @@ impl<'a, B: ScsiBackend> Connection<'a, B> {
         };
         if response == 0 {
             self.drain().await;
+            // The session ends with this answer: its nexus loss is recorded before the initiator can learn of it,
+            // so that whatever it sends next on another session finds the loss done (`docs/nexus-loss.md`).
+            if self.shared.nexus_loss_on_end {
+                self.loss = Some(self.shared.losses.begin());
+            }
         }
         let resp = crate::pdu::LogoutResponse { itt: l.itt, response, time2wait: 0, time2retain: 0 };
         if !self.send(resp).await {
@@ -424,6 +443,14 @@ impl<'a, B: ScsiBackend> Connection<'a, B> {
         };
         for lun in luns {
             let _ = self.shared.backend.abort_task_set(self.shared.initiator, lun).await;
+        }
+        // The nexus loss follows only once every command of the session has left the backend (bounded as a
+        // logout's drain is): a command that was on its way in when the connection ended would otherwise reach the
+        // logical unit after the loss, and a RESERVE among them would hold the unit for a nexus that is gone.
+        // Commands that had not reached the backend see `closing` and never do.
+        let deadline = Instant::now() + LOGOUT_DRAIN;
+        while !self.shared.running().is_empty() && Instant::now() < deadline {
+            let _ = tokio::time::timeout_at(deadline, self.shared.changed.notified()).await;
         }
     }
 }

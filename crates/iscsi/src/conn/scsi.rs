@@ -10,6 +10,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::{Connection, End, Out, Running, Shared};
 use crate::backend::{decode_lun, status, DataDirection, Residual, ScsiBackend, ScsiCommand, ScsiResponse, TaskAttr};
+use crate::loss::LossMark;
 use crate::negotiate::SessionParams;
 use crate::pdu::{
     DataIn, DataOut, R2t, RejectReason, ResidualField, ScsiCommandPdu, ScsiResponsePdu, Sn, TargetPdu, BHS_LEN,
@@ -277,8 +278,10 @@ impl<B: ScsiBackend> Connection<'_, B> {
         r2ts: u32,
     ) {
         self.shared.running().insert(itt, Running { lun: cmd.lun, aborted: false, counted });
+        // Accepted now: the nexus losses already begun take effect at the logical unit before it does.
+        let mark = self.shared.losses.mark();
         let sh = self.shared.clone();
-        tokio::spawn(run_command(sh, itt, lun_raw, cmd, permit, r2ts));
+        tokio::spawn(run_command(sh, itt, lun_raw, cmd, permit, r2ts, mark));
     }
 }
 
@@ -301,6 +304,7 @@ async fn run_command<B: ScsiBackend>(
     cmd: ScsiCommand,
     permit: Option<OwnedSemaphorePermit>,
     r2ts: u32,
+    mark: LossMark,
 ) {
     let expected = cmd.expected_len;
     let direction = cmd.direction;
@@ -312,13 +316,16 @@ async fn run_command<B: ScsiBackend>(
         }
         None => None,
     };
-    let resp = sh.backend.execute(cmd).await;
+    sh.losses.settled(mark).await;
+    // Aborted (a task management function, or the session ended) before it reached the backend: it never does.
+    let gone = sh.closing.load(Ordering::SeqCst) || sh.running().get(&itt).is_none_or(|r| r.aborted);
+    let resp = if gone { None } else { Some(sh.backend.execute(cmd).await) };
     let entry = sh.running().remove(&itt);
     let (aborted, counted) = entry.map_or((true, false), |r| (r.aborted, r.counted));
     if counted {
         sh.window.finish();
     }
-    if !aborted && !sh.closing.load(Ordering::SeqCst) {
+    if let Some(resp) = resp.filter(|_| !aborted && !sh.closing.load(Ordering::SeqCst)) {
         for pdu in response_pdus(&sh.params, lun_raw, itt, expected, direction, resp, r2ts) {
             if sh.tx.send(Out::Pdu(pdu)).await.is_err() {
                 break;

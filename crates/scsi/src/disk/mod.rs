@@ -328,9 +328,12 @@ impl LogicalUnit for Disk {
         }
     }
 
+    /// SAM-5 I_T nexus loss (`docs/nexus-loss.md`): the nexus's SPC-2 reservation and removal prevention end, its
+    /// pending unit attentions become I_T NEXUS LOSS OCCURRED; persistent reservations stay (SPC-4).
     fn nexus_loss(&self, nexus: Nexus) {
         self.inner.pr.release_spc2(Some(nexus));
         self.inner.medium.nexus_loss(nexus);
+        self.inner.ua.nexus_loss(nexus);
     }
 
     fn faults(&self) -> Option<&FaultInjector> {

@@ -5,6 +5,9 @@ use crate::task::Nexus;
 use parking_lot::RwLock;
 use std::collections::{HashMap, VecDeque};
 
+/// I_T NEXUS LOSS OCCURRED (SPC-4 table of additional sense codes).
+const NEXUS_LOSS_OCCURRED: AscAscq = AscAscq(0x29, 0x07);
+
 pub(crate) struct UnitAttentions {
     /// Every nexus seen, with its queued conditions, oldest first.
     known: RwLock<HashMap<Nexus, VecDeque<AscAscq>>>,
@@ -68,6 +71,16 @@ impl UnitAttentions {
         let q = known.entry(nexus).or_insert(fresh);
         if !q.contains(&code) {
             q.push_back(code);
+        }
+    }
+
+    /// The nexus is gone (SAM-5, I_T nexus loss): what it had pending goes with it, and its initiator port, when
+    /// it comes back as the same I_T nexus, is told once with I_T NEXUS LOSS OCCURRED. A nexus never seen had
+    /// nothing and gets nothing.
+    pub(crate) fn nexus_loss(&self, nexus: Nexus) {
+        if let Some(q) = self.known.write().get_mut(&nexus) {
+            q.clear();
+            q.push_back(NEXUS_LOSS_OCCURRED);
         }
     }
 
