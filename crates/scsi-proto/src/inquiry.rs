@@ -1,4 +1,19 @@
-//! Standard INQUIRY data the target side answers for itself.
+//! INQUIRY: the vital product data pages the stack asks for or answers, and the standard INQUIRY data the target
+//! side answers for itself.
+
+/// VPD page codes (SPC-4 §7.8, SBC-4 §6.6).
+pub mod vpd {
+    pub const SUPPORTED_PAGES: u8 = 0x00;
+    pub const UNIT_SERIAL_NUMBER: u8 = 0x80;
+    pub const DEVICE_IDENTIFICATION: u8 = 0x83;
+    pub const THIRD_PARTY_COPY: u8 = 0x8F;
+    pub const BLOCK_LIMITS: u8 = 0xB0;
+    pub const BLOCK_DEVICE_CHARACTERISTICS: u8 = 0xB1;
+    pub const LOGICAL_BLOCK_PROVISIONING: u8 = 0xB2;
+}
+
+/// Byte 7 of standard INQUIRY data: CMDQUE, the logical unit queues tagged commands (SPC-4 §6.6.2).
+pub const CMDQUE: u8 = 0x02;
 
 /// Standard INQUIRY data (36 bytes) for a LUN with no logical unit behind it (SPC-4 §4.6.4, §6.6.2): PERIPHERAL
 /// QUALIFIER 011b ("not capable of supporting a device"), PERIPHERAL DEVICE TYPE 1Fh, VERSION SPC-4, RESPONSE DATA

@@ -42,6 +42,8 @@ pub mod service_action {
     pub const READ_FULL_STATUS: u8 = 0x03;
     /// PERSISTENT RESERVE OUT.
     pub const PREEMPT_AND_ABORT: u8 = 0x05;
+    /// EXTENDED COPY: the LID1 parameter list format (SPC-4; LID4 is 01h).
+    pub const EXTENDED_COPY_LID1: u8 = 0x00;
     /// RECEIVE COPY RESULTS.
     pub const COPY_STATUS: u8 = 0x00;
     pub const OPERATING_PARAMETERS: u8 = 0x03;

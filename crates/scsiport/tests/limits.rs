@@ -11,6 +11,7 @@ use iscsi::{DataDirection, ScsiBackend, ScsiCommand, TaskAttr};
 use nbd::{BlockDevice, DeviceError};
 use passthrough::PassThroughLuns;
 use proptest::prelude::*;
+use scsi_proto::{AscAscq, Sense, SenseKey};
 use scsiport::config::Config;
 use scsiport::frontends::nbd_disk::{ClassDisk, MAX_REQUEST};
 use scsiport::machine::Machine;
@@ -29,11 +30,13 @@ const MAX_UNMAP_BLOCKS: u64 = 1 << 20;
 const MAX_UNMAP_DESCRIPTORS: usize = 256;
 const MAX_CAW_BLOCKS: u64 = 255;
 
-const GOOD: (u8, u8, u8) = (0, 0, 0);
-const OUT_OF_RANGE: (u8, u8, u8) = (5, 0x21, 0x00);
-const INVALID_CDB: (u8, u8, u8) = (5, 0x24, 0x00);
-const INVALID_PARAM: (u8, u8, u8) = (5, 0x26, 0x00);
-const MISCOMPARE: (u8, u8, u8) = (0x0E, 0x1D, 0x00);
+/// GOOD, and the sense of each refusal, as (sense key, ASC/ASCQ).
+type Outcome = (SenseKey, AscAscq);
+const GOOD: Outcome = (SenseKey::NoSense, AscAscq::NO_ADDITIONAL);
+const OUT_OF_RANGE: Outcome = (SenseKey::IllegalRequest, AscAscq::LBA_OUT_OF_RANGE);
+const INVALID_CDB: Outcome = (SenseKey::IllegalRequest, AscAscq::INVALID_FIELD_IN_CDB);
+const INVALID_PARAM: Outcome = (SenseKey::IllegalRequest, AscAscq::INVALID_FIELD_IN_PARAMETER_LIST);
+const MISCOMPARE: Outcome = (SenseKey::Miscompare, AscAscq::MISCOMPARE_DURING_VERIFY);
 
 struct Stack {
     machine: Machine,
@@ -74,7 +77,7 @@ impl Stack {
     }
 
     /// One iSCSI command: (key, asc, ascq) of its sense, or GOOD, and its data-in.
-    async fn scsi(&self, cdb: &[u8], direction: DataDirection, len: u64, out: Bytes) -> ((u8, u8, u8), Bytes) {
+    async fn scsi(&self, cdb: &[u8], direction: DataDirection, len: u64, out: Bytes) -> (Outcome, Bytes) {
         let cmd = ScsiCommand {
             initiator: self.initiator,
             lun: 0,
@@ -91,11 +94,8 @@ impl Stack {
         }
         assert_eq!(r.status, 2, "CHECK CONDITION or GOOD, not {:#04x}", r.status);
         let s = r.sense.expect("sense with CHECK CONDITION");
-        let (key, asc, ascq) = match s[0] & 0x7F {
-            0x72 | 0x73 => (s[1] & 0x0F, s[2], s[3]),
-            _ => (s[2] & 0x0F, s[12], s[13]),
-        };
-        ((key, asc, ascq), r.data_in)
+        let s = Sense::parse(&s).expect("sense data");
+        ((s.key, s.code()), r.data_in)
     }
 
     fn next_fill(&mut self) -> u8 {
@@ -272,7 +272,7 @@ fn cdb16(op: u8, flags: u8, lba: u64, n: u64) -> Vec<u8> {
 }
 
 /// What a READ/WRITE-like command of `n` blocks at `lba` must end in, the transfer limit checked first.
-fn transfer_verdict(lba: u64, n: u64) -> (u8, u8, u8) {
+fn transfer_verdict(lba: u64, n: u64) -> Outcome {
     if n > MAX_TRANSFER_BLOCKS {
         INVALID_CDB
     } else if !in_disk(lba, n) {

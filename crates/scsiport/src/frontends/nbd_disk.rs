@@ -55,7 +55,7 @@ fn nbd_error(e: ClassError) -> DeviceError {
     match e {
         ClassError::WriteProtected => DeviceError::ReadOnly,
         ClassError::OutOfRange { .. } => DeviceError::Invalid,
-        ClassError::IllegalRequest { asc, .. } if asc == scsi_proto::AscAscq::INVALID_COMMAND_OPCODE.0 => {
+        ClassError::IllegalRequest { code } if code.0 == scsi_proto::AscAscq::INVALID_COMMAND_OPCODE.0 => {
             DeviceError::NotSupported
         }
         ClassError::BadRequest(_) => DeviceError::Invalid,
