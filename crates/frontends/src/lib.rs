@@ -1,0 +1,7 @@
+//! The parts between the transports and the storage stack, which `scsiport` wires from its configuration: an iSCSI
+//! target's LUN map over the adapters' pass-through clients ([`lun_map`]), an NBD export's device as the server runs
+//! it, counted and retirable ([`metered`]), and the per-LU counters both keep ([`metrics`]).
+
+pub mod lun_map;
+pub mod metered;
+pub mod metrics;
