@@ -6,7 +6,6 @@ pub mod config;
 pub mod control;
 pub mod durability;
 pub mod exercise;
-pub mod frontends;
 pub mod frontends_config;
 pub mod machine;
 pub mod metrics;

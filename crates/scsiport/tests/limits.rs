@@ -7,13 +7,13 @@
 //! byte per block, says what every read must return.
 
 use bytes::Bytes;
+use frontends::nbd_disk::{ClassDisk, MAX_REQUEST};
 use iscsi::{DataDirection, ScsiBackend, ScsiCommand, TaskAttr};
 use nbd::{BlockDevice, DeviceError};
 use passthrough::PassThroughLuns;
 use proptest::prelude::*;
 use scsi_proto::{AscAscq, Sense, SenseKey};
 use scsiport::config::Config;
-use scsiport::frontends::nbd_disk::{ClassDisk, MAX_REQUEST};
 use scsiport::machine::Machine;
 use scsiport::size::ByteSize;
 use std::collections::HashMap;
