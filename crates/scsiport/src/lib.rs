@@ -1,10 +1,7 @@
 //! scsiport: the machine (memory, HAL, adapters, disks), its configuration, and the commands of the binary.
 
-#[cfg(feature = "rbd")]
-pub mod alua_peers;
 pub mod config;
 pub mod control;
-pub mod durability;
 pub mod exercise;
 pub mod frontends_config;
 pub mod machine;

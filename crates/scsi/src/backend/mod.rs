@@ -1,5 +1,6 @@
 //! Storage behind a disk logical unit.
 
+pub mod durability;
 mod file;
 mod ram;
 #[cfg(feature = "rbd")]
