@@ -12,6 +12,10 @@ use iscsi::{DataDirection, ScsiBackend, ScsiCommand, TaskAttr};
 use nbd::{BlockDevice, DeviceError};
 use passthrough::PassThroughLuns;
 use proptest::prelude::*;
+use scsi_proto::opcode::{
+    COMPARE_AND_WRITE, PRE_FETCH_16, READ_10, READ_12, READ_16, READ_6, UNMAP, VERIFY_16, WRITE_10, WRITE_12, WRITE_16,
+    WRITE_6, WRITE_AND_VERIFY_16, WRITE_SAME_10, WRITE_SAME_16,
+};
 use scsi_proto::{AscAscq, Sense, SenseKey};
 use scsiport::config::Config;
 use scsiport::machine::Machine;
@@ -242,21 +246,21 @@ fn rw_cdb(write: bool, size: u8, lba: u64, n: u64) -> Option<Vec<u8>> {
     let c = match size {
         6 if lba < (1 << 21) && (1..=256).contains(&n) => {
             let l = (lba as u32).to_be_bytes();
-            vec![if write { 0x0A } else { 0x08 }, l[1] & 0x1F, l[2], l[3], (n % 256) as u8, 0]
+            vec![if write { WRITE_6 } else { READ_6 }, l[1] & 0x1F, l[2], l[3], (n % 256) as u8, 0]
         }
         10 if lba <= u64::from(u32::MAX) && n <= 0xFFFF => {
-            let mut c = vec![if write { 0x2A } else { 0x28 }, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            let mut c = vec![if write { WRITE_10 } else { READ_10 }, 0, 0, 0, 0, 0, 0, 0, 0, 0];
             c[2..6].copy_from_slice(&(lba as u32).to_be_bytes());
             c[7..9].copy_from_slice(&(n as u16).to_be_bytes());
             c
         }
         12 if lba <= u64::from(u32::MAX) => {
-            let mut c = vec![if write { 0xAA } else { 0xA8 }, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            let mut c = vec![if write { WRITE_12 } else { READ_12 }, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
             c[2..6].copy_from_slice(&(lba as u32).to_be_bytes());
             c[6..10].copy_from_slice(&(n as u32).to_be_bytes());
             c
         }
-        16 => cdb16(if write { 0x8A } else { 0x88 }, 0, lba, n),
+        16 => cdb16(if write { WRITE_16 } else { READ_16 }, 0, lba, n),
         _ => return None,
     };
     Some(c)
@@ -378,12 +382,12 @@ impl Stack {
                     if lba > u64::from(u32::MAX) || n > 0xFFFF {
                         return;
                     }
-                    let mut c = vec![0x41, if unmap { 0x08 } else { 0 }, 0, 0, 0, 0, 0, 0, 0, 0];
+                    let mut c = vec![WRITE_SAME_10, if unmap { 0x08 } else { 0 }, 0, 0, 0, 0, 0, 0, 0, 0];
                     c[2..6].copy_from_slice(&(lba as u32).to_be_bytes());
                     c[7..9].copy_from_slice(&(n as u16).to_be_bytes());
                     c
                 } else {
-                    cdb16(0x93, if unmap { 0x08 } else { 0 }, lba, n)
+                    cdb16(WRITE_SAME_16, if unmap { 0x08 } else { 0 }, lba, n)
                 };
                 let block = Bytes::copy_from_slice(&block_bytes(fill));
                 let (v, _) = self.scsi(&cdb, DataDirection::Out, BS, block).await;
@@ -413,7 +417,7 @@ impl Stack {
                 let dl = (list.len() - 8) as u16;
                 list[0..2].copy_from_slice(&(dl + 6).to_be_bytes());
                 list[2..4].copy_from_slice(&dl.to_be_bytes());
-                let mut cdb = vec![0x42, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                let mut cdb = vec![UNMAP, 0, 0, 0, 0, 0, 0, 0, 0, 0];
                 cdb[7..9].copy_from_slice(&(list.len() as u16).to_be_bytes());
                 let len = list.len() as u64;
                 let (v, _) = self.scsi(&cdb, DataDirection::Out, len, Bytes::from(list)).await;
@@ -438,7 +442,7 @@ impl Stack {
                     Self::data(lba, n, |b| self.shadow.get(&b).copied().unwrap_or(0) ^ 0x80)
                 };
                 data.extend(Self::data(lba, n, |_| fill));
-                let mut cdb = cdb16(0x89, 0, lba, 0);
+                let mut cdb = cdb16(COMPARE_AND_WRITE, 0, lba, 0);
                 cdb[13] = n as u8;
                 let len = data.len() as u64;
                 let (v, _) = self.scsi(&cdb, DataDirection::Out, len, Bytes::from(data.clone())).await;
@@ -466,7 +470,7 @@ impl Stack {
             }
             Op::Verify(a, n, bytchk) => {
                 let lba = a.lba(n);
-                let cdb = cdb16(0x8F, if bytchk { 0x02 } else { 0 }, lba, n);
+                let cdb = cdb16(VERIFY_16, if bytchk { 0x02 } else { 0 }, lba, n);
                 let (v, _) = if bytchk {
                     let data = if in_disk(lba, n) { self.expected(lba, n) } else { vec![0; (n * BS) as usize] };
                     self.scsi(&cdb, DataDirection::Out, n * BS, Bytes::from(data)).await
@@ -486,7 +490,7 @@ impl Stack {
                 let lba = a.lba(n);
                 let fill = self.next_fill();
                 let data = Bytes::from(Self::data(lba, n, |_| fill));
-                let (v, _) = self.scsi(&cdb16(0x8E, 0, lba, n), DataDirection::Out, n * BS, data).await;
+                let (v, _) = self.scsi(&cdb16(WRITE_AND_VERIFY_16, 0, lba, n), DataDirection::Out, n * BS, data).await;
                 assert_eq!(v, transfer_verdict(lba, n), "WRITE AND VERIFY(16) of {n} blocks at {lba}");
                 if v == GOOD {
                     self.set(lba, n, |_| fill);
@@ -494,7 +498,7 @@ impl Stack {
             }
             Op::PreFetch(a, n) => {
                 let lba = a.lba(n);
-                let (v, _) = self.scsi(&cdb16(0x90, 0, lba, n), DataDirection::None, 0, Bytes::new()).await;
+                let (v, _) = self.scsi(&cdb16(PRE_FETCH_16, 0, lba, n), DataDirection::None, 0, Bytes::new()).await;
                 assert_eq!(v, transfer_verdict(lba, n), "PRE-FETCH(16) of {n} blocks at {lba}");
             }
         }
