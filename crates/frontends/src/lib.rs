@@ -7,3 +7,7 @@ pub mod lun_map;
 pub mod metered;
 pub mod metrics;
 pub mod nbd_disk;
+
+pub use lun_map::LunMap;
+pub use metered::Metered;
+pub use nbd_disk::ClassDisk;
