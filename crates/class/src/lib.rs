@@ -8,12 +8,13 @@
 mod batch;
 pub use scsi_proto::cdb;
 pub mod retry;
-pub mod sense;
 
 pub use retry::{RetryPolicy, Verdict, MAX_RETRIES};
 
 use hal::{Buffer, Placement, SystemMemory, PAGE_SIZE};
 use port::{AdapterHandle, LuAddress, Srb, SrbFlags, SrbStatus};
+use scsi_proto::inquiry::{vpd, CMDQUE};
+use scsi_proto::{AscAscq, SenseKey};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,24 +22,24 @@ use std::time::Duration;
 /// Why a class request failed.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
 pub enum ClassError {
-    /// The medium could not be read or written (sense key 3).
-    #[error("medium error at LBA {lba:?} (ASC/ASCQ {asc:#04x}/{ascq:#04x})")]
-    Medium { lba: Option<u64>, asc: u8, ascq: u8 },
-    /// The device rejected the command (sense key 5).
-    #[error("illegal request (ASC/ASCQ {asc:#04x}/{ascq:#04x})")]
-    IllegalRequest { asc: u8, ascq: u8 },
-    /// The device is write protected (sense key 7).
+    /// The medium could not be read or written (MEDIUM ERROR); `lba` is the sense data's INFORMATION.
+    #[error("medium error at LBA {lba:?} (ASC/ASCQ {code})")]
+    Medium { lba: Option<u64>, code: AscAscq },
+    /// The device rejected the command (ILLEGAL REQUEST).
+    #[error("illegal request (ASC/ASCQ {code})")]
+    IllegalRequest { code: AscAscq },
+    /// The device is write protected (DATA PROTECT).
     #[error("the device is write protected")]
     WriteProtected,
-    /// COMPARE AND WRITE / VERIFY found different data (sense key 0Eh).
+    /// COMPARE AND WRITE / VERIFY found different data (MISCOMPARE).
     #[error("miscompare")]
     Miscompare,
     /// Another initiator holds a reservation.
     #[error("reservation conflict")]
     ReservationConflict,
     /// Any other sense the class driver does not retry.
-    #[error("device error: sense key {key:#x}, ASC/ASCQ {asc:#04x}/{ascq:#04x}")]
-    Sense { key: u8, asc: u8, ascq: u8 },
+    #[error("device error: sense key {key}, ASC/ASCQ {code}")]
+    Sense { key: SenseKey, code: AscAscq },
     /// Retries ran out.
     #[error("gave up after {retries} retries: {last}")]
     RetriesExhausted { retries: u32, last: String },
@@ -218,7 +219,7 @@ impl DiskClass {
     async fn identify(&mut self) -> Result<(), ClassError> {
         self.command(&cdb::test_unit_ready(), None, 0).await?;
         let inq = self.command(&cdb::inquiry(96), Some(SrbFlags::DATA_IN), 96).await?;
-        self.tagged = inq.get(7).is_some_and(|b| b & 0x02 != 0);
+        self.tagged = inq.get(7).is_some_and(|b| b & CMDQUE != 0);
         if inq.len() >= 32 {
             self.vendor = String::from_utf8_lossy(&inq[8..16]).trim().to_string();
             self.product = String::from_utf8_lossy(&inq[16..32]).trim().to_string();
@@ -251,17 +252,18 @@ impl DiskClass {
     /// The Block Limits VPD page when the device lists it among its supported pages (SPC-4 §7.8.2), as sd and
     /// classpnp read it: WRITE SAME and UNMAP are split by what it says.
     async fn block_limits(&self) -> Result<DeviceLimits, ClassError> {
-        let pages = match self.command(&cdb::inquiry_vpd(0x00, 255), Some(SrbFlags::DATA_IN), 255).await {
+        let pages = match self.command(&cdb::inquiry_vpd(vpd::SUPPORTED_PAGES, 255), Some(SrbFlags::DATA_IN), 255).await
+        {
             Ok(p) => p,
             Err(ClassError::IllegalRequest { .. }) => return Ok(DeviceLimits::default()),
             Err(e) => return Err(e),
         };
         let listed = pages.get(4..).unwrap_or_default();
         let count = pages.get(3).map_or(0, |n| usize::from(*n));
-        if !listed.iter().take(count).any(|p| *p == 0xB0) {
+        if !listed.iter().take(count).any(|p| *p == vpd::BLOCK_LIMITS) {
             return Ok(DeviceLimits::default());
         }
-        let page = self.command(&cdb::inquiry_vpd(0xB0, 64), Some(SrbFlags::DATA_IN), 64).await?;
+        let page = self.command(&cdb::inquiry_vpd(vpd::BLOCK_LIMITS, 64), Some(SrbFlags::DATA_IN), 64).await?;
         Ok(DeviceLimits::parse(&page))
     }
 

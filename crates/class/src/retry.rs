@@ -9,9 +9,9 @@
 //! free, parity error). Done: GOOD, RECOVERED ERROR and NO SENSE (the command succeeded), and a short data-in transfer
 //! for a command whose allocation length is only an upper bound. Everything else fails at once.
 
-use crate::sense::{key, SenseInfo};
 use crate::ClassError;
 use port::{scsi_status, Srb, SrbStatus};
+use scsi_proto::{AscAscq, Sense, SenseKey};
 use std::time::Duration;
 
 /// How many times a retryable failure is retried before the request fails (classpnp's MAXIMUM_RETRIES is 4; unit
@@ -66,21 +66,23 @@ pub fn judge(srb: &Srb, asked: u32, short_ok: bool) -> Verdict {
         return Verdict::Done;
     }
     if srb.scsi_status == scsi_status::CHECK_CONDITION || srb.scsi_status == scsi_status::COMMAND_TERMINATED {
-        let Some(s) = srb.srb_status.autosense_valid().then(|| SenseInfo::parse(srb.sense())).flatten() else {
+        let Some(s) = srb.srb_status.autosense_valid().then(|| Sense::parse(srb.sense())).flatten() else {
             return retry("CHECK CONDITION without sense", Duration::ZERO);
         };
+        let code = s.code();
         return match s.key {
-            key::RECOVERED_ERROR | key::NO_SENSE => Verdict::Done,
-            key::UNIT_ATTENTION => retry(format!("unit attention {:02x}/{:02x}", s.asc, s.ascq), Duration::ZERO),
-            key::NOT_READY if s.asc == 0x04 && s.ascq != 0x02 => {
+            SenseKey::RecoveredError | SenseKey::NoSense => Verdict::Done,
+            SenseKey::UnitAttention => retry(format!("unit attention {:02x}/{:02x}", s.asc, s.ascq), Duration::ZERO),
+            // Every LOGICAL UNIT NOT READY but "initializing command required", which the class driver never sends.
+            SenseKey::NotReady if code.is_not_ready() && code != AscAscq::NOT_READY_INIT_REQUIRED => {
                 retry("not ready, becoming ready", Duration::from_millis(10))
             }
-            key::ABORTED_COMMAND => retry("aborted command", Duration::ZERO),
-            key::MEDIUM_ERROR => Verdict::Fail(ClassError::Medium { lba: s.information, asc: s.asc, ascq: s.ascq }),
-            key::ILLEGAL_REQUEST => Verdict::Fail(ClassError::IllegalRequest { asc: s.asc, ascq: s.ascq }),
-            key::DATA_PROTECT => Verdict::Fail(ClassError::WriteProtected),
-            key::MISCOMPARE => Verdict::Fail(ClassError::Miscompare),
-            k => Verdict::Fail(ClassError::Sense { key: k, asc: s.asc, ascq: s.ascq }),
+            SenseKey::AbortedCommand => retry("aborted command", Duration::ZERO),
+            SenseKey::MediumError => Verdict::Fail(ClassError::Medium { lba: s.info, code }),
+            SenseKey::IllegalRequest => Verdict::Fail(ClassError::IllegalRequest { code }),
+            SenseKey::DataProtect => Verdict::Fail(ClassError::WriteProtected),
+            SenseKey::Miscompare => Verdict::Fail(ClassError::Miscompare),
+            key => Verdict::Fail(ClassError::Sense { key, code }),
         };
     }
     if srb.scsi_status == scsi_status::RESERVATION_CONFLICT {
@@ -108,25 +110,25 @@ pub fn judge(srb: &Srb, asked: u32, short_ok: bool) -> Verdict {
 mod tests {
     use super::*;
     use port::LuAddress;
+    use scsi_proto::opcode::READ_10;
 
     const CC: u8 = scsi_status::CHECK_CONDITION;
 
-    /// A finished SRB: SRB status, SCSI status, and fixed-format sense (key, ASC, ASCQ) when given.
-    fn srb(status: SrbStatus, scsi: u8, sense: Option<(u8, u8, u8)>) -> Srb {
-        let mut s = Srb::execute_scsi(LuAddress { path_id: 0, target_id: 0, lun: 0 }, &[0x28]);
+    /// Sense with `key` and `code`, INFORMATION 42, in fixed format.
+    fn sense(key: SenseKey, code: AscAscq) -> Option<Sense> {
+        Some(Sense::new(key, code).with_info(42))
+    }
+
+    /// A finished SRB: SRB status, SCSI status, and its autosense when given (in the format the sense says).
+    fn srb(status: SrbStatus, scsi: u8, sense: Option<Sense>) -> Srb {
+        let mut s = Srb::execute_scsi(LuAddress { path_id: 0, target_id: 0, lun: 0 }, &[READ_10]);
         s.srb_status = status;
         s.scsi_status = scsi;
         s.data_transfer_length = 512;
-        if let Some((k, asc, ascq)) = sense {
-            let mut b = [0u8; 18];
-            b[0] = 0xF0;
-            b[2] = k;
-            b[3..7].copy_from_slice(&42u32.to_be_bytes());
-            b[7] = 10;
-            b[12] = asc;
-            b[13] = ascq;
-            s.sense_info_buffer[..18].copy_from_slice(&b);
-            s.sense_info_buffer_length = 18;
+        if let Some(sense) = sense {
+            let b = sense.to_bytes();
+            s.sense_info_buffer[..b.len()].copy_from_slice(&b);
+            s.sense_info_buffer_length = b.len() as u8;
             s.srb_status.0 |= SrbStatus::AUTOSENSE_VALID;
         }
         s
@@ -149,33 +151,41 @@ mod tests {
 
     #[test]
     fn each_status_and_sense_is_judged_as_the_policy_says() {
+        use AscAscq as C;
+        use SenseKey as K;
         use Want::*;
         let ms = Duration::from_millis;
         let zero = Duration::ZERO;
         let error = SrbStatus::ERROR;
+        let descriptor = |k, c| sense(k, c).map(|s| s.with_descriptor(true));
         #[rustfmt::skip]
         let table: Vec<(&str, Srb, bool, Want)> = vec![
             ("good", srb(SrbStatus::SUCCESS, 0, None), false, Done),
-            ("recovered error", srb(error, CC, Some((key::RECOVERED_ERROR, 0x17, 0x01))), false, Done),
-            ("no sense", srb(error, CC, Some((key::NO_SENSE, 0, 0))), false, Done),
-            ("unit attention", srb(error, CC, Some((key::UNIT_ATTENTION, 0x29, 0x00))), false, Retry(zero)),
-            ("becoming ready", srb(error, CC, Some((key::NOT_READY, 0x04, 0x01))), false, Retry(ms(10))),
-            ("needs an initializing command", srb(error, CC, Some((key::NOT_READY, 0x04, 0x02))), false,
-                Fail(ClassError::Sense { key: key::NOT_READY, asc: 0x04, ascq: 0x02 })),
-            ("medium not present", srb(error, CC, Some((key::NOT_READY, 0x3A, 0x00))), false,
-                Fail(ClassError::Sense { key: key::NOT_READY, asc: 0x3A, ascq: 0 })),
-            ("aborted command", srb(error, CC, Some((key::ABORTED_COMMAND, 0x47, 0x00))), false, Retry(zero)),
-            ("medium error", srb(error, CC, Some((key::MEDIUM_ERROR, 0x11, 0x00))), false,
-                Fail(ClassError::Medium { lba: Some(42), asc: 0x11, ascq: 0 })),
-            ("illegal request", srb(error, CC, Some((key::ILLEGAL_REQUEST, 0x20, 0x00))), false,
-                Fail(ClassError::IllegalRequest { asc: 0x20, ascq: 0 })),
-            ("data protect", srb(error, CC, Some((key::DATA_PROTECT, 0x27, 0x00))), false,
+            ("recovered error", srb(error, CC, sense(K::RecoveredError, C::RECOVERED_DATA_WITH_RETRIES)), false, Done),
+            ("no sense", srb(error, CC, sense(K::NoSense, C::NO_ADDITIONAL)), false, Done),
+            ("unit attention", srb(error, CC, sense(K::UnitAttention, C::POWER_ON_RESET)), false, Retry(zero)),
+            ("becoming ready", srb(error, CC, sense(K::NotReady, C::NOT_READY_BECOMING_READY)), false, Retry(ms(10))),
+            ("needs an initializing command", srb(error, CC, sense(K::NotReady, C::NOT_READY_INIT_REQUIRED)), false,
+                Fail(ClassError::Sense { key: K::NotReady, code: C::NOT_READY_INIT_REQUIRED })),
+            ("medium not present", srb(error, CC, sense(K::NotReady, C::MEDIUM_NOT_PRESENT)), false,
+                Fail(ClassError::Sense { key: K::NotReady, code: C::MEDIUM_NOT_PRESENT })),
+            ("aborted command", srb(error, CC, sense(K::AbortedCommand, C::SCSI_PARITY_ERROR)), false, Retry(zero)),
+            ("medium error", srb(error, CC, sense(K::MediumError, C::UNRECOVERED_READ_ERROR)), false,
+                Fail(ClassError::Medium { lba: Some(42), code: C::UNRECOVERED_READ_ERROR })),
+            ("medium error, descriptor sense", srb(error, CC, descriptor(K::MediumError, C::WRITE_ERROR)), false,
+                Fail(ClassError::Medium { lba: Some(42), code: C::WRITE_ERROR })),
+            ("illegal request", srb(error, CC, sense(K::IllegalRequest, C::INVALID_COMMAND_OPCODE)), false,
+                Fail(ClassError::IllegalRequest { code: C::INVALID_COMMAND_OPCODE })),
+            ("data protect", srb(error, CC, sense(K::DataProtect, C::WRITE_PROTECTED)), false,
                 Fail(ClassError::WriteProtected)),
-            ("miscompare", srb(error, CC, Some((key::MISCOMPARE, 0x1D, 0x00))), false, Fail(ClassError::Miscompare)),
-            ("hardware error", srb(error, CC, Some((key::HARDWARE_ERROR, 0x44, 0x00))), false,
-                Fail(ClassError::Sense { key: key::HARDWARE_ERROR, asc: 0x44, ascq: 0 })),
+            ("miscompare", srb(error, CC, sense(K::Miscompare, C::MISCOMPARE_DURING_VERIFY)), false,
+                Fail(ClassError::Miscompare)),
+            ("hardware error", srb(error, CC, sense(K::HardwareError, C::INTERNAL_TARGET_FAILURE)), false,
+                Fail(ClassError::Sense { key: K::HardwareError, code: C::INTERNAL_TARGET_FAILURE })),
+            ("unit attention, descriptor sense", srb(error, CC, descriptor(K::UnitAttention, C::CAPACITY_DATA_CHANGED)),
+                false, Retry(zero)),
             ("check condition without sense", srb(error, CC, None), false, Retry(zero)),
-            ("command terminated", srb(error, scsi_status::COMMAND_TERMINATED, Some((key::UNIT_ATTENTION, 0x2A, 0x09))),
+            ("command terminated", srb(error, scsi_status::COMMAND_TERMINATED, sense(K::UnitAttention, C::CAPACITY_DATA_CHANGED)),
                 false, Retry(zero)),
             ("reservation conflict", srb(error, scsi_status::RESERVATION_CONFLICT, None), false,
                 Fail(ClassError::ReservationConflict)),
@@ -207,9 +217,20 @@ mod tests {
     }
 
     #[test]
+    fn sense_cut_short_by_the_buffer_is_judged_by_its_key() {
+        // Eight bytes of fixed sense: the key is there, ASC/ASCQ are not.
+        let mut s = srb(SrbStatus::ERROR, CC, sense(SenseKey::MediumError, AscAscq::UNRECOVERED_READ_ERROR));
+        s.sense_info_buffer_length = 8;
+        assert_eq!(
+            RetryPolicy::default().decide(&s, 512, false, 0),
+            Verdict::Fail(ClassError::Medium { lba: Some(42), code: AscAscq::NO_ADDITIONAL })
+        );
+    }
+
+    #[test]
     fn retries_run_out_after_max_retries_and_say_why() {
         let policy = RetryPolicy { max_retries: 3 };
-        let ua = srb(SrbStatus::ERROR, CC, Some((key::UNIT_ATTENTION, 0x29, 0x00)));
+        let ua = srb(SrbStatus::ERROR, CC, sense(SenseKey::UnitAttention, AscAscq::POWER_ON_RESET));
         for retries in 0..3 {
             assert!(matches!(policy.decide(&ua, 512, false, retries), Verdict::Retry { .. }), "{retries}");
         }
@@ -218,7 +239,7 @@ mod tests {
             Verdict::Fail(ClassError::RetriesExhausted { retries: 3, last: "unit attention 29/00".into() })
         );
         // A failure that is not retried fails the same way whatever the count.
-        let medium = srb(SrbStatus::ERROR, CC, Some((key::MEDIUM_ERROR, 0x11, 0x00)));
+        let medium = srb(SrbStatus::ERROR, CC, sense(SenseKey::MediumError, AscAscq::UNRECOVERED_READ_ERROR));
         assert!(matches!(policy.decide(&medium, 512, false, 0), Verdict::Fail(ClassError::Medium { .. })));
         assert_eq!(policy.decide(&srb(SrbStatus::SUCCESS, 0, None), 512, false, 3), Verdict::Done);
     }

@@ -6,13 +6,14 @@
 //! `docs/scsi-features.md` describes it; parsing is in [`crate::xcopy`].
 
 use super::{check, PassThroughLuns};
-use crate::xcopy::{self, CopyList, CopySense, CopyState, CopyStatus, ListIdUsage};
+use crate::xcopy::{self, CopyList, CopyState, CopyStatus, ListIdUsage};
 use bytes::Bytes;
 use iscsi::{DataDirection, ScsiCommand, ScsiResponse, TaskAttr};
 use parking_lot::Mutex;
-use scsi_proto::opcode::{EXTENDED_COPY, INQUIRY, MAINTENANCE_IN, RECEIVE_COPY_RESULTS};
+use scsi_proto::inquiry::vpd;
+use scsi_proto::opcode::{service_action, EXTENDED_COPY, INQUIRY, MAINTENANCE_IN, RECEIVE_COPY_RESULTS};
 use scsi_proto::status::code as status;
-use scsi_proto::{cdb, AscAscq, SenseKey};
+use scsi_proto::{cdb, AscAscq, Sense, SenseKey};
 use std::collections::{HashMap, HashSet};
 
 /// Bytes moved by one READ / WRITE pair of a segment.
@@ -35,13 +36,28 @@ impl CopyManager {
     }
 }
 
-fn sense_response(s: CopySense, segment: Option<u16>) -> ScsiResponse {
+/// CHECK CONDITION with `s` in fixed format; for COPY ABORTED, `segment` (the segment being processed) goes in
+/// COMMAND-SPECIFIC INFORMATION (SPC-4).
+fn sense_response(s: Sense, segment: Option<u16>) -> ScsiResponse {
+    let s = match segment {
+        Some(n) => s.with_command_specific(u64::from(n)),
+        None => s,
+    };
     ScsiResponse {
         status: status::CHECK_CONDITION,
-        sense: Some(s.to_fixed(segment)),
+        sense: Some(s.to_fixed()),
         data_in: Bytes::new(),
         residual: iscsi::Residual::None,
     }
+}
+
+fn invalid_field_in_cdb() -> Sense {
+    Sense::new(SenseKey::IllegalRequest, AscAscq::INVALID_FIELD_IN_CDB)
+}
+
+/// COPY ABORTED with `code`.
+fn copy_aborted(code: AscAscq) -> Sense {
+    Sense::new(SenseKey::CopyAborted, code)
 }
 
 fn data_in(mut data: Vec<u8>, alloc: usize) -> ScsiResponse {
@@ -54,10 +70,15 @@ fn be32(b: &[u8], at: usize) -> u32 {
 }
 
 /// CDB usage data for REPORT SUPPORTED OPERATION CODES (SPC-4).
-const EXTENDED_COPY_USAGE: [u8; 16] = [0x83, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0];
-const RECEIVE_COPY_RESULTS_USAGE: [u8; 16] = [0x84, 0x1F, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0];
+const EXTENDED_COPY_USAGE: [u8; 16] = [EXTENDED_COPY, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0];
+const RECEIVE_COPY_RESULTS_USAGE: [u8; 16] =
+    [RECEIVE_COPY_RESULTS, 0x1F, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0];
 /// (opcode, service action) of the commands the copy manager adds.
-const COMMANDS: [(u8, u8); 3] = [(0x83, 0x00), (0x84, 0x00), (0x84, 0x03)];
+const COMMANDS: [(u8, u8); 3] = [
+    (EXTENDED_COPY, service_action::EXTENDED_COPY_LID1),
+    (RECEIVE_COPY_RESULTS, service_action::COPY_STATUS),
+    (RECEIVE_COPY_RESULTS, service_action::OPERATING_PARAMETERS),
+];
 
 impl PassThroughLuns {
     /// The commands the copy manager answers or amends; `None` for everything else.
@@ -66,8 +87,12 @@ impl PassThroughLuns {
         match (cdb.first()?, cdb.len()) {
             (&EXTENDED_COPY, 16..) => Some(self.extended_copy(cmd).await),
             (&RECEIVE_COPY_RESULTS, 16..) => Some(self.receive_copy_results(cmd)),
-            (&INQUIRY, 6..) if cdb[1] & 0x01 != 0 && matches!(cdb[2], 0x00 | 0x8F) => Some(self.inquiry_vpd(cmd).await),
-            (&MAINTENANCE_IN, 12..) if cdb[1] & 0x1F == 0x0C => Some(self.report_opcodes(cmd).await),
+            (&INQUIRY, 6..) if cdb[1] & 0x01 != 0 && matches!(cdb[2], vpd::SUPPORTED_PAGES | vpd::THIRD_PARTY_COPY) => {
+                Some(self.inquiry_vpd(cmd).await)
+            }
+            (&MAINTENANCE_IN, 12..) if cdb[1] & 0x1F == service_action::REPORT_SUPPORTED_OPERATION_CODES => {
+                Some(self.report_opcodes(cmd).await)
+            }
             _ => None,
         }
     }
@@ -100,18 +125,18 @@ impl PassThroughLuns {
     async fn inquiry_vpd(&self, cmd: &ScsiCommand) -> ScsiResponse {
         let alloc = usize::from(u16::from_be_bytes([cmd.cdb[3], cmd.cdb[4]]));
         let mut cdb = cmd.cdb.clone();
-        cdb[2] = 0x00;
+        cdb[2] = vpd::SUPPORTED_PAGES;
         cdb[3..5].copy_from_slice(&255u16.to_be_bytes());
         let r = self.own(cmd, cmd.lun, cdb, DataDirection::In, 255, Bytes::new()).await;
         if r.status != status::GOOD || r.data_in.len() < 4 {
             return r;
         }
         let mut pages: Vec<u8> = r.data_in[4..].to_vec();
-        if cmd.cdb[2] == 0x8F {
+        if cmd.cdb[2] == vpd::THIRD_PARTY_COPY {
             return data_in(xcopy::third_party_copy_vpd(r.data_in[0]), alloc);
         }
-        if !pages.contains(&0x8F) {
-            pages.push(0x8F);
+        if !pages.contains(&vpd::THIRD_PARTY_COPY) {
+            pages.push(vpd::THIRD_PARTY_COPY);
             pages.sort_unstable();
         }
         let mut d = r.data_in[..2].to_vec();
@@ -127,21 +152,17 @@ impl PassThroughLuns {
         let rctd = c[2] & 0x80 != 0;
         let options = c[2] & 0x07;
         let (op, sa) = (c[3], u16::from_be_bytes([c[4], c[5]]));
-        if matches!(options, 1..=3) && (op == 0x83 || op == 0x84) {
-            // One command: 0x83 and 0x84 have service actions (options 1 is then invalid).
+        if matches!(options, 1..=3) && (op == EXTENDED_COPY || op == RECEIVE_COPY_RESULTS) {
+            // One command: both have service actions (options 1 is then invalid).
             if options == 1 {
                 // INVALID FIELD IN CDB pointing at REPORTING OPTIONS (byte 2, bits 2..0).
-                let mut r = check(SenseKey::IllegalRequest, AscAscq::INVALID_FIELD_IN_CDB);
-                if let Some(sense) = r.sense.as_mut() {
-                    sense[15..18].copy_from_slice(&[0xC8 | 2, 0, 2]);
-                }
-                return r;
+                return sense_response(Sense::invalid_field_in_cdb(2, Some(2)), None);
             }
             let supported = COMMANDS.iter().any(|&(o, s)| o == op && u16::from(s) == sa);
             if !supported {
                 return data_in(vec![0, 0x01, 0, 0], alloc);
             }
-            let usage = if op == 0x83 { EXTENDED_COPY_USAGE } else { RECEIVE_COPY_RESULTS_USAGE };
+            let usage = if op == EXTENDED_COPY { EXTENDED_COPY_USAGE } else { RECEIVE_COPY_RESULTS_USAGE };
             let mut d = vec![0, u8::from(rctd) << 7 | 0x03, 0, 16];
             d.extend_from_slice(&usage);
             if rctd {
@@ -177,11 +198,11 @@ impl PassThroughLuns {
         let c = &cmd.cdb;
         let alloc = be32(c, 10) as usize;
         match c[1] & 0x1F {
-            0x00 => {
+            service_action::COPY_STATUS => {
                 let key = (cmd.initiator, c[2]);
                 let mut held = self.copies.held.lock();
                 let Some(status) = held.get(&key).copied() else {
-                    return sense_response(CopySense::INVALID_FIELD_IN_CDB, None);
+                    return sense_response(invalid_field_in_cdb(), None);
                 };
                 // A finished copy's status is reported once (SPC-4).
                 if status.state != CopyState::InProgress {
@@ -189,8 +210,8 @@ impl PassThroughLuns {
                 }
                 data_in(status.data(), alloc)
             }
-            0x03 => data_in(xcopy::operating_parameters(), alloc),
-            _ => sense_response(CopySense::INVALID_FIELD_IN_CDB, None),
+            service_action::OPERATING_PARAMETERS => data_in(xcopy::operating_parameters(), alloc),
+            _ => sense_response(invalid_field_in_cdb(), None),
         }
     }
 
@@ -204,7 +225,7 @@ impl PassThroughLuns {
             let names = match known {
                 Some(n) => n,
                 None => {
-                    let cdb = vec![0x12, 0x01, 0x83, 0x01, 0x00, 0];
+                    let cdb = cdb::inquiry_vpd(vpd::DEVICE_IDENTIFICATION, 256);
                     let r = self.own(cmd, lun, cdb, DataDirection::In, 256, Bytes::new()).await;
                     if r.status != status::GOOD {
                         continue;
@@ -224,13 +245,13 @@ impl PassThroughLuns {
     /// EXTENDED COPY (LID1, SPC-4).
     async fn extended_copy(&self, cmd: &ScsiCommand) -> ScsiResponse {
         let c = &cmd.cdb;
-        if c[1] & 0x1F != 0x00 {
+        if c[1] & 0x1F != service_action::EXTENDED_COPY_LID1 {
             // Only the LID1 parameter list format.
-            return sense_response(CopySense::INVALID_FIELD_IN_CDB, None);
+            return sense_response(invalid_field_in_cdb(), None);
         }
         let plen = be32(c, 10) as usize;
         if cmd.data_out.len() < plen {
-            return sense_response(CopySense::PARAMETER_LIST_LENGTH, None);
+            return sense_response(xcopy::parameter_list_length(), None);
         }
         let list = match xcopy::parse(&cmd.data_out[..plen]) {
             Ok(Some(list)) => list,
@@ -241,7 +262,7 @@ impl PassThroughLuns {
         if list.usage != ListIdUsage::None {
             let mut running = self.copies.running.lock();
             if !running.insert(key) {
-                return sense_response(CopySense::OPERATION_IN_PROGRESS, None);
+                return sense_response(Sense::new(SenseKey::IllegalRequest, AscAscq::OPERATION_IN_PROGRESS), None);
             }
             if running.iter().filter(|(i, _)| *i == cmd.initiator).count() > usize::from(xcopy::MAX_CONCURRENT_COPIES) {
                 running.remove(&key);
@@ -275,21 +296,21 @@ impl PassThroughLuns {
                 if luns.contains_key(&index) {
                     continue;
                 }
+                // A CSCD that names no LU of this target, or an index past the list.
+                let unreachable = copy_aborted(AscAscq::COPY_TARGET_DEVICE_NOT_REACHABLE);
                 let Some(cscd) = list.cscds.get(usize::from(index)) else {
-                    return (sense_response(CopySense::TARGET_NOT_REACHABLE, Some(i as u16)), status);
+                    return (sense_response(unreachable, Some(i as u16)), status);
                 };
                 let Some(lun) = self.resolve(cmd, cscd).await else {
-                    return (sense_response(CopySense::TARGET_NOT_REACHABLE, Some(i as u16)), status);
+                    return (sense_response(unreachable, Some(i as u16)), status);
                 };
                 let bs = self.block_sizes.get(&lun).copied().unwrap_or(512);
                 if cscd.block_length != bs {
-                    // INCORRECT COPY TARGET DEVICE TYPE.
-                    let AscAscq(asc, ascq) = AscAscq::INCORRECT_COPY_TARGET_DEVICE_TYPE;
-                    let s = CopySense { key: SenseKey::CopyAborted as u8, asc, ascq, field: None };
+                    let s = copy_aborted(AscAscq::INCORRECT_COPY_TARGET_DEVICE_TYPE);
                     return (sense_response(s, Some(i as u16)), status);
                 }
                 // The LU's state first: a unit attention or NOT READY is the copy's answer too.
-                let tur = self.own(cmd, lun, vec![0; 6], DataDirection::None, 0, Bytes::new()).await;
+                let tur = self.own(cmd, lun, cdb::test_unit_ready(), DataDirection::None, 0, Bytes::new()).await;
                 if tur.status != status::GOOD {
                     return (tur, status);
                 }
@@ -305,7 +326,7 @@ impl PassThroughLuns {
                 || !bytes.is_multiple_of(u64::from(dbs))
                 || bytes > u64::from(xcopy::MAX_SEGMENT_BYTES)
             {
-                let s = CopySense::INVALID_FIELD_IN_PARAMETER_LIST;
+                let s = Sense::new(SenseKey::IllegalRequest, AscAscq::INVALID_FIELD_IN_PARAMETER_LIST);
                 return (sense_response(s, Some(i as u16)), status);
             }
             let chunk = CHUNK - CHUNK % u64::from(sbs.max(dbs));
@@ -342,13 +363,14 @@ impl PassThroughLuns {
 /// unit attention or NOT READY is returned as the LU reported it; anything else is COPY
 /// ABORTED naming the segment.
 fn failed(status: u8, sense: Option<&[u8]>, moved: u64, wanted: u64, segment: usize) -> Option<ScsiResponse> {
-    use scsi_proto::sense::key::{NOT_READY, UNIT_ATTENTION};
     use status::{CHECK_CONDITION, GOOD, RESERVATION_CONFLICT};
     if status == GOOD && moved == wanted {
         return None;
     }
-    let key = sense.and_then(|s| s.get(2)).map(|k| k & 0x0F);
-    if status == RESERVATION_CONFLICT || (status == CHECK_CONDITION && matches!(key, Some(NOT_READY | UNIT_ATTENTION)))
+    // Whatever format the LU reports sense in (its D_SENSE bit).
+    let key = sense.and_then(Sense::parse).map(|s| s.key);
+    if status == RESERVATION_CONFLICT
+        || (status == CHECK_CONDITION && matches!(key, Some(SenseKey::NotReady | SenseKey::UnitAttention)))
     {
         return Some(ScsiResponse {
             status,
@@ -357,5 +379,5 @@ fn failed(status: u8, sense: Option<&[u8]>, moved: u64, wanted: u64, segment: us
             residual: iscsi::Residual::None,
         });
     }
-    Some(sense_response(CopySense::ABORTED, Some(segment as u16)))
+    Some(sense_response(copy_aborted(AscAscq::NO_ADDITIONAL), Some(segment as u16)))
 }

@@ -293,23 +293,21 @@ impl PassThroughLuns {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use scsi_proto::opcode::{READ_10, WRITE_6};
 
     #[test]
     fn read_and_write_cdbs_give_their_data_length_and_direction() {
-        assert_eq!(cdb_data(&[0x28, 0, 0, 0, 0, 0, 0, 0, 2, 0], 512), Some((1024, DataDirection::In)));
-        assert_eq!(cdb_data(&[0x0A, 0, 0, 0, 0, 0], 4096), Some((256 * 4096, DataDirection::Out)));
-        let mut c16 = [0u8; 16];
-        c16[0] = 0x8A;
-        c16[13] = 3;
-        assert_eq!(cdb_data(&c16, 512), Some((1536, DataDirection::Out)));
-        assert_eq!(cdb_data(&[0x12, 0, 0, 0, 36, 0], 512), None);
-        assert_eq!(cdb_data(&[0x28, 0], 512), None, "a short CDB is not decoded");
+        assert_eq!(cdb_data(&cdb::read_write(false, 0, 2, false), 512), Some((1024, DataDirection::In)));
+        assert_eq!(cdb_data(&[WRITE_6, 0, 0, 0, 0, 0], 4096), Some((256 * 4096, DataDirection::Out)));
+        assert_eq!(cdb_data(&cdb::read_write16(true, 0, 3, false), 512), Some((1536, DataDirection::Out)));
+        assert_eq!(cdb_data(&cdb::inquiry(36), 512), None);
+        assert_eq!(cdb_data(&[READ_10, 0], 512), None, "a short CDB is not decoded");
     }
 
     #[test]
     fn compare_and_write_data_must_be_twice_its_blocks() {
         let mut caw = [0u8; 16];
-        caw[0] = 0x89;
+        caw[0] = COMPARE_AND_WRITE;
         caw[13] = 1;
         assert!(!compare_and_write_mismatch(&caw, 512, 1024, DataDirection::Out));
         assert!(compare_and_write_mismatch(&caw, 512, 512, DataDirection::Out));
@@ -318,6 +316,6 @@ mod tests {
         caw[13] = 0;
         assert!(compare_and_write_mismatch(&caw, 512, 2 * 256 * 512, DataDirection::Out));
         assert!(!compare_and_write_mismatch(&caw, 512, 0, DataDirection::None));
-        assert!(!compare_and_write_mismatch(&[0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0], 512, 7, DataDirection::Out));
+        assert!(!compare_and_write_mismatch(&cdb::read_write(true, 0, 1, false), 512, 7, DataDirection::Out));
     }
 }

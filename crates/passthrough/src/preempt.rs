@@ -100,7 +100,8 @@ mod tests {
         d[4..8].copy_from_slice(&n.to_be_bytes());
         assert_eq!(registrants(&d), BTreeMap::from([(0x11, 0xAA), (0x22, 0xBB)]));
         assert!(registrants(&d[..20]).len() <= 1, "a truncated list is read as far as it goes");
-        assert!(is_preempt_and_abort(&[0x5F, 0x05, 0, 0, 0, 0, 0, 0, 24, 0]));
-        assert!(!is_preempt_and_abort(&[0x5F, 0x04, 0, 0, 0, 0, 0, 0, 24, 0]));
+        let pr_out = |sa: u8| [PERSISTENT_RESERVE_OUT, sa, 0, 0, 0, 0, 0, 0, 24, 0];
+        assert!(is_preempt_and_abort(&pr_out(service_action::PREEMPT_AND_ABORT)));
+        assert!(!is_preempt_and_abort(&pr_out(service_action::PREEMPT_AND_ABORT - 1)), "PREEMPT");
     }
 }

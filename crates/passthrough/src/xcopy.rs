@@ -6,6 +6,10 @@
 //! This module parses and answers; the copy's READs and WRITEs are pass-through SRBs that
 //! the pass-through client submits to the port driver like any initiator's command.
 
+use scsi_proto::inquiry::vpd;
+use scsi_proto::opcode::{service_action, EXTENDED_COPY, RECEIVE_COPY_RESULTS};
+use scsi_proto::{AscAscq, Sense, SenseKey};
+
 /// Limits reported in OPERATING PARAMETERS and the Third-Party Copy VPD page.
 pub const MAX_CSCD_DESCRIPTORS: u16 = 8;
 pub const MAX_SEGMENT_DESCRIPTORS: u16 = 8;
@@ -23,55 +27,20 @@ const CSCD_LEN: usize = 32;
 pub const SEGMENT_BLOCK_TO_BLOCK: u8 = 0x02;
 const SEGMENT_B2B_LEN: usize = 28;
 
-/// Sense for a refused or failed copy: key, ASC, ASCQ, and a field pointer into the
-/// parameter list when one names the bad byte.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CopySense {
-    pub key: u8,
-    pub asc: u8,
-    pub ascq: u8,
-    pub field: Option<u16>,
+// A parameter list is refused with ILLEGAL REQUEST sense, with a field pointer into the parameter list (SKSV,
+// C/D = 0) when one names the bad byte.
+
+fn illegal(code: AscAscq) -> Sense {
+    Sense::new(SenseKey::IllegalRequest, code)
 }
 
-impl CopySense {
-    const fn illegal(asc: u8, ascq: u8) -> Self {
-        CopySense { key: 0x05, asc, ascq, field: None }
-    }
-    const fn at(mut self, byte: u16) -> Self {
-        self.field = Some(byte);
-        self
-    }
-    pub const PARAMETER_LIST_LENGTH: Self = Self::illegal(0x1A, 0x00);
-    pub const INVALID_FIELD_IN_PARAMETER_LIST: Self = Self::illegal(0x26, 0x00);
-    pub const TOO_MANY_CSCD_DESCRIPTORS: Self = Self::illegal(0x26, 0x06);
-    pub const UNSUPPORTED_CSCD_TYPE: Self = Self::illegal(0x26, 0x07);
-    pub const TOO_MANY_SEGMENT_DESCRIPTORS: Self = Self::illegal(0x26, 0x08);
-    pub const UNSUPPORTED_SEGMENT_TYPE: Self = Self::illegal(0x26, 0x09);
-    pub const INVALID_FIELD_IN_CDB: Self = Self::illegal(0x24, 0x00);
-    pub const OPERATION_IN_PROGRESS: Self = Self::illegal(0x00, 0x16);
-    /// COPY ABORTED: a CSCD that names no LU of this target, or an index past the list.
-    pub const TARGET_NOT_REACHABLE: Self = CopySense { key: 0x0A, asc: 0x0D, ascq: 0x02, field: None };
-    /// COPY ABORTED: a READ or WRITE of the copy failed.
-    pub const ABORTED: Self = CopySense { key: 0x0A, asc: 0x00, ascq: 0x00, field: None };
+fn invalid_field(byte: u16) -> Sense {
+    Sense::invalid_field_in_param(byte, None)
+}
 
-    /// Fixed-format sense (SPC-4); `segment` goes in COMMAND-SPECIFIC INFORMATION
-    /// for COPY ABORTED (the segment being processed, SPC-4).
-    pub fn to_fixed(self, segment: Option<u16>) -> Vec<u8> {
-        let mut s = vec![0u8; 18];
-        s[0] = 0x70;
-        s[2] = self.key;
-        s[7] = 10;
-        if let Some(seg) = segment {
-            s[8..12].copy_from_slice(&u32::from(seg).to_be_bytes());
-        }
-        s[12] = self.asc;
-        s[13] = self.ascq;
-        if let Some(byte) = self.field {
-            s[15] = 0x80; // SKSV, C/D = 0: in the parameter list
-            s[16..18].copy_from_slice(&byte.to_be_bytes());
-        }
-        s
-    }
+/// PARAMETER LIST LENGTH ERROR.
+pub fn parameter_list_length() -> Sense {
+    Sense::param_list_length_error()
 }
 
 /// An identification-descriptor CSCD: the designator that names the LU, and the block
@@ -117,6 +86,74 @@ pub struct CopyList {
     pub segments: Vec<Segment>,
 }
 
+impl Cscd {
+    /// The CSCD an initiator names a logical unit with: its NAA designator (binary code set, associated with the
+    /// LU), for a block device of `block_length`-byte blocks.
+    pub fn naa(designator: &[u8], block_length: u32) -> Self {
+        Cscd { code_set: 1, association: 0, designator_type: 3, designator: designator.to_vec(), block_length }
+    }
+
+    /// The 32-byte descriptor (peripheral device type 00h, a block device); a designator longer than the 20 bytes
+    /// the descriptor holds is cut.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut d = vec![0u8; CSCD_LEN];
+        let len = self.designator.len().min(20);
+        d[0] = CSCD_IDENTIFICATION;
+        d[4] = self.code_set & 0x0F;
+        d[5] = ((self.association & 0x03) << 4) | (self.designator_type & 0x0F);
+        d[7] = len as u8;
+        d[8..8 + len].copy_from_slice(&self.designator[..len]);
+        d[29..32].copy_from_slice(&self.block_length.to_be_bytes()[1..]);
+        d
+    }
+}
+
+impl Segment {
+    /// `blocks` source blocks from `source_lba` of CSCD `source` to `destination_lba` of CSCD `destination`.
+    pub fn new(source: u16, destination: u16, blocks: u16, source_lba: u64, destination_lba: u64) -> Self {
+        Segment { source, destination, dc: false, blocks, source_lba, destination_lba }
+    }
+
+    /// The 28-byte block-to-block segment descriptor.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut d = vec![0u8; SEGMENT_B2B_LEN];
+        d[0] = SEGMENT_BLOCK_TO_BLOCK;
+        d[1] = u8::from(self.dc) << 1;
+        d[2..4].copy_from_slice(&((SEGMENT_B2B_LEN - 4) as u16).to_be_bytes());
+        d[4..6].copy_from_slice(&self.source.to_be_bytes());
+        d[6..8].copy_from_slice(&self.destination.to_be_bytes());
+        d[10..12].copy_from_slice(&self.blocks.to_be_bytes());
+        d[12..20].copy_from_slice(&self.source_lba.to_be_bytes());
+        d[20..28].copy_from_slice(&self.destination_lba.to_be_bytes());
+        d
+    }
+}
+
+impl ListIdUsage {
+    /// The LIST ID USAGE field's two bits.
+    pub fn bits(self) -> u8 {
+        match self {
+            ListIdUsage::Hold => 0b00,
+            ListIdUsage::Discard => 0b10,
+            ListIdUsage::None => 0b11,
+        }
+    }
+}
+
+impl CopyList {
+    /// The EXTENDED COPY (LID1) parameter list an initiator sends for this copy: what [`parse`] reads back.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let cscds: Vec<u8> = self.cscds.iter().flat_map(Cscd::to_bytes).collect();
+        let segments: Vec<u8> = self.segments.iter().flat_map(Segment::to_bytes).collect();
+        let mut h = vec![0u8; HEADER];
+        h[0] = self.list_id;
+        h[1] = self.usage.bits() << 3;
+        h[2..4].copy_from_slice(&(cscds.len() as u16).to_be_bytes());
+        h[8..12].copy_from_slice(&(segments.len() as u32).to_be_bytes());
+        [h, cscds, segments].concat()
+    }
+}
+
 fn be16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
@@ -132,54 +169,54 @@ fn be64(b: &[u8], at: usize) -> u64 {
 }
 
 /// Parse an EXTENDED COPY (LID1) parameter list. `Ok(None)`: an empty list, nothing to do.
-pub fn parse(list: &[u8]) -> Result<Option<CopyList>, CopySense> {
+pub fn parse(list: &[u8]) -> Result<Option<CopyList>, Sense> {
     if list.is_empty() {
         return Ok(None);
     }
     if list.len() < HEADER {
-        return Err(CopySense::PARAMETER_LIST_LENGTH);
+        return Err(parameter_list_length());
     }
     let list_id = list[0];
     let usage = match (list[1] >> 3) & 0x03 {
         0b00 => ListIdUsage::Hold,
         0b10 => ListIdUsage::Discard,
         0b11 => ListIdUsage::None,
-        _ => return Err(CopySense::INVALID_FIELD_IN_PARAMETER_LIST.at(1)),
+        _ => return Err(invalid_field(1)),
     };
     if list[1] & 0x20 != 0 {
         // STR (sequential striped) is for stream devices.
-        return Err(CopySense::INVALID_FIELD_IN_PARAMETER_LIST.at(1));
+        return Err(invalid_field(1));
     }
     let cscd_len = usize::from(be16(list, 2));
     let seg_len = be32(list, 8) as usize;
     let inline_len = be32(list, 12) as usize;
     let total = cscd_len as u64 + seg_len as u64 + inline_len as u64;
     if total > u64::from(MAX_DESCRIPTOR_LIST_LENGTH) || HEADER as u64 + total > list.len() as u64 {
-        return Err(CopySense::PARAMETER_LIST_LENGTH);
+        return Err(parameter_list_length());
     }
     if inline_len != 0 {
         // No segment descriptor that reads inline data is supported.
-        return Err(CopySense::INVALID_FIELD_IN_PARAMETER_LIST.at(12));
+        return Err(invalid_field(12));
     }
     if !cscd_len.is_multiple_of(CSCD_LEN) {
-        return Err(CopySense::INVALID_FIELD_IN_PARAMETER_LIST.at(2));
+        return Err(invalid_field(2));
     }
     if cscd_len / CSCD_LEN > usize::from(MAX_CSCD_DESCRIPTORS) {
-        return Err(CopySense::TOO_MANY_CSCD_DESCRIPTORS);
+        return Err(illegal(AscAscq::TOO_MANY_CSCD_DESCRIPTORS));
     }
     let mut cscds = Vec::new();
     for (i, d) in list[HEADER..HEADER + cscd_len].chunks_exact(CSCD_LEN).enumerate() {
         let at = (HEADER + i * CSCD_LEN) as u16;
         if d[0] != CSCD_IDENTIFICATION {
-            return Err(CopySense::UNSUPPORTED_CSCD_TYPE.at(at));
+            return Err(illegal(AscAscq::UNSUPPORTED_CSCD_TYPE).with_field_pointer(false, at, None));
         }
         // Byte 1: LU ID TYPE (ignored in SPC-4), NUL (obsolete), PERIPHERAL DEVICE TYPE.
         if d[1] & 0x1F != 0 {
-            return Err(CopySense::INVALID_FIELD_IN_PARAMETER_LIST.at(at + 1));
+            return Err(invalid_field(at + 1));
         }
         let len = usize::from(d[7]);
         if len > 20 {
-            return Err(CopySense::INVALID_FIELD_IN_PARAMETER_LIST.at(at + 7));
+            return Err(invalid_field(at + 7));
         }
         cscds.push(Cscd {
             code_set: d[4] & 0x0F,
@@ -194,21 +231,21 @@ pub fn parse(list: &[u8]) -> Result<Option<CopyList>, CopySense> {
     let end = pos + seg_len;
     while pos < end {
         if end - pos < 4 {
-            return Err(CopySense::PARAMETER_LIST_LENGTH);
+            return Err(parameter_list_length());
         }
         let d = &list[pos..end];
         let len = 4 + usize::from(be16(d, 2));
         if d[0] != SEGMENT_BLOCK_TO_BLOCK {
-            return Err(CopySense::UNSUPPORTED_SEGMENT_TYPE.at(pos as u16));
+            return Err(illegal(AscAscq::UNSUPPORTED_SEGMENT_TYPE).with_field_pointer(false, pos as u16, None));
         }
         if len != SEGMENT_B2B_LEN {
-            return Err(CopySense::INVALID_FIELD_IN_PARAMETER_LIST.at(pos as u16 + 2));
+            return Err(invalid_field(pos as u16 + 2));
         }
         if d.len() < len {
-            return Err(CopySense::PARAMETER_LIST_LENGTH);
+            return Err(parameter_list_length());
         }
         if segments.len() == usize::from(MAX_SEGMENT_DESCRIPTORS) {
-            return Err(CopySense::TOO_MANY_SEGMENT_DESCRIPTORS);
+            return Err(illegal(AscAscq::TOO_MANY_SEGMENT_DESCRIPTORS));
         }
         segments.push(Segment {
             dc: d[1] & 0x02 != 0,
@@ -295,7 +332,15 @@ pub fn third_party_copy_vpd(device_type: u8) -> Vec<u8> {
     };
     // Supported Commands (0001h): EXTENDED COPY (LID1), RECEIVE COPY RESULTS
     // COPY STATUS and OPERATING PARAMETERS.
-    let commands = [0x83u8, 1, 0x00, 0x84, 2, 0x00, 0x03];
+    let commands = [
+        EXTENDED_COPY,
+        1,
+        service_action::EXTENDED_COPY_LID1,
+        RECEIVE_COPY_RESULTS,
+        2,
+        service_action::COPY_STATUS,
+        service_action::OPERATING_PARAMETERS,
+    ];
     let mut p = vec![commands.len() as u8];
     p.extend_from_slice(&commands);
     descriptor(0x0001, p);
@@ -308,7 +353,7 @@ pub fn third_party_copy_vpd(device_type: u8) -> Vec<u8> {
     // Supported Descriptors (0009h).
     descriptor(0x0009, vec![2, SEGMENT_BLOCK_TO_BLOCK, CSCD_IDENTIFICATION]);
     // Supported CSCD Descriptor IDs (000Ch): none (no CSCD descriptor ID is in use).
-    let mut page = vec![device_type & 0x1F, 0x8F];
+    let mut page = vec![device_type & 0x1F, vpd::THIRD_PARTY_COPY];
     page.extend_from_slice(&(body.len() as u16).to_be_bytes());
     page.extend(body);
     page
@@ -348,26 +393,28 @@ mod tests {
     }
 
     fn cscd(naa: u64) -> Vec<u8> {
-        let mut d = vec![0u8; 32];
-        d[0] = 0xE4;
-        d[4] = 0x01;
-        d[5] = 0x03;
-        d[7] = 8;
-        d[8..16].copy_from_slice(&naa.to_be_bytes());
-        d[29..32].copy_from_slice(&[0, 2, 0]);
-        d
+        Cscd::naa(&naa.to_be_bytes(), 512).to_bytes()
     }
 
     fn b2b(src: u16, dst: u16, n: u16, src_lba: u64, dst_lba: u64) -> Vec<u8> {
-        let mut d = vec![0u8; 28];
-        d[0] = 0x02;
-        d[2..4].copy_from_slice(&24u16.to_be_bytes());
-        d[4..6].copy_from_slice(&src.to_be_bytes());
-        d[6..8].copy_from_slice(&dst.to_be_bytes());
-        d[10..12].copy_from_slice(&n.to_be_bytes());
-        d[12..20].copy_from_slice(&src_lba.to_be_bytes());
-        d[20..28].copy_from_slice(&dst_lba.to_be_bytes());
-        d
+        Segment::new(src, dst, n, src_lba, dst_lba).to_bytes()
+    }
+
+    #[test]
+    fn built_lists_parse_back_to_themselves() {
+        let list = CopyList {
+            list_id: 9,
+            usage: ListIdUsage::Discard,
+            cscds: vec![Cscd::naa(&[0x31, 2, 3, 4, 5, 6, 7, 8], 4096), Cscd::naa(&[0x32; 16], 512)],
+            segments: vec![
+                Segment::new(0, 1, 7, 1 << 33, 12),
+                Segment { dc: true, ..Segment::new(1, 0, u16::MAX, 0, u64::MAX) },
+            ],
+        };
+        assert_eq!(parse(&list.to_bytes()), Ok(Some(list)));
+        // The bytes an initiator puts on the wire for a NAA CSCD (SPC-4 identification descriptor, E4h).
+        let d = Cscd::naa(&[0x31, 2, 3, 4, 5, 6, 7, 8], 512).to_bytes();
+        assert_eq!((d[0], d[4], d[5], d[7], &d[29..32]), (0xE4, 0x01, 0x03, 8, &[0, 2, 0][..]));
     }
 
     #[test]
@@ -391,10 +438,10 @@ mod tests {
         let mut l = header(1, 0, 32, 28);
         l.extend(cscd(0x3000_0000_0000_0001));
         l.extend(b2b(0, 0, 1, 0, 1));
-        assert_eq!(parse(&l[..l.len() - 1]), Err(CopySense::PARAMETER_LIST_LENGTH));
-        assert_eq!(parse(&l[..15]), Err(CopySense::PARAMETER_LIST_LENGTH));
+        assert_eq!(parse(&l[..l.len() - 1]), Err(parameter_list_length()));
+        assert_eq!(parse(&l[..15]), Err(parameter_list_length()));
         let big = header(1, 0, 32 * 9, MAX_DESCRIPTOR_LIST_LENGTH);
-        assert_eq!(parse(&[big, vec![0; 2048]].concat()), Err(CopySense::PARAMETER_LIST_LENGTH));
+        assert_eq!(parse(&[big, vec![0; 2048]].concat()), Err(parameter_list_length()));
     }
 
     #[test]
@@ -405,27 +452,27 @@ mod tests {
             l.extend(cscd(0x3000_0000_0000_0001));
         }
         l.extend(b2b(0, 0, 1, 0, 1));
-        assert_eq!(parse(&l), Err(CopySense::TOO_MANY_CSCD_DESCRIPTORS));
+        assert_eq!(parse(&l), Err(illegal(AscAscq::TOO_MANY_CSCD_DESCRIPTORS)));
         let n = u32::from(MAX_SEGMENT_DESCRIPTORS) + 1;
         let mut l = header(1, 0, 32, 28 * n);
         l.extend(cscd(0x3000_0000_0000_0001));
         for _ in 0..n {
             l.extend(b2b(0, 0, 1, 0, 1));
         }
-        assert_eq!(parse(&l), Err(CopySense::TOO_MANY_SEGMENT_DESCRIPTORS));
+        assert_eq!(parse(&l), Err(illegal(AscAscq::TOO_MANY_SEGMENT_DESCRIPTORS)));
         let mut l = header(1, 0, 32, 28);
         let mut fc = cscd(1);
         fc[0] = 0xE0;
         l.extend(fc);
         l.extend(b2b(0, 0, 1, 0, 1));
-        assert_eq!(parse(&l).map_err(|e| (e.asc, e.ascq)), Err((0x26, 0x07)));
+        assert_eq!(parse(&l).map_err(|e| e.code()), Err(AscAscq::UNSUPPORTED_CSCD_TYPE));
         let mut l = header(1, 0, 32, 20);
         l.extend(cscd(1));
         let mut stream = vec![0u8; 20];
         stream[0] = 0x03;
         stream[2..4].copy_from_slice(&16u16.to_be_bytes());
         l.extend(stream);
-        assert_eq!(parse(&l).map_err(|e| (e.asc, e.ascq)), Err((0x26, 0x09)));
+        assert_eq!(parse(&l).map_err(|e| e.code()), Err(AscAscq::UNSUPPORTED_SEGMENT_TYPE));
     }
 
     #[test]

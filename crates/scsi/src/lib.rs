@@ -6,6 +6,8 @@
 //! [`LogicalUnit::begin`], drives its data phase piecewise through the returned task, then
 //! finishes it to learn the final [`Outcome`].
 
+#[cfg(feature = "rbd")]
+pub mod alua_peers;
 pub mod backend;
 mod cdb;
 pub mod disk;

@@ -1,12 +1,8 @@
 //! scsiport: the machine (memory, HAL, adapters, disks), its configuration, and the commands of the binary.
 
-#[cfg(feature = "rbd")]
-pub mod alua_peers;
 pub mod config;
 pub mod control;
-pub mod durability;
 pub mod exercise;
-pub mod frontends;
 pub mod frontends_config;
 pub mod machine;
 pub mod metrics;

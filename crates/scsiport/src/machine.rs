@@ -21,7 +21,7 @@ pub fn rbd_serial(pool: &str, image: &str) -> String {
 }
 
 #[cfg(feature = "rbd")]
-use crate::alua_peers::PeerWatch;
+use scsi::alua_peers::PeerWatch;
 
 /// Without RBD support no disk is shared with other hosts, so there is no heartbeat to stop.
 #[cfg(not(feature = "rbd"))]
@@ -124,7 +124,7 @@ impl Machine {
                 };
                 let backend: Arc<dyn Backend> = match &d.durability_log {
                     Some(log) => Arc::new(
-                        crate::durability::DurabilityLog::new(backend, log)
+                        scsi::backend::durability::DurabilityLog::new(backend, log)
                             .with_context(|| format!("{field}.durability_log: {}", log.display()))?,
                     ),
                     None => backend,
@@ -164,7 +164,7 @@ impl Machine {
                 let disk = Arc::new(Disk::new(dc, backend).map_err(|e| anyhow::anyhow!("{field}: {e}"))?);
                 #[cfg(feature = "rbd")]
                 if let (Some(rbd), true) = (rbd_handle, d.port_groups.len() > 1) {
-                    watches.push(crate::alua_peers::PeerWatch::start(
+                    watches.push(PeerWatch::start(
                         rbd,
                         disk.clone(),
                         d.image.clone(),

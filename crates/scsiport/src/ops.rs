@@ -3,13 +3,13 @@
 //! socket and SIGHUP reload perform on them. `docs/control.md` describes the operations.
 
 use crate::config::{parse_disk_ref, BackendKind, Config};
-use crate::frontends::lun_map::LunMap;
-use crate::frontends::metered::Metered;
-use crate::frontends::nbd_disk::ClassDisk;
 use crate::frontends_config::{self as fc, IscsiTargetConfig, NbdExportConfig};
 use crate::machine::Machine;
 use crate::metrics::Registry;
 use anyhow::{anyhow, bail, Context};
+use frontends::lun_map::LunMap;
+use frontends::metered::Metered;
+use frontends::nbd_disk::ClassDisk;
 use parking_lot::{Mutex, RwLock};
 use passthrough::PassThroughLuns;
 use serde_json::{json, Value};

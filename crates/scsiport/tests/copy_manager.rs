@@ -3,7 +3,9 @@
 
 use bytes::Bytes;
 use iscsi::{DataDirection, ScsiBackend, ScsiCommand, ScsiResponse, TaskAttr};
+use passthrough::xcopy::{CopyList, Cscd, ListIdUsage, Segment};
 use passthrough::PassThroughLuns;
+use scsi_proto::{AscAscq, Sense, SenseKey};
 use scsiport::config::{BackendKind, Config};
 use scsiport::machine::Machine;
 use scsiport::size::ByteSize;
@@ -105,43 +107,22 @@ impl Rig {
     }
 }
 
-fn cscd(naa: &[u8]) -> Vec<u8> {
-    let mut d = vec![0u8; 32];
-    d[0] = 0xE4;
-    d[4] = 0x01;
-    d[5] = 0x03;
-    d[7] = naa.len() as u8;
-    d[8..8 + naa.len()].copy_from_slice(naa);
-    d[29..32].copy_from_slice(&[0, 2, 0]);
-    d
+fn cscd(naa: &[u8]) -> Cscd {
+    Cscd::naa(naa, 512)
 }
 
-fn b2b(src: u16, dst: u16, n: u16, src_lba: u64, dst_lba: u64) -> Vec<u8> {
-    let mut d = vec![0u8; 28];
-    d[0] = 0x02;
-    d[2..4].copy_from_slice(&24u16.to_be_bytes());
-    d[4..6].copy_from_slice(&src.to_be_bytes());
-    d[6..8].copy_from_slice(&dst.to_be_bytes());
-    d[10..12].copy_from_slice(&n.to_be_bytes());
-    d[12..20].copy_from_slice(&src_lba.to_be_bytes());
-    d[20..28].copy_from_slice(&dst_lba.to_be_bytes());
-    d
+fn b2b(src: u16, dst: u16, n: u16, src_lba: u64, dst_lba: u64) -> Segment {
+    Segment::new(src, dst, n, src_lba, dst_lba)
 }
 
-fn list(list_id: u8, usage: u8, cscds: &[Vec<u8>], segments: &[Vec<u8>]) -> Vec<u8> {
-    let c: Vec<u8> = cscds.concat();
-    let s: Vec<u8> = segments.concat();
-    let mut h = vec![0u8; 16];
-    h[0] = list_id;
-    h[1] = usage << 3;
-    h[2..4].copy_from_slice(&(c.len() as u16).to_be_bytes());
-    h[8..12].copy_from_slice(&(s.len() as u32).to_be_bytes());
-    [h, c, s].concat()
+fn list(list_id: u8, usage: ListIdUsage, cscds: &[Cscd], segments: &[Segment]) -> Vec<u8> {
+    CopyList { list_id, usage, cscds: cscds.to_vec(), segments: segments.to_vec() }.to_bytes()
 }
 
-fn sense_of(r: &ScsiResponse) -> (u8, u8, u8) {
-    let s = r.sense.as_ref().expect("sense data");
-    (s[2] & 0x0F, s[12], s[13])
+/// The sense key and ASC/ASCQ of a CHECK CONDITION.
+fn sense_of(r: &ScsiResponse) -> (SenseKey, AscAscq) {
+    let s = Sense::parse(r.sense.as_ref().expect("sense data")).expect("sense data");
+    (s.key, s.code())
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -156,7 +137,7 @@ async fn extended_copy_moves_blocks_between_and_within_lus() {
     let (n0, n1) = (rig.naa(0).await, rig.naa(1).await);
     assert_ne!(n0, n1);
     // LU 0 → LU 1 (3000 blocks: three READ/WRITE pairs), and within LU 0.
-    let l = list(1, 0b11, &[cscd(&n0), cscd(&n1)], &[b2b(0, 1, 3000, 100, 10), b2b(0, 0, 16, 100, 9000)]);
+    let l = list(1, ListIdUsage::None, &[cscd(&n0), cscd(&n1)], &[b2b(0, 1, 3000, 100, 10), b2b(0, 0, 16, 100, 9000)]);
     let r = rig.xcopy(A, &l).await;
     assert_eq!(r.status, 0, "{:?}", r.sense);
     assert_eq!(rig.read(1, 10, 3000).await, data);
@@ -176,11 +157,14 @@ async fn copy_status_is_held_for_its_list_id_and_reported_once() {
         c
     };
     let r = rig.run(A, 0, &rcr_status(3), DataDirection::In, 1024, &[]).await;
-    assert_eq!(sense_of(&r), (5, 0x24, 0), "no copy with list ID 3 yet");
+    assert_eq!(sense_of(&r), (SenseKey::IllegalRequest, AscAscq::INVALID_FIELD_IN_CDB), "no copy with list ID 3 yet");
     let n0 = rig.naa(0).await;
-    assert_eq!(rig.xcopy(A, &list(3, 0b00, &[cscd(&n0)], &[b2b(0, 0, 2048, 0, 4096)])).await.status, 0);
+    assert_eq!(rig.xcopy(A, &list(3, ListIdUsage::Hold, &[cscd(&n0)], &[b2b(0, 0, 2048, 0, 4096)])).await.status, 0);
     // Another nexus has no such list.
-    assert_eq!(sense_of(&rig.run(B, 0, &rcr_status(3), DataDirection::In, 1024, &[]).await), (5, 0x24, 0));
+    assert_eq!(
+        sense_of(&rig.run(B, 0, &rcr_status(3), DataDirection::In, 1024, &[]).await),
+        (SenseKey::IllegalRequest, AscAscq::INVALID_FIELD_IN_CDB)
+    );
     let r = rig.run(A, 0, &rcr_status(3), DataDirection::In, 1024, &[]).await;
     assert_eq!(r.status, 0);
     let d = &r.data_in;
@@ -188,9 +172,9 @@ async fn copy_status_is_held_for_its_list_id_and_reported_once() {
     assert_eq!(u16::from_be_bytes([d[5], d[6]]), 1, "one segment processed");
     assert_eq!((d[7], u32::from_be_bytes([d[8], d[9], d[10], d[11]])), (0, 2048 * 512));
     let r = rig.run(A, 0, &rcr_status(3), DataDirection::In, 1024, &[]).await;
-    assert_eq!(sense_of(&r), (5, 0x24, 0), "reported once");
+    assert_eq!(sense_of(&r), (SenseKey::IllegalRequest, AscAscq::INVALID_FIELD_IN_CDB), "reported once");
     // A failed copy is held too, with its state.
-    assert_eq!(rig.xcopy(A, &list(4, 0b00, &[cscd(&n0)], &[b2b(0, 0, 16, 0, 16383)])).await.status, 2);
+    assert_eq!(rig.xcopy(A, &list(4, ListIdUsage::Hold, &[cscd(&n0)], &[b2b(0, 0, 16, 0, 16383)])).await.status, 2);
     let r = rig.run(A, 0, &rcr_status(4), DataDirection::In, 1024, &[]).await;
     assert_eq!(r.data_in[4], 0x02);
     rig.machine.shutdown();
@@ -202,16 +186,20 @@ async fn refused_copies_name_their_error() {
     let n0 = rig.naa(0).await;
     // Beyond the end of the LU (16384 blocks): COPY ABORTED, and nothing written.
     rig.write(0, 0, &pattern(512, 1)).await;
-    let r = rig.xcopy(A, &list(1, 0b11, &[cscd(&n0)], &[b2b(0, 0, 2, 0, 16383)])).await;
-    assert_eq!(sense_of(&r).0, 0x0A);
+    let r = rig.xcopy(A, &list(1, ListIdUsage::None, &[cscd(&n0)], &[b2b(0, 0, 2, 0, 16383)])).await;
+    assert_eq!(sense_of(&r).0, SenseKey::CopyAborted);
     // A CSCD index past the list, and a designator that names no LU: COPY ABORTED, unreachable.
-    let r = rig.xcopy(A, &list(1, 0b11, &[cscd(&n0)], &[b2b(0, 1, 1, 0, 1)])).await;
-    assert_eq!(sense_of(&r), (0x0A, 0x0D, 0x02));
-    let r = rig.xcopy(A, &list(1, 0b11, &[cscd(&[0x35, 0, 0, 0, 0, 0, 0, 1])], &[b2b(0, 0, 1, 0, 1)])).await;
-    assert_eq!(sense_of(&r), (0x0A, 0x0D, 0x02));
+    let r = rig.xcopy(A, &list(1, ListIdUsage::None, &[cscd(&n0)], &[b2b(0, 1, 1, 0, 1)])).await;
+    assert_eq!(sense_of(&r), (SenseKey::CopyAborted, AscAscq::COPY_TARGET_DEVICE_NOT_REACHABLE));
+    let r =
+        rig.xcopy(A, &list(1, ListIdUsage::None, &[cscd(&[0x35, 0, 0, 0, 0, 0, 0, 1])], &[b2b(0, 0, 1, 0, 1)])).await;
+    assert_eq!(sense_of(&r), (SenseKey::CopyAborted, AscAscq::COPY_TARGET_DEVICE_NOT_REACHABLE));
     // A list shorter than its header says.
-    let l = list(1, 0b11, &[cscd(&n0)], &[b2b(0, 0, 1, 0, 1)]);
-    assert_eq!(sense_of(&rig.xcopy(A, &l[..l.len() - 1]).await), (5, 0x1A, 0));
+    let l = list(1, ListIdUsage::None, &[cscd(&n0)], &[b2b(0, 0, 1, 0, 1)]);
+    assert_eq!(
+        sense_of(&rig.xcopy(A, &l[..l.len() - 1]).await),
+        (SenseKey::IllegalRequest, AscAscq::PARAMETER_LIST_LENGTH_ERROR)
+    );
     // An empty list copies nothing and is GOOD.
     assert_eq!(rig.xcopy(A, &[]).await.status, 0);
     rig.machine.shutdown();
@@ -224,7 +212,7 @@ async fn the_copy_s_commands_meet_the_lu_s_reservations() {
     // B holds an SPC-2 reservation of LU 1: A's copy into it is refused like A's own WRITE would be.
     assert_eq!(rig.run(B, 1, &[0x16, 0, 0, 0, 0, 0], DataDirection::None, 0, &[]).await.status, 0);
     let n0 = rig.naa(0).await;
-    let r = rig.xcopy(A, &list(1, 0b11, &[cscd(&n0), cscd(&n1)], &[b2b(0, 1, 8, 0, 0)])).await;
+    let r = rig.xcopy(A, &list(1, ListIdUsage::None, &[cscd(&n0), cscd(&n1)], &[b2b(0, 1, 8, 0, 0)])).await;
     assert_eq!(r.status, 0x18, "RESERVATION CONFLICT");
     rig.machine.shutdown();
 }

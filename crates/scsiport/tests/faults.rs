@@ -4,6 +4,7 @@
 use class::ClassError;
 use hal::Placement;
 use scsi::LbaRange;
+use scsi_proto::AscAscq;
 use scsiport::config::Config;
 use scsiport::machine::Machine;
 use scsiport::size::ByteSize;
@@ -25,13 +26,13 @@ fn a_medium_error_reaches_the_caller_with_its_lba_and_the_queue_is_released() {
     let buf = m.memory().alloc(64 << 10, Placement::Any).unwrap();
     faults(&m).set_medium_error(Some(LbaRange { start: 300, count: 4 }));
     let e = disk.read(256, &buf, 0, 64 << 10).unwrap_err();
-    assert_eq!(e, ClassError::Medium { lba: Some(300), asc: 0x11, ascq: 0x00 });
+    assert_eq!(e, ClassError::Medium { lba: Some(300), code: AscAscq::UNRECOVERED_READ_ERROR });
     // CHECK CONDITION froze the LU queue; the class driver released it, so the next request runs.
     assert!(disk.stats().queue_releases >= 1);
     disk.read(0, &buf, 0, 64 << 10).unwrap();
     // Writes to the bad range fail too (03/0C/00), reads elsewhere keep working.
     let e = disk.write(300, &buf, 0, 4096, false).unwrap_err();
-    assert!(matches!(e, ClassError::Medium { asc: 0x0C, .. }), "{e}");
+    assert!(matches!(e, ClassError::Medium { code: AscAscq::WRITE_ERROR, .. }), "{e}");
     faults(&m).set_medium_error(None);
     disk.read(256, &buf, 0, 64 << 10).unwrap();
     assert!(disk.adapter().violations().is_empty());

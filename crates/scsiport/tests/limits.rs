@@ -7,12 +7,17 @@
 //! byte per block, says what every read must return.
 
 use bytes::Bytes;
+use frontends::nbd_disk::{ClassDisk, MAX_REQUEST};
 use iscsi::{DataDirection, ScsiBackend, ScsiCommand, TaskAttr};
 use nbd::{BlockDevice, DeviceError};
 use passthrough::PassThroughLuns;
 use proptest::prelude::*;
+use scsi_proto::opcode::{
+    COMPARE_AND_WRITE, PRE_FETCH_16, READ_10, READ_12, READ_16, READ_6, UNMAP, VERIFY_16, WRITE_10, WRITE_12, WRITE_16,
+    WRITE_6, WRITE_AND_VERIFY_16, WRITE_SAME_10, WRITE_SAME_16,
+};
+use scsi_proto::{AscAscq, Sense, SenseKey};
 use scsiport::config::Config;
-use scsiport::frontends::nbd_disk::{ClassDisk, MAX_REQUEST};
 use scsiport::machine::Machine;
 use scsiport::size::ByteSize;
 use std::collections::HashMap;
@@ -29,11 +34,13 @@ const MAX_UNMAP_BLOCKS: u64 = 1 << 20;
 const MAX_UNMAP_DESCRIPTORS: usize = 256;
 const MAX_CAW_BLOCKS: u64 = 255;
 
-const GOOD: (u8, u8, u8) = (0, 0, 0);
-const OUT_OF_RANGE: (u8, u8, u8) = (5, 0x21, 0x00);
-const INVALID_CDB: (u8, u8, u8) = (5, 0x24, 0x00);
-const INVALID_PARAM: (u8, u8, u8) = (5, 0x26, 0x00);
-const MISCOMPARE: (u8, u8, u8) = (0x0E, 0x1D, 0x00);
+/// GOOD, and the sense of each refusal, as (sense key, ASC/ASCQ).
+type Outcome = (SenseKey, AscAscq);
+const GOOD: Outcome = (SenseKey::NoSense, AscAscq::NO_ADDITIONAL);
+const OUT_OF_RANGE: Outcome = (SenseKey::IllegalRequest, AscAscq::LBA_OUT_OF_RANGE);
+const INVALID_CDB: Outcome = (SenseKey::IllegalRequest, AscAscq::INVALID_FIELD_IN_CDB);
+const INVALID_PARAM: Outcome = (SenseKey::IllegalRequest, AscAscq::INVALID_FIELD_IN_PARAMETER_LIST);
+const MISCOMPARE: Outcome = (SenseKey::Miscompare, AscAscq::MISCOMPARE_DURING_VERIFY);
 
 struct Stack {
     machine: Machine,
@@ -74,7 +81,7 @@ impl Stack {
     }
 
     /// One iSCSI command: (key, asc, ascq) of its sense, or GOOD, and its data-in.
-    async fn scsi(&self, cdb: &[u8], direction: DataDirection, len: u64, out: Bytes) -> ((u8, u8, u8), Bytes) {
+    async fn scsi(&self, cdb: &[u8], direction: DataDirection, len: u64, out: Bytes) -> (Outcome, Bytes) {
         let cmd = ScsiCommand {
             initiator: self.initiator,
             lun: 0,
@@ -91,11 +98,8 @@ impl Stack {
         }
         assert_eq!(r.status, 2, "CHECK CONDITION or GOOD, not {:#04x}", r.status);
         let s = r.sense.expect("sense with CHECK CONDITION");
-        let (key, asc, ascq) = match s[0] & 0x7F {
-            0x72 | 0x73 => (s[1] & 0x0F, s[2], s[3]),
-            _ => (s[2] & 0x0F, s[12], s[13]),
-        };
-        ((key, asc, ascq), r.data_in)
+        let s = Sense::parse(&s).expect("sense data");
+        ((s.key, s.code()), r.data_in)
     }
 
     fn next_fill(&mut self) -> u8 {
@@ -242,21 +246,21 @@ fn rw_cdb(write: bool, size: u8, lba: u64, n: u64) -> Option<Vec<u8>> {
     let c = match size {
         6 if lba < (1 << 21) && (1..=256).contains(&n) => {
             let l = (lba as u32).to_be_bytes();
-            vec![if write { 0x0A } else { 0x08 }, l[1] & 0x1F, l[2], l[3], (n % 256) as u8, 0]
+            vec![if write { WRITE_6 } else { READ_6 }, l[1] & 0x1F, l[2], l[3], (n % 256) as u8, 0]
         }
         10 if lba <= u64::from(u32::MAX) && n <= 0xFFFF => {
-            let mut c = vec![if write { 0x2A } else { 0x28 }, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            let mut c = vec![if write { WRITE_10 } else { READ_10 }, 0, 0, 0, 0, 0, 0, 0, 0, 0];
             c[2..6].copy_from_slice(&(lba as u32).to_be_bytes());
             c[7..9].copy_from_slice(&(n as u16).to_be_bytes());
             c
         }
         12 if lba <= u64::from(u32::MAX) => {
-            let mut c = vec![if write { 0xAA } else { 0xA8 }, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            let mut c = vec![if write { WRITE_12 } else { READ_12 }, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
             c[2..6].copy_from_slice(&(lba as u32).to_be_bytes());
             c[6..10].copy_from_slice(&(n as u32).to_be_bytes());
             c
         }
-        16 => cdb16(if write { 0x8A } else { 0x88 }, 0, lba, n),
+        16 => cdb16(if write { WRITE_16 } else { READ_16 }, 0, lba, n),
         _ => return None,
     };
     Some(c)
@@ -272,7 +276,7 @@ fn cdb16(op: u8, flags: u8, lba: u64, n: u64) -> Vec<u8> {
 }
 
 /// What a READ/WRITE-like command of `n` blocks at `lba` must end in, the transfer limit checked first.
-fn transfer_verdict(lba: u64, n: u64) -> (u8, u8, u8) {
+fn transfer_verdict(lba: u64, n: u64) -> Outcome {
     if n > MAX_TRANSFER_BLOCKS {
         INVALID_CDB
     } else if !in_disk(lba, n) {
@@ -378,12 +382,12 @@ impl Stack {
                     if lba > u64::from(u32::MAX) || n > 0xFFFF {
                         return;
                     }
-                    let mut c = vec![0x41, if unmap { 0x08 } else { 0 }, 0, 0, 0, 0, 0, 0, 0, 0];
+                    let mut c = vec![WRITE_SAME_10, if unmap { 0x08 } else { 0 }, 0, 0, 0, 0, 0, 0, 0, 0];
                     c[2..6].copy_from_slice(&(lba as u32).to_be_bytes());
                     c[7..9].copy_from_slice(&(n as u16).to_be_bytes());
                     c
                 } else {
-                    cdb16(0x93, if unmap { 0x08 } else { 0 }, lba, n)
+                    cdb16(WRITE_SAME_16, if unmap { 0x08 } else { 0 }, lba, n)
                 };
                 let block = Bytes::copy_from_slice(&block_bytes(fill));
                 let (v, _) = self.scsi(&cdb, DataDirection::Out, BS, block).await;
@@ -413,7 +417,7 @@ impl Stack {
                 let dl = (list.len() - 8) as u16;
                 list[0..2].copy_from_slice(&(dl + 6).to_be_bytes());
                 list[2..4].copy_from_slice(&dl.to_be_bytes());
-                let mut cdb = vec![0x42, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                let mut cdb = vec![UNMAP, 0, 0, 0, 0, 0, 0, 0, 0, 0];
                 cdb[7..9].copy_from_slice(&(list.len() as u16).to_be_bytes());
                 let len = list.len() as u64;
                 let (v, _) = self.scsi(&cdb, DataDirection::Out, len, Bytes::from(list)).await;
@@ -438,7 +442,7 @@ impl Stack {
                     Self::data(lba, n, |b| self.shadow.get(&b).copied().unwrap_or(0) ^ 0x80)
                 };
                 data.extend(Self::data(lba, n, |_| fill));
-                let mut cdb = cdb16(0x89, 0, lba, 0);
+                let mut cdb = cdb16(COMPARE_AND_WRITE, 0, lba, 0);
                 cdb[13] = n as u8;
                 let len = data.len() as u64;
                 let (v, _) = self.scsi(&cdb, DataDirection::Out, len, Bytes::from(data.clone())).await;
@@ -466,7 +470,7 @@ impl Stack {
             }
             Op::Verify(a, n, bytchk) => {
                 let lba = a.lba(n);
-                let cdb = cdb16(0x8F, if bytchk { 0x02 } else { 0 }, lba, n);
+                let cdb = cdb16(VERIFY_16, if bytchk { 0x02 } else { 0 }, lba, n);
                 let (v, _) = if bytchk {
                     let data = if in_disk(lba, n) { self.expected(lba, n) } else { vec![0; (n * BS) as usize] };
                     self.scsi(&cdb, DataDirection::Out, n * BS, Bytes::from(data)).await
@@ -486,7 +490,7 @@ impl Stack {
                 let lba = a.lba(n);
                 let fill = self.next_fill();
                 let data = Bytes::from(Self::data(lba, n, |_| fill));
-                let (v, _) = self.scsi(&cdb16(0x8E, 0, lba, n), DataDirection::Out, n * BS, data).await;
+                let (v, _) = self.scsi(&cdb16(WRITE_AND_VERIFY_16, 0, lba, n), DataDirection::Out, n * BS, data).await;
                 assert_eq!(v, transfer_verdict(lba, n), "WRITE AND VERIFY(16) of {n} blocks at {lba}");
                 if v == GOOD {
                     self.set(lba, n, |_| fill);
@@ -494,7 +498,7 @@ impl Stack {
             }
             Op::PreFetch(a, n) => {
                 let lba = a.lba(n);
-                let (v, _) = self.scsi(&cdb16(0x90, 0, lba, n), DataDirection::None, 0, Bytes::new()).await;
+                let (v, _) = self.scsi(&cdb16(PRE_FETCH_16, 0, lba, n), DataDirection::None, 0, Bytes::new()).await;
                 assert_eq!(v, transfer_verdict(lba, n), "PRE-FETCH(16) of {n} blocks at {lba}");
             }
         }

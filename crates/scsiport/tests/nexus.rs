@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use iscsi::{DataDirection, ScsiBackend, ScsiCommand, TaskAttr};
 use passthrough::PassThroughLuns;
+use scsi_proto::{AscAscq, Sense, SenseKey};
 use scsiport::config::Config;
 use scsiport::machine::Machine;
 use scsiport::size::ByteSize;
@@ -52,14 +53,17 @@ async fn a_reservation_holds_between_requesters_until_the_holder_s_nexus_is_lost
     m.shutdown();
 }
 
-/// (key, asc) of a CHECK CONDITION, or None for GOOD.
-fn sense_of(r: &iscsi::ScsiResponse) -> Option<(u8, u8)> {
+/// (key, ASC) of a CHECK CONDITION, or None for GOOD.
+fn sense_of(r: &iscsi::ScsiResponse) -> Option<(SenseKey, u8)> {
     if r.status == 0 {
         return None;
     }
-    let s = r.sense.as_ref().expect("sense with CHECK CONDITION");
-    Some((s[2] & 0x0F, s[12]))
+    let s = Sense::parse(r.sense.as_ref().expect("sense with CHECK CONDITION")).expect("sense data");
+    Some((s.key, s.asc))
 }
+
+/// A unit attention of the POWER ON, RESET, OR BUS DEVICE RESET OCCURRED family (ASC 29h, any qualifier).
+const UA_RESET: (SenseKey, u8) = (SenseKey::UnitAttention, AscAscq::POWER_ON_RESET.0);
 
 fn data_in(initiator: u64, cdb: &[u8], len: u32) -> ScsiCommand {
     ScsiCommand { direction: DataDirection::In, expected_len: len, ..command(initiator, cdb) }
@@ -87,15 +91,16 @@ async fn a_reset_s_unit_attention_is_reported_once_to_each_nexus_and_not_to_inqu
     // A: INQUIRY and REPORT LUNS go through and leave the condition; the next command reports it, once.
     assert_eq!(sense_of(&luns.execute(data_in(a, &INQUIRY, 36)).await), None);
     assert_eq!(sense_of(&luns.execute(data_in(a, &REPORT_LUNS, 16)).await), None);
-    assert_eq!(sense_of(&luns.execute(command(a, &TEST_UNIT_READY)).await), Some((6, 0x29)));
+    assert_eq!(sense_of(&luns.execute(command(a, &TEST_UNIT_READY)).await), Some(UA_RESET));
     assert_eq!(sense_of(&luns.execute(command(a, &TEST_UNIT_READY)).await), None, "reported once");
     // B: REQUEST SENSE returns it as data (GOOD) and clears it.
     let r = luns.execute(data_in(b, &REQUEST_SENSE, 18)).await;
     assert_eq!(r.status, 0);
-    assert_eq!((r.data_in[2] & 0x0F, r.data_in[12]), (6, 0x29), "REQUEST SENSE reports the unit attention");
+    let s = Sense::parse(&r.data_in).expect("sense data");
+    assert_eq!((s.key, s.asc), UA_RESET, "REQUEST SENSE reports the unit attention");
     assert_eq!(sense_of(&luns.execute(command(b, &TEST_UNIT_READY)).await), None, "and clears it");
     // C, new since the reset: its own power-on condition, once.
-    assert_eq!(sense_of(&luns.execute(command(c, &TEST_UNIT_READY)).await), Some((6, 0x29)));
+    assert_eq!(sense_of(&luns.execute(command(c, &TEST_UNIT_READY)).await), Some(UA_RESET));
     assert_eq!(sense_of(&luns.execute(command(c, &TEST_UNIT_READY)).await), None);
     // The class driver's nexus saw the reset too; its read retries past the condition and succeeds.
     let buf = m.memory().alloc(4096, hal::Placement::Any).unwrap();

@@ -8,7 +8,7 @@
 
 mod serve_common;
 
-use scsiport::durability::{monotonic_ns, read_log, Commit};
+use scsi::backend::durability::{monotonic_ns, read_log, Commit};
 use serve_common::initiator::{write10, Initiator};
 use serve_common::{free_port, Graceful, NbdClient};
 use std::path::Path;

@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use iscsi::{DataDirection, ScsiBackend, ScsiCommand, ScsiResponse, TaskAttr};
 use passthrough::PassThroughLuns;
+use scsi_proto::{AscAscq, Sense, SenseKey};
 use scsiport::config::Config;
 use scsiport::machine::Machine;
 use scsiport::size::ByteSize;
@@ -54,8 +55,8 @@ async fn preempt_and_abort_takes_the_reservation_and_the_victim_sees_its_unit_at
     assert_eq!(r.status, 0, "{:?}", r.sense);
     // B's first command reports REGISTRATIONS PREEMPTED: the glue's reads did not take it.
     let r = run(&luns, B, &[0; 6], DataDirection::None, &[]).await;
-    let s = r.sense.expect("unit attention");
-    assert_eq!((s[2] & 0x0F, s[12], s[13]), (0x06, 0x2A, 0x05));
+    let s = Sense::parse(&r.sense.expect("unit attention")).expect("sense data");
+    assert_eq!((s.key, s.code()), (SenseKey::UnitAttention, AscAscq::REGISTRATIONS_PREEMPTED));
     // Only A is registered, and A holds the reservation.
     let r = run(&luns, A, &[0x5E, 0x00, 0, 0, 0, 0, 0, 4, 0, 0], DataDirection::In, &[]).await;
     assert_eq!(&r.data_in[4..8], &8u32.to_be_bytes());

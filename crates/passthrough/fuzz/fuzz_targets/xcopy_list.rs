@@ -4,6 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use passthrough::xcopy::{self, MAX_CSCD_DESCRIPTORS, MAX_SEGMENT_DESCRIPTORS};
+use scsi_proto::SenseKey;
 
 fuzz_target!(|data: &[u8]| {
     match xcopy::parse(data) {
@@ -13,6 +14,6 @@ fuzz_target!(|data: &[u8]| {
             assert!(list.cscds.iter().all(|c| c.designator.len() <= 20));
         }
         Ok(None) => assert!(data.is_empty()),
-        Err(s) => assert!(s.key == 0x05 && s.to_fixed(None).len() == 18),
+        Err(s) => assert!(s.key == SenseKey::IllegalRequest && s.to_fixed().len() == 18),
     }
 });

@@ -1,5 +1,6 @@
 //! Storage behind a disk logical unit.
 
+pub mod durability;
 mod encrypted;
 mod file;
 mod ram;

@@ -7,13 +7,21 @@ use super::Inner;
 use crate::cdb::{be16, len16, set16, PutBe};
 use crate::sense::Sense;
 use crate::task::{Begin, Nexus};
+use scsi_proto::inquiry::{vpd, CMDQUE};
 use std::sync::Arc;
 
 /// Peripheral qualifier 000b, device type 00h (direct access block device).
 const DISK: u8 = 0x00;
 
 /// VPD pages offered, in ascending order (SPC-4 §7.8.13).
-const PAGES: [u8; 6] = [0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2];
+const PAGES: [u8; 6] = [
+    vpd::SUPPORTED_PAGES,
+    vpd::UNIT_SERIAL_NUMBER,
+    vpd::DEVICE_IDENTIFICATION,
+    vpd::BLOCK_LIMITS,
+    vpd::BLOCK_DEVICE_CHARACTERISTICS,
+    vpd::LOGICAL_BLOCK_PROVISIONING,
+];
 
 fn padded(s: &str, n: usize) -> Vec<u8> {
     let mut v: Vec<u8> = s.bytes().take(n).collect();
@@ -35,7 +43,7 @@ pub(crate) fn standard(inner: &Inner) -> Vec<u8> {
     if inner.alua.enabled() {
         d[5] = super::alua::TPGS_IMPLICIT;
     }
-    d[7] = 0x02; // CMDQUE
+    d[7] = CMDQUE;
     d[8..16].copy_from_slice(&padded(&inner.cfg.vendor, 8));
     d[16..32].copy_from_slice(&padded(&inner.cfg.product, 16));
     d[32..36].copy_from_slice(&padded(&inner.cfg.revision, 4));
@@ -133,24 +141,19 @@ pub(crate) fn inquiry(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
         return Begin::data_in(standard(inner), alloc);
     }
     let data = match code {
-        0x00 => page(0x00, PAGES.to_vec()),
-        0x80 => page(0x80, inner.cfg.serial.as_bytes().to_vec()),
-        0x83 => page(0x83, device_id(inner)),
-        0xB0 => page(0xB0, block_limits(inner)),
-        0xB1 => page(0xB1, characteristics(inner)),
-        0xB2 => page(0xB2, provisioning(inner)),
+        vpd::SUPPORTED_PAGES => page(code, PAGES.to_vec()),
+        vpd::UNIT_SERIAL_NUMBER => page(code, inner.cfg.serial.as_bytes().to_vec()),
+        vpd::DEVICE_IDENTIFICATION => page(code, device_id(inner)),
+        vpd::BLOCK_LIMITS => page(code, block_limits(inner)),
+        vpd::BLOCK_DEVICE_CHARACTERISTICS => page(code, characteristics(inner)),
+        vpd::LOGICAL_BLOCK_PROVISIONING => page(code, provisioning(inner)),
         _ => return Begin::check(Sense::invalid_field_in_cdb(2, None)),
     };
     Begin::data_in(data, alloc)
 }
 
 /// Standard INQUIRY for a LUN with no logical unit behind it (SPC-4 §6.6.2): peripheral
-/// qualifier 011b, device type 1Fh.
+/// qualifier 011b, device type 1Fh; the same data the iSCSI side answers for an unmapped LUN.
 pub(crate) fn absent_lun() -> Vec<u8> {
-    let mut d = vec![0u8; 36];
-    d[0] = 0x7F;
-    d[2] = 0x06;
-    d[3] = 0x12;
-    d[4] = 31;
-    d
+    scsi_proto::inquiry::absent_lun(36)
 }

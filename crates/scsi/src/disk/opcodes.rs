@@ -5,6 +5,8 @@
 
 use super::{alua, atomic, inquiry, io, misc, mode, pr, provisioning, rsoc, sanitize, DiskConfig, Inner};
 use crate::cdb::get;
+use crate::opcode::service_action as sa;
+use crate::opcode::*;
 use crate::sense::Sense;
 use crate::task::{Begin, Nexus};
 use std::sync::{Arc, OnceLock};
@@ -56,20 +58,29 @@ macro_rules! op {
 
 /// Sorted by opcode, then service action.
 pub(crate) static OPS: &[Op] = &[
-    op!(0x00, None, "TEST UNIT READY", Service, true, false, misc::test_unit_ready, [0, 0, 0, 0, C]),
-    op!(0x03, None, "REQUEST SENSE", Info, false, false, misc::request_sense, [0x01, 0, 0, 0xFF, C]),
-    op!(0x08, None, "READ(6)", Read, true, false, io::read, [0x1F, 0xFF, 0xFF, 0xFF, C]),
-    op!(0x0A, None, "WRITE(6)", Write, true, false, io::write, [0x1F, 0xFF, 0xFF, 0xFF, C]),
-    op!(0x12, None, "INQUIRY", Info, false, false, inquiry::inquiry, [0x01, 0xFF, 0xFF, 0xFF, C]),
-    op!(0x15, None, "MODE SELECT(6)", Write, false, false, mode::mode_select, [0x11, 0, 0, 0xFF, C]),
-    op!(0x16, None, "RESERVE(6)", Reserve, false, false, misc::reserve, [0, 0, 0, 0, C]),
-    op!(0x17, None, "RELEASE(6)", Release, false, false, misc::release, [0, 0, 0, 0, C]),
-    op!(0x1A, None, "MODE SENSE(6)", Read, false, false, mode::mode_sense, [0x08, 0xFF, 0xFF, 0xFF, C]),
-    op!(0x1B, None, "START STOP UNIT", Write, false, false, misc::start_stop_unit, [0x01, 0, 0x0F, 0xF7, C]),
-    op!(0x1D, None, "SEND DIAGNOSTIC", Write, false, false, misc::send_diagnostic, [0xF7, 0, 0xFF, 0xFF, C]),
-    op!(0x1E, None, "PREVENT ALLOW MEDIUM REMOVAL", Read, false, false, misc::prevent_allow, [0, 0, 0, 0x03, C]),
+    op!(TEST_UNIT_READY, None, "TEST UNIT READY", Service, true, false, misc::test_unit_ready, [0, 0, 0, 0, C]),
+    op!(REQUEST_SENSE, None, "REQUEST SENSE", Info, false, false, misc::request_sense, [0x01, 0, 0, 0xFF, C]),
+    op!(READ_6, None, "READ(6)", Read, true, false, io::read, [0x1F, 0xFF, 0xFF, 0xFF, C]),
+    op!(WRITE_6, None, "WRITE(6)", Write, true, false, io::write, [0x1F, 0xFF, 0xFF, 0xFF, C]),
+    op!(INQUIRY, None, "INQUIRY", Info, false, false, inquiry::inquiry, [0x01, 0xFF, 0xFF, 0xFF, C]),
+    op!(MODE_SELECT_6, None, "MODE SELECT(6)", Write, false, false, mode::mode_select, [0x11, 0, 0, 0xFF, C]),
+    op!(RESERVE_6, None, "RESERVE(6)", Reserve, false, false, misc::reserve, [0, 0, 0, 0, C]),
+    op!(RELEASE_6, None, "RELEASE(6)", Release, false, false, misc::release, [0, 0, 0, 0, C]),
+    op!(MODE_SENSE_6, None, "MODE SENSE(6)", Read, false, false, mode::mode_sense, [0x08, 0xFF, 0xFF, 0xFF, C]),
+    op!(START_STOP_UNIT, None, "START STOP UNIT", Write, false, false, misc::start_stop_unit, [0x01, 0, 0x0F, 0xF7, C]),
+    op!(SEND_DIAGNOSTIC, None, "SEND DIAGNOSTIC", Write, false, false, misc::send_diagnostic, [0xF7, 0, 0xFF, 0xFF, C]),
     op!(
-        0x25,
+        PREVENT_ALLOW_MEDIUM_REMOVAL,
+        None,
+        "PREVENT ALLOW MEDIUM REMOVAL",
+        Read,
+        false,
+        false,
+        misc::prevent_allow,
+        [0, 0, 0, 0x03, C]
+    ),
+    op!(
+        READ_CAPACITY_10,
         None,
         "READ CAPACITY(10)",
         Service,
@@ -78,10 +89,19 @@ pub(crate) static OPS: &[Op] = &[
         misc::read_capacity10,
         [0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x01, C]
     ),
-    op!(0x28, None, "READ(10)", Read, true, false, io::read, [0x1E, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, C]),
-    op!(0x2A, None, "WRITE(10)", Write, true, false, io::write, [0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, C]),
+    op!(READ_10, None, "READ(10)", Read, true, false, io::read, [0x1E, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, C]),
     op!(
-        0x2E,
+        WRITE_10,
+        None,
+        "WRITE(10)",
+        Write,
+        true,
+        false,
+        io::write,
+        [0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, C]
+    ),
+    op!(
+        WRITE_AND_VERIFY_10,
         None,
         "WRITE AND VERIFY(10)",
         Write,
@@ -90,9 +110,18 @@ pub(crate) static OPS: &[Op] = &[
         io::write_and_verify,
         [0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, C]
     ),
-    op!(0x2F, None, "VERIFY(10)", Read, true, false, io::verify, [0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, C]),
     op!(
-        0x34,
+        VERIFY_10,
+        None,
+        "VERIFY(10)",
+        Read,
+        true,
+        false,
+        io::verify,
+        [0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, C]
+    ),
+    op!(
+        PRE_FETCH_10,
         None,
         "PRE-FETCH(10)",
         Read,
@@ -102,7 +131,7 @@ pub(crate) static OPS: &[Op] = &[
         [0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, C]
     ),
     op!(
-        0x35,
+        SYNCHRONIZE_CACHE_10,
         None,
         "SYNCHRONIZE CACHE(10)",
         Write,
@@ -112,7 +141,7 @@ pub(crate) static OPS: &[Op] = &[
         [0x06, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, C]
     ),
     op!(
-        0x37,
+        READ_DEFECT_DATA_10,
         None,
         "READ DEFECT DATA(10)",
         Read,
@@ -122,7 +151,7 @@ pub(crate) static OPS: &[Op] = &[
         [0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, C]
     ),
     op!(
-        0x41,
+        WRITE_SAME_10,
         None,
         "WRITE SAME(10)",
         Write,
@@ -131,10 +160,10 @@ pub(crate) static OPS: &[Op] = &[
         provisioning::write_same,
         [0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, C]
     ),
-    op!(0x42, None, "UNMAP", Write, true, true, provisioning::unmap, [0, 0, 0, 0, 0, 0x3F, 0xFF, 0xFF, C]),
+    op!(UNMAP, None, "UNMAP", Write, true, true, provisioning::unmap, [0, 0, 0, 0, 0, 0x3F, 0xFF, 0xFF, C]),
     op!(
-        0x48,
-        Some(0x01),
+        SANITIZE,
+        Some(sa::OVERWRITE),
         "SANITIZE / OVERWRITE",
         Write,
         false,
@@ -143,8 +172,8 @@ pub(crate) static OPS: &[Op] = &[
         [0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, C]
     ),
     op!(
-        0x48,
-        Some(0x02),
+        SANITIZE,
+        Some(sa::BLOCK_ERASE),
         "SANITIZE / BLOCK ERASE",
         Write,
         false,
@@ -153,8 +182,8 @@ pub(crate) static OPS: &[Op] = &[
         [0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, C]
     ),
     op!(
-        0x48,
-        Some(0x03),
+        SANITIZE,
+        Some(sa::CRYPTO_ERASE),
         "SANITIZE / CRYPTOGRAPHIC ERASE",
         Write,
         false,
@@ -163,8 +192,8 @@ pub(crate) static OPS: &[Op] = &[
         [0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, C]
     ),
     op!(
-        0x48,
-        Some(0x1F),
+        SANITIZE,
+        Some(sa::EXIT_FAILURE_MODE),
         "SANITIZE / EXIT FAILURE MODE",
         Write,
         false,
@@ -172,13 +201,31 @@ pub(crate) static OPS: &[Op] = &[
         sanitize::sanitize,
         [0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, C]
     ),
-    op!(0x55, None, "MODE SELECT(10)", Write, false, false, mode::mode_select, [0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, C]),
-    op!(0x56, None, "RESERVE(10)", Reserve, false, false, misc::reserve, [0, 0, 0, 0, 0, 0, 0, 0, C]),
-    op!(0x57, None, "RELEASE(10)", Release, false, false, misc::release, [0, 0, 0, 0, 0, 0, 0, 0, C]),
-    op!(0x5A, None, "MODE SENSE(10)", Read, false, false, mode::mode_sense, [0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, C]),
     op!(
-        0x5E,
-        Some(0x00),
+        MODE_SELECT_10,
+        None,
+        "MODE SELECT(10)",
+        Write,
+        false,
+        false,
+        mode::mode_select,
+        [0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, C]
+    ),
+    op!(RESERVE_10, None, "RESERVE(10)", Reserve, false, false, misc::reserve, [0, 0, 0, 0, 0, 0, 0, 0, C]),
+    op!(RELEASE_10, None, "RELEASE(10)", Release, false, false, misc::release, [0, 0, 0, 0, 0, 0, 0, 0, C]),
+    op!(
+        MODE_SENSE_10,
+        None,
+        "MODE SENSE(10)",
+        Read,
+        false,
+        false,
+        mode::mode_sense,
+        [0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, C]
+    ),
+    op!(
+        PERSISTENT_RESERVE_IN,
+        Some(sa::READ_KEYS),
         "PERSISTENT RESERVE IN / READ KEYS",
         Service,
         false,
@@ -187,8 +234,8 @@ pub(crate) static OPS: &[Op] = &[
         [0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, C]
     ),
     op!(
-        0x5E,
-        Some(0x01),
+        PERSISTENT_RESERVE_IN,
+        Some(sa::READ_RESERVATION),
         "PERSISTENT RESERVE IN / READ RESERVATION",
         Service,
         false,
@@ -197,8 +244,8 @@ pub(crate) static OPS: &[Op] = &[
         [0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, C]
     ),
     op!(
-        0x5E,
-        Some(0x02),
+        PERSISTENT_RESERVE_IN,
+        Some(sa::REPORT_CAPABILITIES),
         "PERSISTENT RESERVE IN / REPORT CAPABILITIES",
         Service,
         false,
@@ -207,8 +254,8 @@ pub(crate) static OPS: &[Op] = &[
         [0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, C]
     ),
     op!(
-        0x5E,
-        Some(0x03),
+        PERSISTENT_RESERVE_IN,
+        Some(sa::READ_FULL_STATUS),
         "PERSISTENT RESERVE IN / READ FULL STATUS",
         Service,
         false,
@@ -217,8 +264,8 @@ pub(crate) static OPS: &[Op] = &[
         [0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, C]
     ),
     op!(
-        0x5F,
-        Some(0x00),
+        PERSISTENT_RESERVE_OUT,
+        Some(sa::REGISTER),
         "PERSISTENT RESERVE OUT / REGISTER",
         Service,
         false,
@@ -227,8 +274,8 @@ pub(crate) static OPS: &[Op] = &[
         [0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C]
     ),
     op!(
-        0x5F,
-        Some(0x01),
+        PERSISTENT_RESERVE_OUT,
+        Some(sa::RESERVE),
         "PERSISTENT RESERVE OUT / RESERVE",
         Service,
         false,
@@ -237,8 +284,8 @@ pub(crate) static OPS: &[Op] = &[
         [0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C]
     ),
     op!(
-        0x5F,
-        Some(0x02),
+        PERSISTENT_RESERVE_OUT,
+        Some(sa::RELEASE),
         "PERSISTENT RESERVE OUT / RELEASE",
         Service,
         false,
@@ -247,8 +294,8 @@ pub(crate) static OPS: &[Op] = &[
         [0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C]
     ),
     op!(
-        0x5F,
-        Some(0x03),
+        PERSISTENT_RESERVE_OUT,
+        Some(sa::CLEAR),
         "PERSISTENT RESERVE OUT / CLEAR",
         Service,
         false,
@@ -257,8 +304,8 @@ pub(crate) static OPS: &[Op] = &[
         [0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C]
     ),
     op!(
-        0x5F,
-        Some(0x04),
+        PERSISTENT_RESERVE_OUT,
+        Some(sa::PREEMPT),
         "PERSISTENT RESERVE OUT / PREEMPT",
         Service,
         false,
@@ -267,8 +314,8 @@ pub(crate) static OPS: &[Op] = &[
         [0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C]
     ),
     op!(
-        0x5F,
-        Some(0x05),
+        PERSISTENT_RESERVE_OUT,
+        Some(sa::PREEMPT_AND_ABORT),
         "PERSISTENT RESERVE OUT / PREEMPT AND ABORT",
         Service,
         false,
@@ -277,8 +324,8 @@ pub(crate) static OPS: &[Op] = &[
         [0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C]
     ),
     op!(
-        0x5F,
-        Some(0x06),
+        PERSISTENT_RESERVE_OUT,
+        Some(sa::REGISTER_AND_IGNORE_EXISTING_KEY),
         "PERSISTENT RESERVE OUT / REGISTER AND IGNORE EXISTING KEY",
         Service,
         false,
@@ -287,7 +334,7 @@ pub(crate) static OPS: &[Op] = &[
         [0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C]
     ),
     op!(
-        0x88,
+        READ_16,
         None,
         "READ(16)",
         Read,
@@ -297,7 +344,7 @@ pub(crate) static OPS: &[Op] = &[
         [0x1E, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]
     ),
     op!(
-        0x89,
+        COMPARE_AND_WRITE,
         None,
         "COMPARE AND WRITE",
         Write,
@@ -307,7 +354,7 @@ pub(crate) static OPS: &[Op] = &[
         [0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0x3F, C]
     ),
     op!(
-        0x8A,
+        WRITE_16,
         None,
         "WRITE(16)",
         Write,
@@ -317,7 +364,7 @@ pub(crate) static OPS: &[Op] = &[
         [0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]
     ),
     op!(
-        0x8B,
+        ORWRITE_16,
         None,
         "ORWRITE(16)",
         Write,
@@ -327,7 +374,7 @@ pub(crate) static OPS: &[Op] = &[
         [0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]
     ),
     op!(
-        0x8E,
+        WRITE_AND_VERIFY_16,
         None,
         "WRITE AND VERIFY(16)",
         Write,
@@ -337,7 +384,7 @@ pub(crate) static OPS: &[Op] = &[
         [0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]
     ),
     op!(
-        0x8F,
+        VERIFY_16,
         None,
         "VERIFY(16)",
         Read,
@@ -347,7 +394,7 @@ pub(crate) static OPS: &[Op] = &[
         [0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]
     ),
     op!(
-        0x90,
+        PRE_FETCH_16,
         None,
         "PRE-FETCH(16)",
         Read,
@@ -357,7 +404,7 @@ pub(crate) static OPS: &[Op] = &[
         [0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]
     ),
     op!(
-        0x91,
+        SYNCHRONIZE_CACHE_16,
         None,
         "SYNCHRONIZE CACHE(16)",
         Write,
@@ -367,7 +414,7 @@ pub(crate) static OPS: &[Op] = &[
         [0x06, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]
     ),
     op!(
-        0x93,
+        WRITE_SAME_16,
         None,
         "WRITE SAME(16)",
         Write,
@@ -377,7 +424,7 @@ pub(crate) static OPS: &[Op] = &[
         [0x09, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]
     ),
     op!(
-        0x9C,
+        WRITE_ATOMIC_16,
         None,
         "WRITE ATOMIC(16)",
         Write,
@@ -387,8 +434,8 @@ pub(crate) static OPS: &[Op] = &[
         [0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]
     ),
     op!(
-        0x9E,
-        Some(0x10),
+        SERVICE_ACTION_IN_16,
+        Some(sa::READ_CAPACITY_16),
         "READ CAPACITY(16)",
         Service,
         true,
@@ -397,8 +444,8 @@ pub(crate) static OPS: &[Op] = &[
         [0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, C]
     ),
     op!(
-        0x9E,
-        Some(0x12),
+        SERVICE_ACTION_IN_16,
+        Some(sa::GET_LBA_STATUS),
         "GET LBA STATUS",
         Read,
         true,
@@ -407,7 +454,7 @@ pub(crate) static OPS: &[Op] = &[
         [0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, C]
     ),
     op!(
-        0xA0,
+        REPORT_LUNS,
         None,
         "REPORT LUNS",
         Info,
@@ -417,8 +464,8 @@ pub(crate) static OPS: &[Op] = &[
         [0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, C]
     ),
     op!(
-        0xA3,
-        Some(0x0A),
+        MAINTENANCE_IN,
+        Some(sa::REPORT_TARGET_PORT_GROUPS),
         "REPORT TARGET PORT GROUPS",
         Service,
         false,
@@ -427,8 +474,8 @@ pub(crate) static OPS: &[Op] = &[
         [0xFF, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, C]
     ),
     op!(
-        0xA3,
-        Some(0x0C),
+        MAINTENANCE_IN,
+        Some(sa::REPORT_SUPPORTED_OPERATION_CODES),
         "REPORT SUPPORTED OPERATION CODES",
         Service,
         false,
@@ -437,8 +484,8 @@ pub(crate) static OPS: &[Op] = &[
         [0x1F, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, C]
     ),
     op!(
-        0xA3,
-        Some(0x0D),
+        MAINTENANCE_IN,
+        Some(sa::REPORT_SUPPORTED_TASK_MANAGEMENT_FUNCTIONS),
         "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS",
         Service,
         false,
@@ -447,7 +494,7 @@ pub(crate) static OPS: &[Op] = &[
         [0x1F, 0x80, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, C]
     ),
     op!(
-        0xA8,
+        READ_12,
         None,
         "READ(12)",
         Read,
@@ -457,7 +504,7 @@ pub(crate) static OPS: &[Op] = &[
         [0x1E, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]
     ),
     op!(
-        0xAA,
+        WRITE_12,
         None,
         "WRITE(12)",
         Write,
@@ -467,7 +514,7 @@ pub(crate) static OPS: &[Op] = &[
         [0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]
     ),
     op!(
-        0xAE,
+        WRITE_AND_VERIFY_12,
         None,
         "WRITE AND VERIFY(12)",
         Write,
@@ -477,7 +524,7 @@ pub(crate) static OPS: &[Op] = &[
         [0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]
     ),
     op!(
-        0xAF,
+        VERIFY_12,
         None,
         "VERIFY(12)",
         Read,
@@ -487,7 +534,7 @@ pub(crate) static OPS: &[Op] = &[
         [0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, C]
     ),
     op!(
-        0xB7,
+        READ_DEFECT_DATA_12,
         None,
         "READ DEFECT DATA(12)",
         Read,
@@ -523,7 +570,7 @@ pub(crate) fn entries(cfg: &DiskConfig, opcode: u8) -> impl Iterator<Item = &'st
 /// only on an encrypted medium, and the ALUA rules of [`offered_with_alua`].
 pub(crate) fn offered(cfg: &DiskConfig, op: &Op) -> bool {
     (cfg.thin_provisioning || !op.thin)
-        && (cfg.crypto_erase || (op.opcode, op.sa) != (0x48, Some(sanitize::CRYPTO_ERASE)))
+        && (cfg.crypto_erase || (op.opcode, op.sa) != (SANITIZE, Some(sa::CRYPTO_ERASE)))
         && offered_with_alua(cfg, op)
 }
 
@@ -533,8 +580,10 @@ pub(crate) fn offered(cfg: &DiskConfig, op: &Op) -> bool {
 /// CODES.
 pub(crate) fn offered_with_alua(cfg: &DiskConfig, op: &Op) -> bool {
     match (op.opcode, op.sa) {
-        (0xA3, Some(0x0A)) => cfg.port_group != 0,
-        (0x16 | 0x17 | 0x56 | 0x57 | 0x5E | 0x5F, _) => !cfg.multi_host(),
+        (MAINTENANCE_IN, Some(sa::REPORT_TARGET_PORT_GROUPS)) => cfg.port_group != 0,
+        (RESERVE_6 | RELEASE_6 | RESERVE_10 | RELEASE_10 | PERSISTENT_RESERVE_IN | PERSISTENT_RESERVE_OUT, _) => {
+            !cfg.multi_host()
+        }
         _ => true,
     }
 }
@@ -601,7 +650,7 @@ mod tests {
     fn a_bit_outside_the_mask_points_at_its_byte_and_bit() {
         let cfg = DiskConfig::default();
         // READ(10) with RDPROTECT = 001b: byte 1 bit 5.
-        match lookup(&cfg, &[0x28, 0x20, 0, 0, 0, 0, 0, 0, 1, 0]) {
+        match lookup(&cfg, &[READ_10, 0x20, 0, 0, 0, 0, 0, 0, 1, 0]) {
             Lookup::Invalid(s) => assert_eq!(s.sks, Some([0xC8 | 5, 0, 1])),
             Lookup::Found(_) => panic!("accepted a reserved bit"),
         }
@@ -610,7 +659,7 @@ mod tests {
     #[test]
     fn unknown_service_action_is_invalid_field_not_opcode() {
         let cfg = DiskConfig::default();
-        match lookup(&cfg, &[0x9E, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]) {
+        match lookup(&cfg, &[SERVICE_ACTION_IN_16, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]) {
             Lookup::Invalid(s) => assert_eq!(s.code(), crate::sense::AscAscq::INVALID_FIELD_IN_CDB),
             Lookup::Found(op) => panic!("found {}", op.name),
         }

@@ -21,10 +21,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub(crate) const OVERWRITE: u8 = 0x01;
-pub(crate) const BLOCK_ERASE: u8 = 0x02;
-pub(crate) const CRYPTO_ERASE: u8 = 0x03;
-pub(crate) const EXIT_FAILURE_MODE: u8 = 0x1F;
+use crate::opcode::service_action::{BLOCK_ERASE, CRYPTO_ERASE, EXIT_FAILURE_MODE, OVERWRITE};
 
 /// LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS.
 const IN_PROGRESS: AscAscq = AscAscq(0x04, 0x1B);

@@ -12,8 +12,8 @@
 //! - discard: `b'D'`, offset u64, length u64 (reads as zeros afterwards);
 //! - commit: `b'C'`, monotonic nanoseconds u64 — the writes and discards since the previous commit are durable.
 
+use super::Backend;
 use parking_lot::Mutex;
-use scsi::Backend;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
@@ -184,7 +184,7 @@ mod tests {
     #[test]
     fn only_flushed_writes_reach_the_medium() {
         let dir = tempfile::tempdir().unwrap();
-        let inner: Arc<dyn Backend> = Arc::new(scsi::RamBackend::new(1 << 16));
+        let inner: Arc<dyn Backend> = Arc::new(crate::RamBackend::new(1 << 16));
         let log = DurabilityLog::new(inner, &dir.path().join("log")).unwrap();
         log.write_at(0, &[1; 512]).unwrap();
         log.flush().unwrap();

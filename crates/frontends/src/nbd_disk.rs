@@ -4,10 +4,9 @@ use bytes::Bytes;
 use class::{ClassError, DiskClass};
 use hal::{Buffer, Placement, PAGE_SIZE};
 use nbd::{Capabilities, DeviceError, Extent, PayloadBuf, WritePayload};
+use passthrough::sysmem::SystemMemoryPayload;
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
-use passthrough::sysmem::SystemMemoryPayload;
 
 /// The largest request the export takes in one call.
 pub const MAX_REQUEST: u32 = 32 << 20;
@@ -55,7 +54,7 @@ fn nbd_error(e: ClassError) -> DeviceError {
     match e {
         ClassError::WriteProtected => DeviceError::ReadOnly,
         ClassError::OutOfRange { .. } => DeviceError::Invalid,
-        ClassError::IllegalRequest { asc, .. } if asc == scsi_proto::AscAscq::INVALID_COMMAND_OPCODE.0 => {
+        ClassError::IllegalRequest { code } if code.0 == scsi_proto::AscAscq::INVALID_COMMAND_OPCODE.0 => {
             DeviceError::NotSupported
         }
         ClassError::BadRequest(_) => DeviceError::Invalid,
@@ -182,13 +181,15 @@ impl nbd::BlockDevice for ClassDisk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-    use crate::machine::Machine;
-    use crate::size::ByteSize;
     use nbd::{BlockDevice, BufferPool};
+    use port::LuAddress;
 
-    fn machine() -> Machine {
-        Machine::build(&Config::in_process(ByteSize(16 << 20), ByteSize(64 << 20))).expect("machine builds")
+    /// The reference card on DMA channel 5 with a 16 MiB RAM disk, opened by the class driver.
+    fn machine() -> (rig::Machine, Arc<DiskClass>) {
+        let m = rig::Machine::new(5, (16 << 20) / 512);
+        let address = LuAddress { path_id: 0, target_id: 0, lun: 0 };
+        let class = DiskClass::open(m.handle.clone(), address, m.mem.clone()).expect("the disk opens");
+        (m, Arc::new(class))
     }
 
     fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -197,8 +198,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn payload_received_in_system_memory_is_written_through_the_dma_model() {
-        let m = machine();
-        let class = Arc::new(m.open_first_disk().unwrap());
+        let (_m, class) = machine();
         let max = class.limits().maximum_transfer_length as u64;
         let disk = ClassDisk::new(class.clone(), false);
         let len = (1 << 20) + 4096;
@@ -213,26 +213,35 @@ mod tests {
         assert_eq!(after.dma_ops - before.dma_ops, (len as u64).div_ceil(max), "one DMA operation per SRB");
         assert_eq!(after.dma_bytes - before.dma_bytes, len as u64, "every byte moved by the DMA model");
         assert_eq!(&disk.read(8192, len as u32).await.unwrap()[..], &data[..]);
-        m.shutdown();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn payload_in_a_server_buffer_is_copied_into_system_memory_and_written() {
-        let m = machine();
-        let disk = ClassDisk::new(Arc::new(m.open_first_disk().unwrap()), false);
+        let (_m, class) = machine();
+        let disk = ClassDisk::new(class, false);
         let data = pattern(65536, 0xa5);
         let mut buf = BufferPool::new(1 << 20).take(data.len());
         buf.as_mut().copy_from_slice(&data);
         disk.write_payload(0, WritePayload::pooled(buf), true).await.unwrap();
         assert_eq!(&disk.read(0, data.len() as u32).await.unwrap()[..], &data[..]);
-        m.shutdown();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn read_only_disk_hands_out_no_payload_buffer() {
-        let m = machine();
-        let disk = ClassDisk::new(Arc::new(m.open_first_disk().unwrap()), true);
+        let (_m, class) = machine();
+        let disk = ClassDisk::new(class, true);
         assert!(matches!(disk.payload_buffer(4096).await, Err(DeviceError::ReadOnly)));
-        m.shutdown();
+    }
+
+    #[test]
+    fn class_driver_failures_become_nbd_errors() {
+        use scsi_proto::AscAscq;
+        assert!(matches!(nbd_error(ClassError::WriteProtected), DeviceError::ReadOnly));
+        let unsupported = ClassError::IllegalRequest { code: AscAscq::INVALID_COMMAND_OPCODE };
+        assert!(matches!(nbd_error(unsupported), DeviceError::NotSupported));
+        let out = ClassError::OutOfRange { lba: 9, blocks: 1, capacity: 8 };
+        assert!(matches!(nbd_error(out), DeviceError::Invalid));
+        let medium = ClassError::Medium { lba: Some(7), code: AscAscq::UNRECOVERED_READ_ERROR };
+        assert!(matches!(nbd_error(medium), DeviceError::Io(m) if m.contains("LBA Some(7)")));
     }
 }

@@ -246,6 +246,7 @@ impl ScsiBackend for LunMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use scsi_proto::opcode::READ_10;
 
     #[test]
     fn report_luns_lists_the_map_and_honours_the_allocation_length() {
@@ -269,13 +270,13 @@ mod tests {
     #[test]
     fn a_changed_map_is_reported_once_per_nexus_and_report_luns_clears_it() {
         let m = LunMap::new("iqn.x");
-        assert!(!m.unit_attention(1, Some(0x28)), "a new nexus has nothing to be told");
-        assert!(!m.unit_attention(2, Some(0x28)));
+        assert!(!m.unit_attention(1, Some(READ_10)), "a new nexus has nothing to be told");
+        assert!(!m.unit_attention(2, Some(READ_10)));
         m.generation.fetch_add(1, Ordering::AcqRel);
         assert!(!m.unit_attention(1, Some(INQUIRY)), "INQUIRY does not report it");
-        assert!(m.unit_attention(1, Some(0x28)));
-        assert!(!m.unit_attention(1, Some(0x28)), "reported once");
+        assert!(m.unit_attention(1, Some(READ_10)));
+        assert!(!m.unit_attention(1, Some(READ_10)), "reported once");
         assert!(!m.unit_attention(2, Some(REPORT_LUNS)), "REPORT LUNS clears it without reporting");
-        assert!(!m.unit_attention(2, Some(0x28)));
+        assert!(!m.unit_attention(2, Some(READ_10)));
     }
 }

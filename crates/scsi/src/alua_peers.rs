@@ -11,7 +11,7 @@
 //! applied the reset's effects — unit attention 06/29/00 on all its nexuses — before the reset completes, so the
 //! initiator's next command on any path sees it.
 
-use scsi::{AluaState, Disk, ObjectWatch, PortGroup, RbdBackend};
+use crate::{AluaState, Disk, ObjectWatch, PortGroup, RbdBackend};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
