@@ -42,6 +42,7 @@ pub mod service_action {
     pub const READ_FULL_STATUS: u8 = 0x03;
     /// PERSISTENT RESERVE OUT.
     pub const PREEMPT_AND_ABORT: u8 = 0x05;
+    pub const REGISTER_AND_MOVE: u8 = 0x07;
     /// RECEIVE COPY RESULTS.
     pub const COPY_STATUS: u8 = 0x00;
     pub const OPERATING_PARAMETERS: u8 = 0x03;
