@@ -277,6 +277,16 @@ pub(crate) static OPS: &[Op] = &[
         [0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C]
     ),
     op!(
+        0x5F,
+        Some(0x07),
+        "PERSISTENT RESERVE OUT / REGISTER AND MOVE",
+        Service,
+        false,
+        false,
+        pr::pr_out,
+        [0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C]
+    ),
+    op!(
         0x88,
         None,
         "READ(16)",
