@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 use scsi::{Begin, Nexus, Outcome};
 
 use crate::backend::{DataDirection, Residual, ScsiBackend, ScsiCommand, ScsiResponse, TmfResponse};
+use crate::ports::Ports;
 
 /// Runs each command to completion on a `scsi::Target`.
 ///
@@ -21,18 +22,20 @@ use crate::backend::{DataDirection, Residual, ScsiBackend, ScsiCommand, ScsiResp
 pub struct DirectBackend {
     target: Arc<scsi::Target>,
     in_place: bool,
+    /// Initiator ports of the sessions, for TransportIDs (`crate::ports`).
+    ports: Arc<Ports>,
 }
 
 impl DirectBackend {
     /// Commands run on the blocking pool: right for LUNs over files.
     pub fn new(target: Arc<scsi::Target>) -> DirectBackend {
-        DirectBackend { target, in_place: false }
+        DirectBackend { target, in_place: false, ports: Arc::default() }
     }
 
     /// Commands run on the connection's task: only for LUNs whose backend never blocks
     /// (RAM).
     pub fn in_place(target: Arc<scsi::Target>) -> DirectBackend {
-        DirectBackend { target, in_place: true }
+        DirectBackend { target, in_place: true, ports: Arc::default() }
     }
 
     /// A target with one RAM disk of `bytes` bytes (512-byte blocks) at LUN 0.
@@ -121,12 +124,8 @@ pub fn run_command(target: &scsi::Target, cmd: &ScsiCommand) -> ScsiResponse {
     }
 }
 
-impl ScsiBackend for DirectBackend {
-    fn luns(&self) -> Vec<u64> {
-        self.target.luns()
-    }
-
-    async fn execute(&self, cmd: ScsiCommand) -> ScsiResponse {
+impl DirectBackend {
+    async fn run(&self, cmd: ScsiCommand) -> ScsiResponse {
         if self.in_place {
             return run_command(&self.target, &cmd);
         }
@@ -137,6 +136,20 @@ impl ScsiBackend for DirectBackend {
             // HARDWARE ERROR / INTERNAL TARGET FAILURE (SPC-4 table 28, 44h/00h).
             Err(_) => ScsiResponse::check_condition(0x04, 0x44, 0x00),
         }
+    }
+}
+
+impl ScsiBackend for DirectBackend {
+    fn luns(&self) -> Vec<u64> {
+        self.target.luns()
+    }
+
+    async fn execute(&self, cmd: ScsiCommand) -> ScsiResponse {
+        self.ports.run(cmd, |cmd| self.run(cmd)).await
+    }
+
+    fn initiator_port(&self, initiator: u64, name: &str, isid: [u8; 6]) {
+        self.ports.login(initiator, name, isid);
     }
 
     async fn abort_task(&self, _initiator: u64, _lun: u64, _tag: u32) -> TmfResponse {
