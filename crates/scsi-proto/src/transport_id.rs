@@ -156,7 +156,7 @@ pub fn parse(b: &[u8]) -> Result<(TransportId, usize), TransportIdError> {
                 return Err(TransportIdError::Reserved);
             }
             let add = be16(head, 2);
-            if add < 20 || add % 4 != 0 {
+            if add < 20 || !add.is_multiple_of(4) {
                 return Err(TransportIdError::Length);
             }
             let body = b.get(4..4 + add).ok_or(TransportIdError::Truncated)?;
@@ -167,7 +167,7 @@ pub fn parse(b: &[u8]) -> Result<(TransportId, usize), TransportIdError> {
                 return Err(TransportIdError::Format);
             }
             let add = be16(head, 2);
-            if add < 20 || add % 4 != 0 {
+            if add < 20 || !add.is_multiple_of(4) {
                 return Err(TransportIdError::Length);
             }
             let all = b.get(..4 + add).ok_or(TransportIdError::Truncated)?;

@@ -80,7 +80,13 @@ fn reserved_by_a() -> Disk {
 }
 
 /// (status, sense key, ASC, field pointer) of an outcome.
-fn answer(o: &Outcome) -> (ScsiStatus, u8, u8, Option<u16>) {
+type Answer = (ScsiStatus, u8, u8, Option<u16>);
+
+/// One rule: what it is, the state before, who sends the list, the list, the CDB's PARAMETER LIST LENGTH when it is
+/// not the list's, and the answer.
+type Row = (&'static str, Setup, Nexus, Move, Option<u32>, Answer);
+
+fn answer(o: &Outcome) -> Answer {
     match &o.sense {
         None => (o.status, 0, 0, None),
         Some(s) => {
@@ -92,9 +98,9 @@ fn answer(o: &Outcome) -> (ScsiStatus, u8, u8, Option<u16>) {
 }
 
 const CHECK: ScsiStatus = ScsiStatus::CHECK_CONDITION;
-const CONFLICT: (ScsiStatus, u8, u8, Option<u16>) = (ScsiStatus::RESERVATION_CONFLICT, 0, 0, None);
+const CONFLICT: Answer = (ScsiStatus::RESERVATION_CONFLICT, 0, 0, None);
 
-fn invalid_param(field: u16) -> (ScsiStatus, u8, u8, Option<u16>) {
+fn invalid_param(field: u16) -> Answer {
     (CHECK, 5, 0x26, Some(field))
 }
 
@@ -142,7 +148,7 @@ fn every_check_of_register_and_move_has_its_answer() {
     padded.tid.extend_from_slice(&[0; 4]);
     let device = Move { tid: IscsiName { name: "iqn.b".into(), isid: None }.encode(), ..Move::to("iqn.b") };
     #[rustfmt::skip]
-    let rows: Vec<(&str, Setup, Nexus, Move, Option<u32>, (ScsiStatus, u8, u8, Option<u16>))> = vec![
+    let rows: Vec<Row> = vec![
         ("list shorter than its header", ReservedByA, a, Move::to("iqn.b"), Some(20), (CHECK, 5, 0x1A, None)),
         ("TransportID past the list", ReservedByA, a, Move::to("iqn.b"), Some(40), (CHECK, 5, 0x1A, None)),
         ("TransportID data length below 24", ReservedByA, a, short_tid, None, invalid_param(20)),
