@@ -234,6 +234,13 @@ impl ScsiBackend for LunMap {
         TmfResponse::Complete
     }
 
+    fn initiator_port(&self, initiator: u64, name: &str, isid: [u8; 6]) {
+        let nexus = self.nexus(initiator);
+        for b in self.backends() {
+            b.initiator_port(nexus, name, isid);
+        }
+    }
+
     async fn nexus_loss(&self, initiator: u64) {
         let nexus = self.nexus(initiator);
         self.seen.lock().remove(&nexus);

@@ -126,6 +126,12 @@ pub trait ScsiBackend: Send + Sync + 'static {
         let _ = initiator;
         async {}
     }
+    /// A session's I_T nexus `initiator` is the initiator port `name` (as the initiator wrote it) with `isid`:
+    /// called once the login completes, before its first command, so that TransportIDs (SPC-4 §7.6.4.6) can be
+    /// mapped to nexuses and back (REGISTER AND MOVE, READ FULL STATUS).
+    fn initiator_port(&self, initiator: u64, name: &str, isid: [u8; 6]) {
+        let _ = (initiator, name, isid);
+    }
 }
 
 /// Decodes the 8-byte LUN field into a flat LUN number: peripheral (SAM-5 §4.7.2, method

@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 use scsi::{Begin, Nexus, Outcome};
 
 use crate::backend::{DataDirection, Residual, ScsiBackend, ScsiCommand, ScsiResponse, TmfResponse};
+use crate::ports::Ports;
 
 /// Runs each command to completion on a `scsi::Target`.
 ///
@@ -21,18 +22,20 @@ use crate::backend::{DataDirection, Residual, ScsiBackend, ScsiCommand, ScsiResp
 pub struct DirectBackend {
     target: Arc<scsi::Target>,
     in_place: bool,
+    /// Initiator ports of the sessions, for TransportIDs (`crate::ports`).
+    ports: Arc<Ports>,
 }
 
 impl DirectBackend {
     /// Commands run on the blocking pool: right for LUNs over files.
     pub fn new(target: Arc<scsi::Target>) -> DirectBackend {
-        DirectBackend { target, in_place: false }
+        DirectBackend { target, in_place: false, ports: Arc::default() }
     }
 
     /// Commands run on the connection's task: only for LUNs whose backend never blocks
     /// (RAM).
     pub fn in_place(target: Arc<scsi::Target>) -> DirectBackend {
-        DirectBackend { target, in_place: true }
+        DirectBackend { target, in_place: true, ports: Arc::default() }
     }
 
     /// A target with one RAM disk of `bytes` bytes (512-byte blocks) at LUN 0.
@@ -121,12 +124,8 @@ pub fn run_command(target: &scsi::Target, cmd: &ScsiCommand) -> ScsiResponse {
     }
 }
 
-impl ScsiBackend for DirectBackend {
-    fn luns(&self) -> Vec<u64> {
-        self.target.luns()
-    }
-
-    async fn execute(&self, cmd: ScsiCommand) -> ScsiResponse {
+impl DirectBackend {
+    async fn run(&self, cmd: ScsiCommand) -> ScsiResponse {
         if self.in_place {
             return run_command(&self.target, &cmd);
         }
@@ -137,6 +136,20 @@ impl ScsiBackend for DirectBackend {
             // HARDWARE ERROR / INTERNAL TARGET FAILURE (SPC-4 table 28, 44h/00h).
             Err(_) => ScsiResponse::check_condition(0x04, 0x44, 0x00),
         }
+    }
+}
+
+impl ScsiBackend for DirectBackend {
+    fn luns(&self) -> Vec<u64> {
+        self.target.luns()
+    }
+
+    async fn execute(&self, cmd: ScsiCommand) -> ScsiResponse {
+        self.ports.run(cmd, |cmd| self.run(cmd)).await
+    }
+
+    fn initiator_port(&self, initiator: u64, name: &str, isid: [u8; 6]) {
+        self.ports.login(initiator, name, isid);
     }
 
     async fn abort_task(&self, _initiator: u64, _lun: u64, _tag: u32) -> TmfResponse {
@@ -164,5 +177,68 @@ impl ScsiBackend for DirectBackend {
 
     async fn nexus_loss(&self, initiator: u64) {
         self.target.nexus_loss(Nexus::new(initiator));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::TaskAttr;
+    use scsi_proto::transport_id::{self, nexus_id, IscsiName, TransportId};
+
+    const ISID: [u8; 6] = [0x40, 0, 0, 0, 0, 7];
+
+    fn cmd(initiator: u64, cdb: &[u8], direction: DataDirection, data: &[u8]) -> ScsiCommand {
+        ScsiCommand {
+            initiator,
+            lun: 0,
+            task_tag: 1,
+            cdb: cdb.to_vec(),
+            attr: TaskAttr::Simple,
+            direction,
+            expected_len: if direction == DataDirection::In { 4096 } else { data.len() as u32 },
+            data_out: Bytes::copy_from_slice(data),
+        }
+    }
+
+    fn basic(key: u64, sa_key: u64) -> Vec<u8> {
+        let mut l = vec![0u8; 24];
+        l[0..8].copy_from_slice(&key.to_be_bytes());
+        l[8..16].copy_from_slice(&sa_key.to_be_bytes());
+        l
+    }
+
+    #[tokio::test]
+    async fn register_and_move_names_ports_by_iscsi_transport_ids() {
+        let t = DirectBackend::ram_disk(1 << 20).unwrap();
+        let (a, b) = (nexus_id("iqn.x:a", &ISID), nexus_id("iqn.x:b", &ISID));
+        t.initiator_port(a, "iqn.x:a", ISID);
+        t.initiator_port(b, "iqn.x:b", ISID);
+        for n in [a, b] {
+            let _ = t.execute(cmd(n, &[0; 6], DataDirection::None, &[])).await;
+        }
+        let pr = |sa: u8, rtype: u8| vec![0x5F, sa, rtype, 0, 0, 0, 0, 0, 24, 0];
+        assert_eq!(t.execute(cmd(a, &pr(0, 0), DataDirection::Out, &basic(0, 0xA))).await.status, 0);
+        assert_eq!(t.execute(cmd(a, &pr(1, 1), DataDirection::Out, &basic(0xA, 0))).await.status, 0);
+        let b_port = IscsiName { name: "iqn.x:b".into(), isid: Some(ISID) };
+        let tid = b_port.encode();
+        let mut list = basic(0xA, 0xB);
+        list[17] = 0x02; // UNREG
+        list[19] = 1;
+        list[20..24].copy_from_slice(&(tid.len() as u32).to_be_bytes());
+        list.extend_from_slice(&tid);
+        let n = (list.len() as u32).to_be_bytes();
+        let cdb = [0x5F, 0x07, 0x01, 0, 0, n[0], n[1], n[2], n[3], 0];
+        let r = t.execute(cmd(a, &cdb, DataDirection::Out, &list)).await;
+        assert_eq!(r.status, 0, "{:?}", r.sense);
+        let write = [0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+        assert_eq!(t.execute(cmd(b, &write, DataDirection::Out, &[1; 512])).await.status, 0);
+        assert_eq!(t.execute(cmd(a, &write, DataDirection::Out, &[1; 512])).await.status, 0x18);
+        let full = [0x5E, 0x03, 0, 0, 0, 0, 0, 0x10, 0, 0];
+        let r = t.execute(cmd(b, &full, DataDirection::In, &[])).await;
+        let d = &r.data_in;
+        let len = u32::from_be_bytes([d[28], d[29], d[30], d[31]]) as usize;
+        assert_eq!(transport_id::parse(&d[32..32 + len]).unwrap().0, TransportId::Iscsi(b_port));
+        assert_eq!(d.len(), 32 + len, "one registration: B's");
     }
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod digest;
 pub mod negotiate;
 pub mod pdu;
+pub mod ports;
 pub mod text;
 
 pub use backend::{DataDirection, Residual, ScsiBackend, ScsiCommand, ScsiResponse, TaskAttr, TmfResponse};

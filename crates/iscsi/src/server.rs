@@ -165,6 +165,9 @@ impl<B: ScsiBackend> IscsiServer<B> {
             losses: losses.clone(),
             nexus_loss_on_end: login.session_type == SessionType::Normal,
         });
+        if login.session_type == SessionType::Normal {
+            shared.backend.initiator_port(nexus_id(&key.initiator, &key.isid), &login.initiator_name, login.isid);
+        }
         let info = SessionInfo {
             config: login.target.and_then(|i| targets.get(i)),
             all_targets: &targets,
@@ -280,12 +283,8 @@ async fn send_login<W: tokio::io::AsyncWrite + Unpin>(
 }
 
 /// Stable 64-bit identifier of an I_T nexus from initiator name and ISID (FNV-1a), so
-/// the backend can tell initiators apart across reconnects.
+/// the backend can tell initiators apart across reconnects. The same function maps an iSCSI
+/// TransportID to its nexus (`scsi_proto::transport_id`).
 pub fn nexus_id(initiator: &str, isid: &[u8; 6]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in initiator.to_ascii_lowercase().bytes().chain(isid.iter().copied()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+    scsi_proto::transport_id::nexus_id(initiator, isid)
 }

@@ -37,6 +37,8 @@ pub struct PassThroughLuns {
     timeout_secs: u32,
     /// The copy manager's state (EXTENDED COPY, RECEIVE COPY RESULTS).
     copies: copy::CopyManager,
+    /// The initiator port behind each I_T nexus, for REGISTER AND MOVE and READ FULL STATUS TransportIDs.
+    ports: iscsi::ports::Ports,
 }
 
 impl PassThroughLuns {
@@ -54,6 +56,7 @@ impl PassThroughLuns {
             budget_pages: u32::try_from(pages).unwrap_or(u32::MAX),
             timeout_secs: 30,
             copies: copy::CopyManager::default(),
+            ports: iscsi::ports::Ports::new(on_the_bus),
         }
     }
 
@@ -65,6 +68,16 @@ impl PassThroughLuns {
     async fn release_queue(&self, address: LuAddress) {
         self.adapter.release_queue(address).await;
     }
+}
+
+/// The top bit a card sets in a requester's identity when it presents it on the bus, keeping it apart from every
+/// card's own identity (`docs/hba.md`, `SET IDENTITY`; the ESP card's identity latch the same): the I_T nexus a disk
+/// sees for an SRB with `requester_nexus` `id` is `id | REQUESTER`.
+pub const REQUESTER: u64 = 1 << 63;
+
+/// The identity a disk sees for requester identity `id`.
+pub fn on_the_bus(id: u64) -> u64 {
+    id | REQUESTER
 }
 
 /// Bytes and direction of the data a READ/WRITE/WRITE AND VERIFY CDB asks for, from its transfer length.
@@ -103,6 +116,9 @@ impl ScsiBackend for PassThroughLuns {
             if preempt::is_preempt_and_abort(&cmd.cdb) {
                 return self.preempt_and_abort(cmd).await;
             }
+            if iscsi::ports::is_register_and_move(&cmd.cdb) || iscsi::ports::is_read_full_status(&cmd.cdb) {
+                return self.ports.run(cmd, |cmd| self.pass_through(cmd)).await;
+            }
             let bs = self.block_sizes.get(&cmd.lun).copied().unwrap_or(512);
             let sent = if cmd.direction == DataDirection::Out { u64::from(cmd.expected_len) } else { 0 };
             // Without any data-out the LU's own checks (write protection, the CDB) come first and a short
@@ -112,6 +128,10 @@ impl ScsiBackend for PassThroughLuns {
             }
         }
         self.pass_through(cmd).await
+    }
+
+    fn initiator_port(&self, initiator: u64, name: &str, isid: [u8; 6]) {
+        self.ports.login(initiator, name, isid);
     }
 
     async fn abort_task(&self, initiator: u64, _lun: u64, tag: u32) -> TmfResponse {

@@ -73,8 +73,14 @@ impl PassThroughLuns {
             return r;
         }
         let (Some(before), Some(after)) = (before, self.registrations(lun).await) else { return r };
-        for victim in before.keys().filter(|&&i| i != initiator && !after.contains_key(&i)) {
-            self.abort_task_set(*victim, lun).await;
+        // The registrations name each nexus as the disk sees it (`super::on_the_bus`); tasks are kept by the
+        // requester identity.
+        let gone: Vec<u64> =
+            before.keys().copied().filter(|&i| i != super::on_the_bus(initiator) && !after.contains_key(&i)).collect();
+        let requesters: std::collections::BTreeSet<u64> =
+            self.tasks.lock().keys().map(|&(i, _)| i).filter(|&i| gone.contains(&super::on_the_bus(i))).collect();
+        for victim in requesters {
+            self.abort_task_set(victim, lun).await;
         }
         r
     }

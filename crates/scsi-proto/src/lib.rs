@@ -12,6 +12,7 @@ pub mod inquiry;
 pub mod opcode;
 pub mod sense;
 pub mod status;
+pub mod transport_id;
 
 pub use direction::DataDirection;
 pub use sense::{AscAscq, Sense, SenseKey};

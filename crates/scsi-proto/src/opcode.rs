@@ -76,6 +76,7 @@ pub mod service_action {
     pub const PREEMPT: u8 = 0x04;
     pub const PREEMPT_AND_ABORT: u8 = 0x05;
     pub const REGISTER_AND_IGNORE_EXISTING_KEY: u8 = 0x06;
+    pub const REGISTER_AND_MOVE: u8 = 0x07;
     /// EXTENDED COPY: the LID1 parameter list format (SPC-4; LID4 is 01h).
     pub const EXTENDED_COPY_LID1: u8 = 0x00;
     /// RECEIVE COPY RESULTS.

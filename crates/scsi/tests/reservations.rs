@@ -203,7 +203,8 @@ fn pr_out_needs_a_24_byte_list_and_a_valid_type() {
     good(&prout(&d, A, 0, 0, 0, 0xA, false));
     assert_eq!(sense(&prout(&d, A, 1, 2, 0xA, 0, false)), (5, 0x24, 0x00));
     assert_eq!(sense(&prout(&d, A, 1, 0x11, 0xA, 0, false)), (5, 0x24, 0x00));
-    let o = execute(&d, A, &[0x5F, 7, 0, 0, 0, 0, 0, 0, 24, 0], &[0; 24], 0).0;
+    // Service action 08h is not defined (REGISTER AND MOVE, 07h, has tests of its own).
+    let o = execute(&d, A, &[0x5F, 8, 0, 0, 0, 0, 0, 0, 24, 0], &[0; 24], 0).0;
     assert_eq!(sense(&o), (5, 0x24, 0x00));
 }
 

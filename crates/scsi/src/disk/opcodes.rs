@@ -334,6 +334,16 @@ pub(crate) static OPS: &[Op] = &[
         [0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C]
     ),
     op!(
+        PERSISTENT_RESERVE_OUT,
+        Some(sa::REGISTER_AND_MOVE),
+        "PERSISTENT RESERVE OUT / REGISTER AND MOVE",
+        Service,
+        false,
+        false,
+        pr::pr_out,
+        [0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, C]
+    ),
+    op!(
         READ_16,
         None,
         "READ(16)",

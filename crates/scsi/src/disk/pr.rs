@@ -1,14 +1,18 @@
 //! Reservations: SPC-2 RESERVE/RELEASE and SPC-4 persistent reservations (§5.9), with
 //! registrations kept per I_T nexus and, when an initiator asks for APTPL, saved to a
-//! state file that survives restart.
+//! state file that survives restart. REGISTER AND MOVE (§5.9.9) names its destination by a
+//! TransportID; `docs/scsi-features.md` ("REGISTER AND MOVE") gives how TransportIDs map to
+//! the I_T nexus identities this unit sees.
 
 use super::opcodes::Class;
 use super::{ConfigError, Inner};
 use crate::cdb::{be16, be32, be64, get, len32, set32, PutBe};
+use crate::opcode::service_action as sa;
 use crate::sense::{AscAscq, Sense};
 use crate::status::{Outcome, ScsiStatus};
 use crate::task::{Begin, Nexus};
 use parking_lot::Mutex;
+use scsi_proto::transport_id::{self, IscsiName, TransportId, TransportIdError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,8 +43,29 @@ struct State {
     registrations: BTreeMap<u64, u64>,
     reservation: Option<Holder>,
     aptpl: bool,
+    /// I_T nexus → the initiator port behind it, for registrants whose port was named to this unit (by a
+    /// TransportID); READ FULL STATUS reports it.
+    #[serde(default)]
+    ports: BTreeMap<u64, Port>,
     #[serde(skip)]
     spc2: Option<Nexus>,
+}
+
+/// An iSCSI initiator port as the state file keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Port {
+    name: String,
+    isid: Option<[u8; 6]>,
+}
+
+impl Port {
+    fn of(p: &IscsiName) -> Self {
+        Port { name: p.name.clone(), isid: p.isid }
+    }
+
+    fn name(&self) -> IscsiName {
+        IscsiName { name: self.name.clone(), isid: self.isid }
+    }
 }
 
 impl State {
@@ -178,13 +203,13 @@ pub(crate) fn pr_in(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
     let mut out = Vec::new();
     out.put32(s.generation);
     match sa {
-        0x00 => {
+        sa::READ_KEYS => {
             out.put32(len32(8 * s.registrations.len()));
             for key in s.registrations.values() {
                 out.put64(*key);
             }
         }
-        0x01 => match s.reservation {
+        sa::READ_RESERVATION => match s.reservation {
             Some(h) => {
                 out.put32(16);
                 let key =
@@ -197,7 +222,7 @@ pub(crate) fn pr_in(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
             }
             None => out.put32(0),
         },
-        0x02 => {
+        sa::REPORT_CAPABILITIES => {
             out.clear();
             out.put16(8);
             let ptpl_c = u8::from(inner.pr.file.is_some());
@@ -208,22 +233,22 @@ pub(crate) fn pr_in(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
             out.put16(0);
         }
         _ => {
-            // READ FULL STATUS: the nexus id is opaque to this layer, so each TransportID
-            // uses the "no specific protocol" identifier (0Fh) with the id in bytes 8..16.
+            // READ FULL STATUS: each registration is of one I_T nexus through this unit's one target port
+            // (ALL_TG_PT 0, ATP_C 0). Its TransportID is the stack's nexus form: the identity this unit sees and,
+            // when it was named to the unit, the initiator port's own TransportID (docs/scsi-features.md).
             out.put32(0);
+            let port = own_port(inner);
             for (&initiator, &key) in &s.registrations {
                 let n = Nexus { initiator };
                 out.put64(key);
                 out.put32(0);
                 let holder = s.holds(n);
-                out.push(0x02 | u8::from(holder)); // ALL_TG_PT, R_HOLDER
+                out.push(u8::from(holder)); // R_HOLDER
                 out.push(if holder { s.reservation.map_or(0, |h| h.rtype & 0x0F) } else { 0 });
                 out.put32(0);
-                out.put16(0); // relative target port identifier
-                out.put32(24);
-                let mut tid = [0u8; 24];
-                tid[0] = 0x0F;
-                tid[8..16].copy_from_slice(&initiator.to_be_bytes());
+                out.put16(port);
+                let tid = TransportId::Nexus { id: initiator, port: s.ports.get(&initiator).map(Port::name) }.encode();
+                out.put32(len32(tid.len()));
                 out.extend_from_slice(&tid);
             }
             let n = len32(out.len() - 8);
@@ -233,14 +258,31 @@ pub(crate) fn pr_in(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
     Begin::data_in(out, alloc)
 }
 
-/// PERSISTENT RESERVE OUT (SPC-4 §6.16): the basic 24-byte parameter list. REGISTER AND
-/// MOVE needs transport identifiers this layer does not have and is not offered
-/// (docs/scsi-features.md).
+/// The relative target port identifier of the one port this unit is reached through: its ALUA group's port,
+/// or port 1 (SPC-4 §7.8.6.4 reserves 0).
+fn own_port(inner: &Inner) -> u16 {
+    if inner.alua.enabled() {
+        inner.alua.own()
+    } else {
+        1
+    }
+}
+
+/// PERSISTENT RESERVE OUT (SPC-4 §6.16): the basic 24-byte parameter list, or REGISTER AND
+/// MOVE's list with a TransportID.
 pub(crate) fn pr_out(inner: &Arc<Inner>, nexus: Nexus, cdb: &[u8]) -> Begin {
     let sa = cdb[1] & 0x1F;
     let scope = cdb[2] >> 4;
     let rtype = cdb[2] & 0x0F;
     let len = u64::from(be32(cdb, 5));
+    if sa == sa::REGISTER_AND_MOVE {
+        // At least the header and the shortest TransportID; the list itself is checked once it is in.
+        if len < 24 {
+            return Begin::check(Sense::param_list_length_error());
+        }
+        let inner2 = inner.clone();
+        return Begin::param_out(len, move |list| pr_out_apply(&inner2, nexus, sa, scope, rtype, &list));
+    }
     if len != 24 {
         return Begin::check(Sense::param_list_length_error());
     }
@@ -255,6 +297,9 @@ fn valid_type(t: u8) -> bool {
 fn pr_out_apply(inner: &Inner, n: Nexus, sa: u8, scope: u8, rtype: u8, list: &[u8]) -> Outcome {
     let res_key = be64(list, 0);
     let sa_key = be64(list, 8);
+    if sa == sa::REGISTER_AND_MOVE {
+        return register_and_move(inner, n, list);
+    }
     let flags = get(list, 20);
     let spec_i_pt = flags & 0x08 != 0;
     let aptpl = flags & 0x01 != 0;
@@ -274,8 +319,8 @@ fn pr_out_apply(inner: &Inner, n: Nexus, sa: u8, scope: u8, rtype: u8, list: &[u
     let mine = s.key(n);
     let mut notify: Vec<(u64, AscAscq)> = Vec::new();
     let outcome = match sa {
-        0x00 | 0x06 => {
-            let ignore = sa == 0x06;
+        sa::REGISTER | sa::REGISTER_AND_IGNORE_EXISTING_KEY => {
+            let ignore = sa == sa::REGISTER_AND_IGNORE_EXISTING_KEY;
             match mine {
                 None if !ignore && res_key != 0 => conflict(),
                 None => {
@@ -302,7 +347,7 @@ fn pr_out_apply(inner: &Inner, n: Nexus, sa: u8, scope: u8, rtype: u8, list: &[u
             }
         }
         _ if mine != Some(res_key) => conflict(),
-        0x01 => match s.reservation {
+        sa::RESERVE => match s.reservation {
             None => {
                 s.reservation = Some(Holder { initiator: n.initiator, rtype });
                 Outcome::good()
@@ -310,7 +355,7 @@ fn pr_out_apply(inner: &Inner, n: Nexus, sa: u8, scope: u8, rtype: u8, list: &[u
             Some(h) if s.holds(n) && h.rtype == rtype => Outcome::good(),
             Some(_) => conflict(),
         },
-        0x02 => match s.reservation {
+        sa::RELEASE => match s.reservation {
             Some(h) if s.holds(n) => {
                 if h.rtype != rtype {
                     inner.check(Sense::new(crate::sense::SenseKey::IllegalRequest, AscAscq::INVALID_RELEASE_OF_PR))
@@ -326,7 +371,7 @@ fn pr_out_apply(inner: &Inner, n: Nexus, sa: u8, scope: u8, rtype: u8, list: &[u
             }
             _ => Outcome::good(),
         },
-        0x03 => {
+        sa::CLEAR => {
             for &i in s.registrations.keys().filter(|&&i| i != n.initiator) {
                 notify.push((i, AscAscq::RESERVATIONS_PREEMPTED));
             }
@@ -335,9 +380,24 @@ fn pr_out_apply(inner: &Inner, n: Nexus, sa: u8, scope: u8, rtype: u8, list: &[u
             s.generation = s.generation.wrapping_add(1);
             Outcome::good()
         }
-        0x04 | 0x05 => preempt(inner, &mut s, n, sa_key, rtype, &mut notify),
+        sa::PREEMPT | sa::PREEMPT_AND_ABORT => preempt(inner, &mut s, n, sa_key, rtype, &mut notify),
         _ => inner.check(Sense::invalid_field_in_cdb(1, Some(4))),
     };
+    commit(inner, s, before, outcome, notify)
+}
+
+/// Keep what the service action changed (forgetting the ports of nexuses no longer registered), persist it, and
+/// post the unit attentions it caused; if the persistent copy cannot be written, nothing changes.
+fn commit(
+    inner: &Inner,
+    mut s: parking_lot::MutexGuard<'_, State>,
+    before: State,
+    outcome: Outcome,
+    notify: Vec<(u64, AscAscq)>,
+) -> Outcome {
+    let pr = &inner.pr;
+    let State { ports, registrations, .. } = &mut *s;
+    ports.retain(|i, _| registrations.contains_key(i));
     if outcome.is_good() && pr.persist(&s).is_err() {
         // Nothing changes unless the persistent copy does too.
         *s = before;
@@ -351,6 +411,95 @@ fn pr_out_apply(inner: &Inner, n: Nexus, sa: u8, scope: u8, rtype: u8, list: &[u
         inner.ua.post(Nexus { initiator }, code);
     }
     outcome
+}
+
+/// A REGISTER AND MOVE parameter list that cannot be acted on.
+fn bad_list(inner: &Inner, byte: u16, bit: Option<u8>) -> Outcome {
+    inner.check(Sense::invalid_field_in_param(byte, bit))
+}
+
+/// REGISTER AND MOVE (SPC-4 §5.9.9, parameter list §6.16.4): register the I_T nexus the TransportID names with the
+/// SERVICE ACTION RESERVATION KEY and make it the reservation holder, with the reservation's scope and type; with
+/// UNREG, unregister the I_T nexus the command came on. The checks, in order (docs/scsi-features.md has the table):
+/// list lengths, the caller's registration and key, an existing reservation, not an all-registrants one, the caller
+/// holding it, a non-zero key to give, APTPL only where it can be kept, the target port, the TransportID, and a
+/// destination other than the caller.
+fn register_and_move(inner: &Inner, n: Nexus, list: &[u8]) -> Outcome {
+    let res_key = be64(list, 0);
+    let sa_key = be64(list, 8);
+    let flags = get(list, 17);
+    let (unreg, aptpl) = (flags & 0x02 != 0, flags & 0x01 != 0);
+    let rel_port = be16(list, 18);
+    let tid_len = u64::from(be32(list, 20));
+    if list.len() < 24 || 24 + tid_len > list.len() as u64 {
+        return inner.check(Sense::param_list_length_error());
+    }
+    if tid_len < 24 {
+        return bad_list(inner, 20, None);
+    }
+    let tid = &list[24..24 + tid_len as usize];
+    let pr = &inner.pr;
+    let mut s = pr.state.lock();
+    let before = s.clone();
+    if s.key(n) != Some(res_key) {
+        return conflict();
+    }
+    let Some(res) = s.reservation else {
+        return inner.check(Sense::invalid_field_in_cdb(1, Some(4)));
+    };
+    if all_registrants(res.rtype) || !s.holds(n) {
+        return conflict();
+    }
+    if sa_key == 0 {
+        return bad_list(inner, 8, None);
+    }
+    if aptpl && pr.file.is_none() {
+        return bad_list(inner, 17, Some(0));
+    }
+    if rel_port != own_port(inner) {
+        return bad_list(inner, 18, None);
+    }
+    let (dest, port) = match resolve(&s, tid) {
+        Ok(d) => d,
+        Err(byte) => return bad_list(inner, byte, None),
+    };
+    if dest == n.initiator {
+        return bad_list(inner, 24, None);
+    }
+    s.registrations.insert(dest, sa_key);
+    if let Some(p) = port {
+        s.ports.insert(dest, Port::of(&p));
+    }
+    s.reservation = Some(Holder { initiator: dest, rtype: res.rtype });
+    if unreg {
+        s.registrations.remove(&n.initiator);
+    }
+    s.generation = s.generation.wrapping_add(1);
+    s.aptpl = aptpl;
+    commit(inner, s, before, Outcome::good(), Vec::new())
+}
+
+/// The I_T nexus a REGISTER AND MOVE TransportID names, and its initiator port when the TransportID names one; on
+/// error, the byte of the parameter list at fault. An iSCSI initiator port (FORMAT CODE 01b) is the nexus the iSCSI
+/// target gives that name and ISID; an initiator device (00b) is its one registered port this unit knows by name;
+/// the stack's nexus form names the identity directly.
+fn resolve(s: &State, tid: &[u8]) -> Result<(u64, Option<IscsiName>), u16> {
+    let (t, used) = transport_id::parse(tid).map_err(|e: TransportIdError| 24 + e.field())?;
+    if used != tid.len() {
+        // The TransportID is shorter than TRANSPORTID PARAMETER DATA LENGTH says.
+        return Err(20);
+    }
+    match t {
+        TransportId::Nexus { id, port } => Ok((id, port)),
+        TransportId::Iscsi(p) if p.isid.is_some() => Ok((p.nexus_id(), Some(p))),
+        TransportId::Iscsi(p) => {
+            let mut named = s.ports.iter().filter(|(_, q)| q.name == p.name);
+            match (named.next(), named.next()) {
+                (Some((&id, q)), None) => Ok((id, Some(q.name()))),
+                _ => Err(24 + 4),
+            }
+        }
+    }
 }
 
 /// Remove a registration; a holder of a single-holder reservation loses it, and the last

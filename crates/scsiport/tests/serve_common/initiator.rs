@@ -104,7 +104,12 @@ impl Initiator {
         let l = lba.to_be_bytes();
         let n = blocks.to_be_bytes();
         let cdb = [0x28, 0, l[0], l[1], l[2], l[3], 0, n[0], n[1], 0];
-        let len = blocks as usize * 512;
+        self.command_in(&cdb, blocks as usize * 512)
+    }
+
+    /// A command with a data-in phase of at most `len` bytes: the status and the data (CHECK CONDITION retried
+    /// once, as in [`Initiator::command`]).
+    pub fn command_in(&mut self, cdb: &[u8], len: usize) -> (u8, Vec<u8>) {
         for _ in 0..2 {
             let mut bhs = [0u8; 48];
             bhs[0] = 0x01;
@@ -114,7 +119,7 @@ impl Initiator {
             bhs[20..24].copy_from_slice(&(len as u32).to_be_bytes());
             bhs[24..28].copy_from_slice(&self.cmd_sn.to_be_bytes());
             bhs[28..32].copy_from_slice(&self.exp_stat_sn.to_be_bytes());
-            bhs[32..42].copy_from_slice(&cdb);
+            bhs[32..32 + cdb.len()].copy_from_slice(cdb);
             self.cmd_sn = self.cmd_sn.wrapping_add(1);
             self.send(&bhs, &[]);
             let mut data = Vec::with_capacity(len);
