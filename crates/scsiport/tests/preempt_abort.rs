@@ -67,3 +67,53 @@ async fn preempt_and_abort_takes_the_reservation_and_the_victim_sees_its_unit_at
     assert!(adapter.violations().is_empty(), "{:?}", adapter.violations());
     m.shutdown();
 }
+
+/// PREEMPT AND ABORT aborts what the preempted initiator has in flight (SPC-4 §5.9.11.5), through the port driver's
+/// abort: B's READ hangs in the target (fault injection) until A's PREEMPT AND ABORT ends it, long before the
+/// pass-through path's 30 s timeout would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preempt_and_abort_ends_the_preempted_initiators_task_in_flight() {
+    let m = Machine::build(&Config::in_process(ByteSize(8 << 20), ByteSize(64 << 20))).unwrap();
+    let adapter = m.adapter("scsi0").unwrap().clone();
+    let luns = std::sync::Arc::new(PassThroughLuns::new(adapter.clone(), m.memory().clone(), &[(0, 0, 512)]));
+    for i in [A, B] {
+        let _ = run(&luns, i, &[0; 6], DataDirection::None, &[]).await;
+    }
+    for (i, key) in [(A, 0xAAu64), (B, 0xBB)] {
+        let (cdb, list) = prout(0x00, 0, 0, key);
+        assert_eq!(run(&luns, i, &cdb, DataDirection::Out, &list).await.status, 0);
+    }
+    let (cdb, list) = prout(0x01, 0x01, 0xBB, 0);
+    assert_eq!(run(&luns, B, &cdb, DataDirection::Out, &list).await.status, 0);
+
+    // B's next READ(10) never completes on its own.
+    let disk = m.disk("scsi0", 0, 0).expect("disk").clone();
+    disk.faults().set_opcodes(Some(vec![scsi_proto::opcode::READ_10]));
+    disk.faults().set_hang(1);
+    let b_luns = luns.clone();
+    let read =
+        tokio::spawn(async move { run(&b_luns, B, &[0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0], DataDirection::In, &[]).await });
+    for _ in 0..500 {
+        if !disk.faults().hang_requested() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(!disk.faults().hang_requested(), "B's READ never reached the disk");
+    assert!(!read.is_finished(), "B's READ completed although the disk holds it");
+
+    let (cdb, list) = prout(0x05, 0x01, 0xAA, 0xBB);
+    let r = run(&luns, A, &cdb, DataDirection::Out, &list).await;
+    assert_eq!(r.status, 0, "{:?}", r.sense);
+    let r = tokio::time::timeout(std::time::Duration::from_secs(15), read)
+        .await
+        .expect("PREEMPT AND ABORT left B's READ running")
+        .expect("B's READ task");
+    assert_ne!(r.status, 0, "an aborted READ reported GOOD");
+    disk.faults().clear_all();
+    // The unit goes on.
+    let read10 = [0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+    assert_eq!(run(&luns, A, &read10, DataDirection::In, &[]).await.status, 0);
+    assert!(adapter.violations().is_empty(), "{:?}", adapter.violations());
+    m.shutdown();
+}
