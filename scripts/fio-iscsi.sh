@@ -18,10 +18,11 @@ sha256=d2410e13e0f379d061d077cc5ae325835bb7c6186aa7bafc1df954cbc9b014fc
 url="http://deb.debian.org/debian/pool/main/f/fio/fio_${version}.orig.tar.gz"
 
 # The engine links libiscsi; configure finds it with pkg-config.
-if ! pkg-config --exists libiscsi 2>/dev/null; then
+if ! pkg-config --exists libiscsi 2>/dev/null || ! command -v curl >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
   sudo_=(); [ "$(id -u)" = 0 ] || sudo_=(sudo)
   "${sudo_[@]}" apt-get update -qq >&2
-  "${sudo_[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libiscsi-dev pkg-config zlib1g-dev >/dev/null
+  "${sudo_[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libiscsi-dev pkg-config zlib1g-dev curl make \
+    >/dev/null
 fi
 
 rm -rf "$dir" && mkdir -p "$dir"
