@@ -2,55 +2,44 @@
 //! the disk, and reading them around the command (on the glue's own I_T nexus) leaves every initiator's unit attentions
 //! for that initiator.
 
-use bytes::Bytes;
-use iscsi::{DataDirection, ScsiBackend, ScsiCommand, ScsiResponse, TaskAttr};
+mod serve_common;
+
+use iscsi::DataDirection;
 use passthrough::PassThroughLuns;
+use port::AdapterHandle;
 use scsi_proto::{AscAscq, Sense, SenseKey};
 use scsiport::config::Config;
 use scsiport::machine::Machine;
 use scsiport::size::ByteSize;
+use serve_common::pass_through::{pr_out, run};
+use std::sync::Arc;
 
 const A: u64 = 0xA;
 const B: u64 = 0xB;
 
-async fn run(luns: &PassThroughLuns, initiator: u64, cdb: &[u8], dir: DataDirection, out: &[u8]) -> ScsiResponse {
-    let len = if dir == DataDirection::In { 1024 } else { out.len() as u32 };
-    let cmd = ScsiCommand {
-        initiator,
-        lun: 0,
-        task_tag: 1,
-        cdb: cdb.to_vec(),
-        attr: TaskAttr::Simple,
-        direction: dir,
-        expected_len: len,
-        data_out: Bytes::copy_from_slice(out),
-    };
-    luns.execute(cmd).await
-}
-
-fn prout(sa: u8, rtype: u8, key: u64, sa_key: u64) -> ([u8; 10], Vec<u8>) {
-    let mut list = vec![0u8; 24];
-    list[0..8].copy_from_slice(&key.to_be_bytes());
-    list[8..16].copy_from_slice(&sa_key.to_be_bytes());
-    ([0x5F, sa, rtype, 0, 0, 0, 0, 0, 24, 0], list)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn preempt_and_abort_takes_the_reservation_and_the_victim_sees_its_unit_attention() {
+/// A machine with one disk on which A (key AAh) and B (key BBh) are registered and B holds a write-exclusive
+/// reservation.
+async fn b_holds_the_reservation() -> (Machine, AdapterHandle, Arc<PassThroughLuns>) {
     let m = Machine::build(&Config::in_process(ByteSize(8 << 20), ByteSize(64 << 20))).unwrap();
     let adapter = m.adapter("scsi0").unwrap().clone();
-    let luns = PassThroughLuns::new(adapter.clone(), m.memory().clone(), &[(0, 0, 512)]);
+    let luns = Arc::new(PassThroughLuns::new(adapter.clone(), m.memory().clone(), &[(0, 0, 512)]));
     for i in [A, B] {
         let _ = run(&luns, i, &[0; 6], DataDirection::None, &[]).await;
     }
     for (i, key) in [(A, 0xAAu64), (B, 0xBB)] {
-        let (cdb, list) = prout(0x00, 0, 0, key);
+        let (cdb, list) = pr_out(0x00, 0, 0, key);
         assert_eq!(run(&luns, i, &cdb, DataDirection::Out, &list).await.status, 0);
     }
-    // B holds a write-exclusive reservation; A preempts it and aborts B's tasks.
-    let (cdb, list) = prout(0x01, 0x01, 0xBB, 0);
+    let (cdb, list) = pr_out(0x01, 0x01, 0xBB, 0);
     assert_eq!(run(&luns, B, &cdb, DataDirection::Out, &list).await.status, 0);
-    let (cdb, list) = prout(0x05, 0x01, 0xAA, 0xBB);
+    (m, adapter, luns)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preempt_and_abort_takes_the_reservation_and_the_victim_sees_its_unit_attention() {
+    // B holds a write-exclusive reservation; A preempts it and aborts B's tasks.
+    let (m, adapter, luns) = b_holds_the_reservation().await;
+    let (cdb, list) = pr_out(0x05, 0x01, 0xAA, 0xBB);
     let r = run(&luns, A, &cdb, DataDirection::Out, &list).await;
     assert_eq!(r.status, 0, "{:?}", r.sense);
     // B's first command reports REGISTRATIONS PREEMPTED: the glue's reads did not take it.
@@ -73,18 +62,7 @@ async fn preempt_and_abort_takes_the_reservation_and_the_victim_sees_its_unit_at
 /// pass-through path's 30 s timeout would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preempt_and_abort_ends_the_preempted_initiators_task_in_flight() {
-    let m = Machine::build(&Config::in_process(ByteSize(8 << 20), ByteSize(64 << 20))).unwrap();
-    let adapter = m.adapter("scsi0").unwrap().clone();
-    let luns = std::sync::Arc::new(PassThroughLuns::new(adapter.clone(), m.memory().clone(), &[(0, 0, 512)]));
-    for i in [A, B] {
-        let _ = run(&luns, i, &[0; 6], DataDirection::None, &[]).await;
-    }
-    for (i, key) in [(A, 0xAAu64), (B, 0xBB)] {
-        let (cdb, list) = prout(0x00, 0, 0, key);
-        assert_eq!(run(&luns, i, &cdb, DataDirection::Out, &list).await.status, 0);
-    }
-    let (cdb, list) = prout(0x01, 0x01, 0xBB, 0);
-    assert_eq!(run(&luns, B, &cdb, DataDirection::Out, &list).await.status, 0);
+    let (m, adapter, luns) = b_holds_the_reservation().await;
 
     // B's next READ(10) never completes on its own.
     let disk = m.disk("scsi0", 0, 0).expect("disk").clone();
@@ -102,7 +80,7 @@ async fn preempt_and_abort_ends_the_preempted_initiators_task_in_flight() {
     assert!(!disk.faults().hang_requested(), "B's READ never reached the disk");
     assert!(!read.is_finished(), "B's READ completed although the disk holds it");
 
-    let (cdb, list) = prout(0x05, 0x01, 0xAA, 0xBB);
+    let (cdb, list) = pr_out(0x05, 0x01, 0xAA, 0xBB);
     let r = run(&luns, A, &cdb, DataDirection::Out, &list).await;
     assert_eq!(r.status, 0, "{:?}", r.sense);
     let r = tokio::time::timeout(std::time::Duration::from_secs(15), read)

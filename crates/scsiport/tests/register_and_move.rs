@@ -5,40 +5,18 @@
 
 mod serve_common;
 
-use bytes::Bytes;
-use iscsi::{DataDirection, ScsiBackend, ScsiCommand, ScsiResponse, TaskAttr};
+use iscsi::{DataDirection, ScsiBackend};
 use passthrough::PassThroughLuns;
 use scsi_proto::transport_id::{self, nexus_id, IscsiName, TransportId};
 use scsiport::config::Config;
 use scsiport::machine::Machine;
 use scsiport::size::ByteSize;
 use serve_common::initiator::{write10, Initiator};
-use serve_common::{free_port, Graceful};
+use serve_common::pass_through::{pr_out, run};
+use serve_common::{ServeOptions, Server};
 
 const ISID: [u8; 6] = [0x00, 0x02, 0x3d, 0x00, 0x00, 0x01];
 const WR_EX: u8 = 1;
-
-async fn run(luns: &PassThroughLuns, initiator: u64, cdb: &[u8], dir: DataDirection, out: &[u8]) -> ScsiResponse {
-    let len = if dir == DataDirection::In { 1024 } else { out.len() as u32 };
-    let cmd = ScsiCommand {
-        initiator,
-        lun: 0,
-        task_tag: 1,
-        cdb: cdb.to_vec(),
-        attr: TaskAttr::Simple,
-        direction: dir,
-        expected_len: len,
-        data_out: Bytes::copy_from_slice(out),
-    };
-    luns.execute(cmd).await
-}
-
-fn basic(sa: u8, rtype: u8, key: u64, sa_key: u64) -> ([u8; 10], Vec<u8>) {
-    let mut list = vec![0u8; 24];
-    list[0..8].copy_from_slice(&key.to_be_bytes());
-    list[8..16].copy_from_slice(&sa_key.to_be_bytes());
-    ([0x5F, sa, rtype, 0, 0, 0, 0, 0, 24, 0], list)
-}
 
 /// REGISTER AND MOVE to `tid`, relative target port 1.
 fn register_and_move(key: u64, sa_key: u64, unreg: bool, tid: &[u8]) -> ([u8; 10], Vec<u8>) {
@@ -85,9 +63,9 @@ async fn the_glue_moves_a_reservation_to_an_iscsi_port_through_the_port_driver()
     let b = nexus_id(b_name, &ISID) ^ salt;
     luns.initiator_port(a, "IQN.2026-12.test:A", ISID);
     let _ = run(&luns, a, &[0; 6], DataDirection::None, &[]).await;
-    let (cdb, list) = basic(0x00, 0, 0, 0xA);
+    let (cdb, list) = pr_out(0x00, 0, 0, 0xA);
     assert_eq!(run(&luns, a, &cdb, DataDirection::Out, &list).await.status, 0);
-    let (cdb, list) = basic(0x01, WR_EX, 0xA, 0);
+    let (cdb, list) = pr_out(0x01, WR_EX, 0xA, 0);
     assert_eq!(run(&luns, a, &cdb, DataDirection::Out, &list).await.status, 0);
 
     // B has never logged in: the move registers the nexus B will have.
@@ -126,22 +104,14 @@ async fn the_glue_moves_a_reservation_to_an_iscsi_port_through_the_port_driver()
 
 /// PERSISTENT RESERVE OUT with a basic parameter list over a session.
 fn prout(c: &mut Initiator, sa: u8, rtype: u8, key: u64, sa_key: u64) -> u8 {
-    let (cdb, list) = basic(sa, rtype, key, sa_key);
+    let (cdb, list) = pr_out(sa, rtype, key, sa_key);
     c.command(&cdb, &list)
 }
 
 #[test]
 fn serve_moves_a_reservation_between_iscsi_sessions_by_transport_id() {
-    let (nbd, iscsi) = (free_port(), free_port());
-    let _server = Graceful::start([
-        "--ram".to_string(),
-        "--disk-size".into(),
-        "16MiB".into(),
-        "--nbd-listen".into(),
-        format!("127.0.0.1:{nbd}"),
-        "--iscsi-listen".into(),
-        format!("127.0.0.1:{iscsi}"),
-    ]);
+    let server = Server::start(&ServeOptions { iscsi: true, ..ServeOptions::ram("16MiB") });
+    let iscsi = server.iscsi_port.expect("the iSCSI target's port");
     let target = "iqn.2026-11.io.scsiport:default";
     let (a_name, b_name, c_name) = ("iqn.2026-12.test:pr-a", "iqn.2026-12.test:pr-b", "iqn.2026-12.test:pr-c");
     let mut a = Initiator::login(iscsi, target, a_name);

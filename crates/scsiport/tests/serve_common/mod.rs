@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod initiator;
+pub mod pass_through;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -25,11 +26,8 @@ pub fn qemu_iscsi_root() -> Option<PathBuf> {
     if root.join("usr/bin/qemu-img").is_file() && root.join("usr/lib/x86_64-linux-gnu/qemu/block-iscsi.so").is_file() {
         return Some(root);
     }
-    if std::env::var_os("CI").is_some() {
-        panic!("no iSCSI-capable qemu-img under {} and CI is set: scripts/test.sh prepares it", dir.display());
-    }
-    eprintln!("skipping: no iSCSI-capable qemu-img under {} (run scripts/test.sh once)", dir.display());
-    None
+    let what = format!("no iSCSI-capable qemu-img under {}", dir.display());
+    missing(&what, ": scripts/test.sh prepares it", " (run scripts/test.sh once)")
 }
 
 /// Debian's `qemu-img` with its iSCSI block module under `root` (from [`qemu_iscsi_root`]), bounded like [`run`].
@@ -50,11 +48,8 @@ pub fn fio_iscsi() -> Option<PathBuf> {
     if bin.is_file() {
         return Some(bin);
     }
-    if std::env::var_os("CI").is_some() {
-        panic!("no fio with the libiscsi engine at {} and CI is set: scripts/test.sh builds it", bin.display());
-    }
-    eprintln!("skipping: no fio with the libiscsi engine at {} (run scripts/fio-iscsi.sh)", bin.display());
-    None
+    let what = format!("no fio with the libiscsi engine at {}", bin.display());
+    missing(&what, ": scripts/test.sh builds it", " (run scripts/fio-iscsi.sh)")
 }
 
 /// The path of an external tool, or `None` (with a message) when it is missing and `CI` is unset.
@@ -64,12 +59,19 @@ pub fn tool(name: &str) -> Option<PathBuf> {
         .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|c| c.is_file()))
         .unwrap_or(None);
     if found.is_none() {
-        if std::env::var_os("CI").is_some() {
-            panic!("{name} is not installed and CI is set (apt-get install -y libnbd-bin qemu-utils fio)");
-        }
-        eprintln!("skipping: {name} is not installed");
+        return missing(&format!("{name} is not installed"), " (apt-get install -y libnbd-bin qemu-utils fio)", "");
     }
     found
+}
+
+/// Something an interop test needs is `what` (missing): under `CI` the test fails, saying `under_ci` too (a skipped
+/// interop test would hide a broken machine); otherwise it is skipped with `otherwise` as the hint.
+fn missing<T>(what: &str, under_ci: &str, otherwise: &str) -> Option<T> {
+    if std::env::var_os("CI").is_some() {
+        panic!("{what} and CI is set{under_ci}");
+    }
+    eprintln!("skipping: {what}{otherwise}");
+    None
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
