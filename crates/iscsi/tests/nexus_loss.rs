@@ -164,6 +164,21 @@ fn drop_connection(c: Client) {
     drop(c);
 }
 
+/// B (nexus `b`) sends a TEST UNIT READY while the backend holds A's nexus loss: it must not reach the unit until the
+/// loss is let go, and then it succeeds.
+async fn b_waits_for_the_loss(backend: &Held, cb: &mut Client, b: u64) {
+    // B's command reaches the server after it saw A's end; a ping behind it on B's connection proves it was accepted.
+    let from = backend.log().len();
+    let itt = send(cb, &TEST_UNIT_READY).await;
+    assert!(cb.ping_ok().await);
+    // Give the command every chance to overtake the loss the backend is still carrying out.
+    let overtook = backend.seen_from(from, |s| s == format!("execute {b:#x} 0x00"), 100).await;
+    backend.proceed.notify_one();
+    let r = response(cb, itt).await;
+    assert!(!overtook, "B's command reached the unit before A's nexus loss was done: {:?}", backend.log());
+    assert_eq!(r.bhs[3], 0, "B's TEST UNIT READY after A's nexus loss: {:?}", backend.log());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_accepted_after_a_dropped_session_waits_for_its_nexus_loss() {
     let backend = Arc::new(Held::new(true, false));
@@ -176,16 +191,7 @@ async fn a_command_accepted_after_a_dropped_session_waits_for_its_nexus_loss() {
 
     drop_connection(ca);
     assert!(backend.seen(|s| s == format!("loss begins {a:#x}"), 2000).await, "the server saw A's connection end");
-    // B's command reaches the server after it saw A's end; a ping behind it on B's connection proves it was accepted.
-    let from = backend.log().len();
-    let itt = send(&mut cb, &TEST_UNIT_READY).await;
-    assert!(cb.ping_ok().await);
-    // Give the command every chance to overtake the loss the backend is still carrying out.
-    let overtook = backend.seen_from(from, |s| s == format!("execute {b:#x} 0x00"), 100).await;
-    backend.proceed.notify_one();
-    let r = response(&mut cb, itt).await;
-    assert!(!overtook, "B's command reached the unit before A's nexus loss was done: {:?}", backend.log());
-    assert_eq!(r.bhs[3], 0, "B's TEST UNIT READY after A's nexus loss: {:?}", backend.log());
+    b_waits_for_the_loss(&backend, &mut cb, b).await;
     let log = backend.log();
     let done = log.iter().position(|s| *s == format!("loss done {a:#x}"));
     let executed = log.iter().rposition(|s| *s == format!("execute {b:#x} 0x00"));
@@ -234,14 +240,7 @@ async fn a_logout_is_answered_with_the_nexus_loss_recorded() {
     let (r, _) = ca.recv_until(|p| p.opcode() == 0x26).await;
     assert_eq!(r.bhs[2], 0, "logout accepted");
     // Whatever B sends once A has its answer comes after A's nexus loss.
-    let from = backend.log().len();
-    let itt = send(&mut cb, &TEST_UNIT_READY).await;
-    assert!(cb.ping_ok().await);
-    let overtook = backend.seen_from(from, |s| s == format!("execute {b:#x} 0x00"), 100).await;
-    backend.proceed.notify_one();
-    let r = response(&mut cb, itt).await;
-    assert!(!overtook, "B's command overtook A's nexus loss: {:?}", backend.log());
-    assert_eq!(r.bhs[3], 0, "{:?}", backend.log());
+    b_waits_for_the_loss(&backend, &mut cb, b).await;
     assert!(backend.log().contains(&format!("loss done {a:#x}")));
     server.stop().await;
 }
