@@ -277,105 +277,27 @@ mod tests {
     #[test]
     fn each_malformation_has_its_error() {
         let good = port("iqn.a", Some([0; 6])).encode();
+        // `good` with one change made to it.
+        let patched = |change: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = good.clone();
+            change(&mut b);
+            b
+        };
         let cases: Vec<(Vec<u8>, TransportIdError)> = vec![
             (good[..3].to_vec(), TransportIdError::Truncated),
             (good[..good.len() - 1].to_vec(), TransportIdError::Truncated),
-            (
-                {
-                    let mut b = good.clone();
-                    b[0] = 0x46;
-                    b
-                },
-                TransportIdError::Protocol,
-            ),
-            (
-                {
-                    let mut b = good.clone();
-                    b[0] = 0x85;
-                    b
-                },
-                TransportIdError::Format,
-            ),
-            (
-                {
-                    let mut b = good.clone();
-                    b[0] = 0x55;
-                    b
-                },
-                TransportIdError::Reserved,
-            ),
-            (
-                {
-                    let mut b = good.clone();
-                    b[3] = 16;
-                    b
-                },
-                TransportIdError::Length,
-            ),
-            (
-                {
-                    let mut b = good.clone();
-                    b[3] -= 2;
-                    b
-                },
-                TransportIdError::Length,
-            ),
-            (
-                {
-                    let mut b = good.clone();
-                    b[9] = b';';
-                    b
-                },
-                TransportIdError::Separator,
-            ),
-            (
-                {
-                    let mut b = good.clone();
-                    b[15] = b'g';
-                    b
-                },
-                TransportIdError::Isid,
-            ),
-            (
-                {
-                    let mut b = good.clone();
-                    b[25] = 0;
-                    b
-                },
-                TransportIdError::Isid,
-            ),
-            (
-                {
-                    let mut b = good.clone();
-                    b[27] = b'x';
-                    b
-                },
-                TransportIdError::Reserved,
-            ),
-            (
-                {
-                    let mut b = good.clone();
-                    b.iter_mut().skip(4).for_each(|x| *x = b'a');
-                    b
-                },
-                TransportIdError::Name,
-            ),
-            (
-                {
-                    let mut b = good.clone();
-                    b[4..9].fill(b' ');
-                    b
-                },
-                TransportIdError::Name,
-            ),
-            (
-                {
-                    let mut b = good.clone();
-                    b[4] = 0xFF;
-                    b
-                },
-                TransportIdError::Name,
-            ),
+            (patched(&|b| b[0] = 0x46), TransportIdError::Protocol),
+            (patched(&|b| b[0] = 0x85), TransportIdError::Format),
+            (patched(&|b| b[0] = 0x55), TransportIdError::Reserved),
+            (patched(&|b| b[3] = 16), TransportIdError::Length),
+            (patched(&|b| b[3] -= 2), TransportIdError::Length),
+            (patched(&|b| b[9] = b';'), TransportIdError::Separator),
+            (patched(&|b| b[15] = b'g'), TransportIdError::Isid),
+            (patched(&|b| b[25] = 0), TransportIdError::Isid),
+            (patched(&|b| b[27] = b'x'), TransportIdError::Reserved),
+            (patched(&|b| b.iter_mut().skip(4).for_each(|x| *x = b'a')), TransportIdError::Name),
+            (patched(&|b| b[4..9].fill(b' ')), TransportIdError::Name),
+            (patched(&|b| b[4] = 0xFF), TransportIdError::Name),
         ];
         for (i, (bytes, want)) in cases.into_iter().enumerate() {
             assert_eq!(parse(&bytes).map(|_| ()), Err(want), "case {i}");
