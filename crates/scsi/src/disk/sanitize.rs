@@ -253,9 +253,8 @@ pub(crate) fn sanitize(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
             })
         }
         BLOCK_ERASE if plen == 0 => Begin::Complete(begin_operation(inner, Method::BlockErase, immed, ause)),
-        CRYPTO_ERASE if plen == 0 && inner.cfg.crypto_erase => {
-            Begin::Complete(begin_operation(inner, Method::CryptoErase, immed, ause))
-        }
+        // Offered only on an encrypted medium: the command table refuses it on any other (`opcodes::offered`).
+        CRYPTO_ERASE if plen == 0 => Begin::Complete(begin_operation(inner, Method::CryptoErase, immed, ause)),
         EXIT_FAILURE_MODE if plen == 0 => {
             let mut phase = inner.sanitize.phase.lock();
             match *phase {
@@ -266,8 +265,7 @@ pub(crate) fn sanitize(inner: &Arc<Inner>, _: Nexus, cdb: &[u8]) -> Begin {
                 _ => Begin::check(Sense::new(SenseKey::IllegalRequest, SEQUENCE_ERROR)),
             }
         }
-        BLOCK_ERASE | EXIT_FAILURE_MODE => Begin::check(Sense::invalid_field_in_cdb(7, None)),
-        CRYPTO_ERASE if inner.cfg.crypto_erase => Begin::check(Sense::invalid_field_in_cdb(7, None)),
+        BLOCK_ERASE | CRYPTO_ERASE | EXIT_FAILURE_MODE => Begin::check(Sense::invalid_field_in_cdb(7, None)),
         _ => Begin::check(Sense::invalid_field_in_cdb(1, Some(4))),
     }
 }
